@@ -1,0 +1,316 @@
+"""The ``greeter`` command: a thin shell over the ``greeter_core`` API.
+
+``greeter --driver NAME`` greets once; ``list``, ``check``, ``run`` and
+``new-plugin`` are subcommands. Each command's module is imported only when
+that command runs, so the one-shot greeting pays for nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from .api import DEFAULT_NAME
+from .errors import GreeterError
+
+__all__ = ["main"]
+
+log = logging.getLogger(__name__)
+
+COMMANDS = {
+    "list": "list the installed plugins without loading them",
+    "check": "load and validate plugins, report ok/failed for each",
+    "run": "greet in a loop; hot-swap the driver over HTTP or SIGHUP",
+    "new-plugin": "write a new, tested plugin distribution to start from",
+}
+
+INSTALL_HINT = "no greeter plugins are installed; install one, e.g.: pip install greeter-english"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, as every user mistake should be."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or key != key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+
+def _loading(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--option",
+        dest="options",
+        metavar="KEY=VALUE",
+        type=_key_value,
+        action="append",
+        default=[],
+        help="pass an option to the plugin (its context.config); repeatable",
+    )
+    parser.add_argument(
+        "--isolation",
+        choices=("none", "process"),
+        default="none",
+        help="run the plugin in this process (none, fastest) or in a worker process that "
+        "cannot take the host down (process); default: none",
+    )
+    parser.add_argument(
+        "--call-timeout",
+        type=_positive_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="with --isolation process: kill a worker whose greet() takes longer (default: 5)",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="check every file of the plugin's distribution against its RECORD before loading",
+    )
+
+
+def _greet_parser(prog: str) -> argparse.ArgumentParser:
+    commands = "\n".join(f"  {prog} {name:<11} {text}" for name, text in COMMANDS.items())
+    parser = _Parser(
+        prog=prog,
+        description="Greet once with the plugin (driver) you name.",
+        epilog=f"commands (each has its own --help):\n{commands}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--driver", required=True, metavar="NAME", help="the plugin to greet with (see: greeter list)")
+    parser.add_argument("--name", default=DEFAULT_NAME, metavar="WHO", help=f"who to greet (default: {DEFAULT_NAME})")
+    _loading(parser)
+    _common(parser)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    return parser
+
+
+def _list_parser(prog: str) -> argparse.ArgumentParser:
+    parser = _Parser(prog=f"{prog} list", description="List installed plugins; nothing is imported.")
+    parser.add_argument("--json", action="store_true", help="print a JSON array of records")
+    _common(parser)
+    return parser
+
+
+def _check_parser(prog: str) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=f"{prog} check",
+        description="Load each plugin, check the Greeter contract and greet once; exit 1 if any fails.",
+    )
+    parser.add_argument("names", nargs="*", metavar="NAME", help="plugins to check (default: all installed)")
+    parser.add_argument("--json", action="store_true", help="print a JSON array of results")
+    _loading(parser)
+    _common(parser)
+    return parser
+
+
+def _run_parser(prog: str) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=f"{prog} run",
+        description="Greet in a loop. Swap the driver while running over HTTP (--control) or with "
+        "SIGHUP (--driver-file). A failing plugin is logged and counted; the loop goes on. "
+        "SIGINT or SIGTERM stops it with a summary on stderr.",
+    )
+    parser.add_argument("--driver", metavar="NAME", help="the plugin to start with (or read from --driver-file)")
+    parser.add_argument("--name", default=DEFAULT_NAME, metavar="WHO", help=f"who to greet (default: {DEFAULT_NAME})")
+    parser.add_argument(
+        "--interval", type=_seconds, default=1.0, metavar="SECONDS", help="pause between greetings (default: 1; 0 allowed)"
+    )
+    parser.add_argument("--count", type=_count, metavar="N", help="stop after N greetings (default: run until stopped)")
+    parser.add_argument(
+        "--control",
+        metavar="HOST:PORT",
+        help="serve the HTTP control endpoint there (e.g. 127.0.0.1:8080; port 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--control-token",
+        metavar="TOKEN",
+        help="require 'Authorization: Bearer TOKEN' on every control request; mandatory when binding "
+        "a non-loopback address (default: $GREETER_CONTROL_TOKEN)",
+    )
+    parser.add_argument(
+        "--driver-file",
+        metavar="PATH",
+        help="a file holding a driver name; SIGHUP re-reads it and switches to that driver",
+    )
+    _loading(parser)
+    _common(parser)
+    return parser
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _new_plugin_parser(prog: str) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=f"{prog} new-plugin",
+        description="Write a complete plugin distribution (pyproject.toml, package, tests using "
+        "greeter_core.testing, README) that installs and passes its tests as written.",
+    )
+    parser.add_argument("language", metavar="LANGUAGE", help="the driver name, e.g. esperanto")
+    parser.add_argument("--greeting", required=True, metavar="TEXT", help="the word of greeting, e.g. Saluton")
+    parser.add_argument("--dir", metavar="DIR", help="where to write it (default: ./greeter-LANGUAGE)")
+    _common(parser)
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _setup_logging(verbose: int, debug: bool, default: int = logging.WARNING) -> None:
+    level = logging.DEBUG if debug or verbose > 1 else logging.INFO if verbose == 1 else default
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _cmd_greet(args: argparse.Namespace) -> int:
+    from .loading import call_greet, close_quietly, load
+
+    greeter = load(
+        args.driver,
+        config=dict(args.options),
+        isolation=args.isolation,
+        verify=args.verify,
+        call_timeout=args.call_timeout,
+    )
+    try:
+        text = call_greet(greeter, args.name, args.driver)
+    finally:
+        close_quietly(greeter, args.driver)
+    print(text, flush=True)
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from .discovery import discover
+
+    plugins = discover()
+    if args.json:
+        import json
+
+        print(json.dumps([p.as_dict() for p in plugins], ensure_ascii=False, indent=2))
+        return 0
+    if not plugins:
+        print(INSTALL_HINT, file=sys.stderr)
+        return 0
+    _print_table(
+        ("NAME", "DISTRIBUTION", "VERSION", "TARGET"),
+        [(p.name, p.distribution, p.version, p.target) for p in plugins],
+    )
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .checking import check
+
+    results = check(
+        args.names or None,
+        config=dict(args.options),
+        isolation=args.isolation,
+        verify=args.verify,
+        call_timeout=args.call_timeout,
+    )
+    if args.json:
+        import json
+
+        print(json.dumps([r.as_dict() for r in results], ensure_ascii=False, indent=2))
+    elif not results:
+        print(INSTALL_HINT, file=sys.stderr)
+    else:
+        _print_table(
+            ("RESULT", "NAME", "DISTRIBUTION", "DETAIL"),
+            [("ok" if r.ok else "failed", r.name, r.distribution, r.detail) for r in results],
+        )
+    if not results:
+        return 1
+    return max((r.exit_code for r in results), default=0)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .runtime import run_from_cli
+
+    return run_from_cli(args)
+
+
+def _cmd_new_plugin(args: argparse.Namespace) -> int:
+    from .scaffold import scaffold
+
+    path = scaffold(args.language, args.greeting, args.dir)
+    print(path)
+    return 0
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    for row in (header, *rows):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+_HANDLERS: dict[str, tuple[Callable[[str], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]] = {
+    "greet": (_greet_parser, _cmd_greet),
+    "list": (_list_parser, _cmd_list),
+    "check": (_check_parser, _cmd_check),
+    "run": (_run_parser, _cmd_run),
+    "new-plugin": (_new_plugin_parser, _cmd_new_plugin),
+}
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "greeter") -> int:
+    """Run the ``greeter`` command; return its exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv.pop(0) if argv and argv[0] in COMMANDS else "greet"
+    make_parser, handler = _HANDLERS[command]
+    args = make_parser(prog).parse_args(argv)
+    _setup_logging(args.verbose, args.debug, logging.INFO if command == "run" else logging.WARNING)
+    try:
+        return handler(args)
+    except GreeterError as error:
+        if args.debug:
+            raise
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`greeter run | head`): stop quietly, and keep
+        # the interpreter's final flush of stdout from raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

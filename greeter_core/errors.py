@@ -1,0 +1,214 @@
+"""Every failure greeter reports: one base class, one subclass per failure.
+
+Each error carries the plugin it is about (``.plugin``, a
+:class:`~greeter_core.discovery.PluginInfo` when the distribution is known,
+and ``.driver``, the entry-point name) and a message that says what to do
+next. Errors pickle, because an isolated worker sends them to the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .discovery import PluginInfo
+
+__all__ = [
+    "DuplicateDriverError",
+    "GreeterError",
+    "HandshakeError",
+    "IntegrityError",
+    "NoSuchDriverError",
+    "PluginAPIVersionError",
+    "PluginCallError",
+    "PluginContractError",
+    "PluginLoadError",
+    "PluginTimeoutError",
+    "UsageError",
+    "WorkerCrashedError",
+]
+
+
+def describe(driver: str, plugin: PluginInfo | None) -> str:
+    """Name a plugin the way every message does: ``plugin 'x' (greeter-x 1.0)``."""
+    if plugin is None:
+        return f"plugin {driver!r}"
+    return f"plugin {driver!r} ({plugin.distribution} {plugin.version})"
+
+
+def _rebuild(cls: type[GreeterError], args: tuple[Any, ...], state: dict[str, Any]) -> GreeterError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
+class GreeterError(Exception):
+    """Base class of every error greeter raises on purpose."""
+
+    #: The exit status the CLI uses for this error: 1 for a broken plugin or
+    #: environment, 2 for a mistake in what the user asked for.
+    exit_code = 1
+
+    def __init__(self, message: str, *, driver: str | None = None, plugin: PluginInfo | None = None) -> None:
+        super().__init__(message)
+        self.driver = driver if driver is not None else (plugin.name if plugin else None)
+        self.plugin = plugin
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses have their own __init__ signatures; rebuild from state so
+        # that every one of them crosses a process border unchanged.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+class UsageError(GreeterError):
+    """The user asked for something that cannot work (bad option, bad address...)."""
+
+    exit_code = 2
+
+
+class NoSuchDriverError(GreeterError):
+    """No plugin of that name is registered in ``greeter.plugins``."""
+
+    exit_code = 2
+
+    def __init__(self, driver: str, installed: Iterable[str]) -> None:
+        self.installed = tuple(sorted(installed))
+        if self.installed:
+            message = (
+                f"no plugin named {driver!r} is installed (installed: {', '.join(self.installed)}); "
+                f"to add it: pip install greeter-{driver}"
+            )
+        else:
+            message = (
+                f"no plugin named {driver!r} is installed, and no greeter plugins are installed at all; "
+                f"install one, e.g.: pip install greeter-{driver}"
+            )
+        super().__init__(message, driver=driver)
+
+
+class DuplicateDriverError(GreeterError):
+    """Several distributions register the same plugin name; greeter will not guess."""
+
+    def __init__(self, driver: str, plugins: Iterable[PluginInfo]) -> None:
+        self.plugins = tuple(plugins)
+        providers = " and ".join(f"{p.distribution} {p.version} ({p.target})" for p in self.plugins)
+        message = (
+            f"plugin name {driver!r} is registered by {len(self.plugins)} distributions: {providers}; "
+            f"uninstall all but one (pip uninstall {self.plugins[-1].distribution})"
+        )
+        super().__init__(message, driver=driver)
+
+
+class PluginLoadError(GreeterError):
+    """The plugin's module failed to import, or its class failed to construct."""
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, error: str, *, target: str | None = None) -> None:
+        self.error = error
+        self.target = target if target is not None else (plugin.target if plugin else None)
+        distribution = plugin.distribution if plugin else f"the distribution providing {driver!r}"
+        message = (
+            f"{describe(driver, plugin)} failed to load: {error}; "
+            f"reinstall or fix {distribution} (--debug shows the traceback)"
+        )
+        super().__init__(message, driver=driver, plugin=plugin)
+
+
+class PluginContractError(GreeterError):
+    """The loaded object is not a Greeter: the type assertion of the Go original."""
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, problem: str) -> None:
+        self.problem = problem
+        distribution = plugin.distribution if plugin else "the plugin"
+        message = (
+            f"{describe(driver, plugin)} breaks the Greeter contract: {problem}; "
+            f"report it to the authors of {distribution}"
+        )
+        super().__init__(message, driver=driver, plugin=plugin)
+
+
+class PluginAPIVersionError(PluginContractError):
+    """The plugin was written for a newer plugin API than this core provides."""
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, wanted: int, provided: int) -> None:
+        self.wanted = wanted
+        self.provided = provided
+        GreeterError.__init__(
+            self,
+            f"{describe(driver, plugin)} needs greeter plugin API {wanted}, "
+            f"but this greeter-core provides API {provided}; upgrade greeter-core "
+            f"(pip install --upgrade greeter-core) or install an older "
+            f"{plugin.distribution if plugin else 'version of the plugin'}",
+            driver=driver,
+            plugin=plugin,
+        )
+        self.problem = f"needs plugin API {wanted} > {provided}"
+
+
+class PluginCallError(GreeterError):
+    """``greet()`` raised: the Go original's ``recover()``-ed panic."""
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, error: str) -> None:
+        self.error = error
+        super().__init__(f"{describe(driver, plugin)} failed: {error}", driver=driver, plugin=plugin)
+
+
+class WorkerCrashedError(GreeterError):
+    """The isolated worker running the plugin died (exit, signal, kill)."""
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, what: str) -> None:
+        self.what = what
+        super().__init__(
+            f"{describe(driver, plugin)} crashed its worker: {what}; the host is unaffected "
+            f"and the next call starts a fresh worker",
+            driver=driver,
+            plugin=plugin,
+        )
+
+
+class PluginTimeoutError(GreeterError):
+    """A call to an isolated plugin did not answer in time; its worker was killed."""
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(
+            f"{describe(driver, plugin)} did not answer within {seconds:g} s; its worker was "
+            f"killed (raise --call-timeout if the plugin is just slow)",
+            driver=driver,
+            plugin=plugin,
+        )
+
+
+class HandshakeError(GreeterError):
+    """The worker and the host do not speak the same protocol or plugin API."""
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, problem: str) -> None:
+        self.problem = problem
+        super().__init__(
+            f"{describe(driver, plugin)}: worker handshake refused: {problem}",
+            driver=driver,
+            plugin=plugin,
+        )
+
+
+class IntegrityError(GreeterError):
+    """A file of the plugin's distribution does not match its ``RECORD``."""
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        distribution = plugin.distribution if plugin else "the plugin"
+        super().__init__(
+            f"{describe(driver, plugin)} failed verification: {path}: {problem}; refusing to "
+            f"load it (reinstall {distribution} from a trusted source)",
+            driver=driver,
+            plugin=plugin,
+        )

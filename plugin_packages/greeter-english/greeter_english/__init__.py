@@ -1,0 +1,14 @@
+"""English greetings for greeter: ``greeter --driver english`` prints ``Hello Universe``."""
+
+from greeter_core import DEFAULT_NAME, Greeter
+
+__all__ = ["EnglishGreeter"]
+
+
+class EnglishGreeter(Greeter):
+    """Greets in English; the default greetee, the Universe, is translated."""
+
+    language = "English"
+
+    def greet(self, name: str) -> str:
+        return f"Hello {name or DEFAULT_NAME}"

@@ -1,0 +1,202 @@
+"""The `greeter` command, run as a real subprocess: greetings, listings, checks and every error path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from plugin_factory import PluginSpec, greeter_code
+
+LOGGING = """
+from greeter_core import Greeter
+
+class Plugin(Greeter):
+    def greet(self, name):
+        self.context.logger.warning("greeting %s", name)
+        return "Hi " + name + " " + self.context.config.get("punctuation", "")
+"""
+
+
+def assert_one_clean_line(stderr: str) -> str:
+    """User-facing failures are exactly one line and never a traceback."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+@pytest.mark.shipped
+@pytest.mark.parametrize(
+    ("driver", "greeting"),
+    [("english", "Hello Universe"), ("chinese", "你好宇宙"), ("german", "Hallo Universum"), ("spanish", "Hola Universo")],
+)
+def test_shipped_plugins_greet_the_universe(cli, driver: str, greeting: str) -> None:
+    """`greeter --driver X` prints the shipped plugin's greeting and exits 0, as in the Go original."""
+    result = cli("--driver", driver)
+    assert (result.returncode, result.stdout, result.stderr) == (0, greeting + "\n", "")
+
+
+@pytest.mark.shipped
+@pytest.mark.parametrize(
+    ("driver", "name", "greeting"),
+    [("english", "Zoë", "Hello Zoë"), ("chinese", "小明", "你好，小明"), ("german", "Jürgen", "Hallo Jürgen")],
+)
+def test_shipped_plugins_greet_a_unicode_name(cli, driver: str, name: str, greeting: str) -> None:
+    """--name changes the greetee, Unicode included."""
+    assert cli("--driver", driver, "--name", name).stdout == greeting + "\n"
+
+
+def test_greets_with_a_fixture_plugin_and_a_name(cli, install) -> None:
+    """Any installed plugin is reachable by its entry-point name."""
+    install(PluginSpec("klingon", code=greeter_code("nuqneH")))
+    result = cli("--driver", "klingon", "--name", "Worf")
+    assert (result.returncode, result.stdout) == (0, "nuqneH Worf\n")
+
+
+def test_options_reach_the_plugin_and_its_logs_reach_stderr(cli, install) -> None:
+    """--option key=value lands in context.config; the plugin's log line is tagged with its driver."""
+    install(PluginSpec("klingon", code=LOGGING))
+    result = cli("--driver", "klingon", "--name", "Worf", "--option", "punctuation=!")
+    assert result.stdout == "Hi Worf !\n"
+    assert "greeter.plugins.klingon: greeting Worf" in result.stderr
+
+
+def test_python_dash_m_is_the_same_command(cli) -> None:
+    """`python -m greeter_core --help` is the greeter command's help."""
+    result = cli("--help")
+    assert result.returncode == 0
+    assert "--driver NAME" in result.stdout
+
+
+def test_help_lists_the_commands(cli) -> None:
+    """The top-level help names every subcommand."""
+    out = cli("--help").stdout
+    for command in ("list", "check", "run", "new-plugin"):
+        assert f"greeter {command}" in out
+
+
+def test_unknown_driver_is_one_line_and_exit_2(cli, install) -> None:
+    """A driver name that is not installed is a user mistake: exit 2, installed names, install hint."""
+    install(PluginSpec("klingon"))
+    result = cli("--driver", "vulcan")
+    line = assert_one_clean_line(result.stderr)
+    assert result.returncode == 2
+    assert "klingon" in line and "pip install greeter-vulcan" in line
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--driver", "klingon", "--option", "novalue"],
+        ["--driver", "klingon", "--option", "=value"],
+        ["--driver", "klingon", "--isolation", "thread"],
+        ["--driver", "klingon", "--call-timeout", "0"],
+        ["--driver", "klingon", "--call-timeout", "soon"],
+        [],
+        ["--drvier", "klingon"],
+    ],
+    ids=["option-no-equals", "option-no-key", "bad-isolation", "zero-timeout", "bad-timeout", "no-driver", "typo"],
+)
+def test_bad_arguments_are_one_line_and_exit_2(cli, install, args: list[str]) -> None:
+    """Every malformed command line ends in one line on stderr and exit 2."""
+    install(PluginSpec("klingon"))
+    result = cli(*args)
+    line = assert_one_clean_line(result.stderr)
+    assert result.returncode == 2
+    assert line.startswith("greeter: error:")
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("import no_such_module_anywhere", "failed to load: ModuleNotFoundError"),
+        ("class Plugin:\n    def __init__(self, context): pass", "breaks the Greeter contract: Plugin has no greet()"),
+        (greeter_code("Hi").replace('return "Hi " + (name or "Universe")', "return 42"), "greet() returned int, not str"),
+        (greeter_code("Hi").replace('return "Hi " + (name or "Universe")', "raise RuntimeError(\"I'm gone.\")"),
+         "failed: RuntimeError: I'm gone."),
+        (greeter_code("Hi").replace('return "Hi " + (name or "Universe")', "import sys; sys.exit(1)"),
+         "failed: SystemExit: 1"),
+    ],
+    ids=["import-error", "no-greet", "returns-int", "greet-raises", "greet-sys-exit"],
+)
+def test_a_broken_plugin_is_one_line_and_exit_1(cli, install, code: str, expected: str) -> None:
+    """A broken plugin is the plugin's fault: exit 1, one line naming it and its distribution."""
+    install(PluginSpec("klingon", code=code))
+    result = cli("--driver", "klingon")
+    line = assert_one_clean_line(result.stderr)
+    assert result.returncode == 1
+    assert expected in line
+    assert "plugin 'klingon' (greeter-klingon 1.0)" in line
+
+
+def test_debug_shows_the_traceback(cli, install) -> None:
+    """--debug is for finding out why: the full traceback, including the plugin's own error."""
+    install(PluginSpec("klingon", code="import no_such_module_anywhere"))
+    result = cli("--driver", "klingon", "--debug")
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr
+    assert "ModuleNotFoundError" in result.stderr
+
+
+def test_list_shows_name_distribution_version_target(cli, install) -> None:
+    """`greeter list` is a table of installed plugins."""
+    spec = PluginSpec("klingon", version="2.5")
+    install(spec)
+    result = cli("list")
+    assert result.returncode == 0
+    row = next(line for line in result.stdout.splitlines() if line.startswith("klingon"))
+    assert row.split() == ["klingon", "greeter-klingon", "2.5", spec.target]
+
+
+def test_list_json_is_a_machine_readable_array(cli, install) -> None:
+    """`greeter list --json` gives scripts the same records as the Python API."""
+    spec = PluginSpec("klingon", version="2.5")
+    install(spec)
+    records = json.loads(cli("list", "--json").stdout)
+    assert {"name": "klingon", "distribution": "greeter-klingon", "version": "2.5", "target": spec.target} in records
+
+
+def test_list_does_not_import_plugins(cli, install) -> None:
+    """Listing must not run plugin code: a plugin that fails on import is still listed, quietly."""
+    install(PluginSpec("klingon", code="import sys\nsys.stderr.write('IMPORTED')\nraise SystemExit(9)"))
+    result = cli("list")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "klingon" in result.stdout
+
+
+def test_check_reports_each_plugin_and_fails_if_any_fails(cli, install) -> None:
+    """`greeter check` loads every plugin: ok lines for good ones, a failed line for a broken one, exit 1."""
+    install(PluginSpec("klingon"), PluginSpec("broken", code="import no_such_module_anywhere"))
+    result = cli("check", "klingon", "broken")
+    assert result.returncode == 1
+    rows = {line.split()[1]: line for line in result.stdout.splitlines()[1:]}
+    assert rows["klingon"].startswith("ok") and "Hi Universe" in rows["klingon"]
+    assert rows["broken"].startswith("failed") and "ModuleNotFoundError" in rows["broken"]
+
+
+def test_check_passes_when_all_named_plugins_work(cli, install) -> None:
+    """Exit 0 means every checked plugin loaded, validated and greeted."""
+    install(PluginSpec("klingon"))
+    result = cli("check", "klingon", "--json")
+    assert result.returncode == 0
+    [record] = json.loads(result.stdout)
+    assert record["ok"] is True and record["detail"] == "Hi Universe"
+
+
+def test_check_of_an_unknown_name_exits_2(cli, install) -> None:
+    """Asking to check a plugin that is not installed is the user's mistake."""
+    install(PluginSpec("klingon"))
+    result = cli("check", "vulcan")
+    assert result.returncode == 2
+    assert "no plugin named 'vulcan'" in result.stdout
+
+
+def test_duplicate_driver_names_both_distributions(cli, install) -> None:
+    """Two distributions registering one name: exit 1, both named, nothing greeted."""
+    install(PluginSpec("klingon"), PluginSpec("klingon", distribution="greeter-klingon-fork"))
+    result = cli("--driver", "klingon")
+    line = assert_one_clean_line(result.stderr)
+    assert result.returncode == 1
+    assert "greeter-klingon 1.0" in line and "greeter-klingon-fork 1.0" in line
+    assert result.stdout == ""

@@ -1,0 +1,86 @@
+"""Errors: one base class, a subclass per failure, messages that say what to do, pickling intact."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from greeter_core import errors
+from greeter_core.discovery import PluginInfo
+
+INFO = PluginInfo("panic", "greeter-panic", "1.0", "greeter_panic:Panic")
+OTHER = PluginInfo("panic", "greeter-other", "2.0", "other:Panic")
+
+ALL_ERRORS = [
+    errors.GreeterError("plain", driver="panic", plugin=INFO),
+    errors.UsageError("bad address"),
+    errors.NoSuchDriverError("french", ["english", "chinese"]),
+    errors.NoSuchDriverError("french", []),
+    errors.DuplicateDriverError("panic", [INFO, OTHER]),
+    errors.PluginLoadError("panic", INFO, "ModuleNotFoundError: No module named 'numpy'"),
+    errors.PluginContractError("panic", INFO, "greet() returned int, not str"),
+    errors.PluginAPIVersionError("panic", INFO, 7, 1),
+    errors.PluginCallError("panic", INFO, "RuntimeError: I'm gone."),
+    errors.WorkerCrashedError("panic", INFO, "exited with code 1"),
+    errors.PluginTimeoutError("panic", INFO, 5.0),
+    errors.HandshakeError("panic", INFO, "protocol 2 != 1"),
+    errors.IntegrityError("panic", INFO, "greeter_panic/__init__.py", "sha256 mismatch"),
+]
+
+
+@pytest.mark.parametrize("error", ALL_ERRORS, ids=lambda e: type(e).__name__)
+def test_every_error_survives_pickling(error: errors.GreeterError) -> None:
+    """An error sent from a worker arrives as the same class with the same message and attributes."""
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert str(copy) == str(error)
+    assert copy.__dict__ == error.__dict__
+
+
+@pytest.mark.parametrize("error", ALL_ERRORS, ids=lambda e: type(e).__name__)
+def test_every_error_is_a_greeter_error_with_an_exit_code(error: errors.GreeterError) -> None:
+    """Callers catch one base class; the CLI maps each failure to 1 (broken) or 2 (user mistake)."""
+    assert isinstance(error, errors.GreeterError)
+    assert error.exit_code in (1, 2)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [e for e in ALL_ERRORS if e.plugin is not None and type(e) is not errors.GreeterError],
+    ids=lambda e: type(e).__name__,
+)
+def test_plugin_errors_name_the_plugin_and_its_distribution(error: errors.GreeterError) -> None:
+    """A message about a plugin says which one and which distribution provided it."""
+    assert "'panic'" in str(error)
+    assert "greeter-panic" in str(error)
+    assert error.plugin == INFO
+    assert error.driver == "panic"
+
+
+def test_unknown_driver_lists_installed_drivers_and_the_install_command() -> None:
+    """The user learns what exists and how to get what they asked for."""
+    message = str(errors.NoSuchDriverError("french", ["english", "chinese"]))
+    assert "chinese, english" in message
+    assert "pip install greeter-french" in message
+
+
+def test_unknown_driver_with_nothing_installed_says_so() -> None:
+    """With no plugin at all, the message says none is installed rather than listing nothing."""
+    message = str(errors.NoSuchDriverError("french", []))
+    assert "no greeter plugins are installed" in message
+    assert "pip install greeter-french" in message
+
+
+def test_duplicate_names_both_distributions() -> None:
+    """Two distributions claiming one name are both named, with what to uninstall."""
+    message = str(errors.DuplicateDriverError("panic", [INFO, OTHER]))
+    assert "greeter-panic 1.0" in message and "greeter-other 2.0" in message
+    assert "pip uninstall" in message
+
+
+def test_api_version_error_names_both_versions_and_the_upgrade() -> None:
+    """The refusal says what the plugin wants, what the core has, and what to upgrade."""
+    message = str(errors.PluginAPIVersionError("panic", INFO, 7, 1))
+    assert "API 7" in message and "API 1" in message
+    assert "pip install --upgrade greeter-core" in message

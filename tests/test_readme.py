@@ -1,0 +1,44 @@
+"""The README is executable: CI runs its test command, and its plugin example really works."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+from conftest import REPO
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def code_block_after(marker: str) -> str:
+    """The first fenced code block following *marker* in the README."""
+    start = README.index(marker)
+    match = re.compile(r"```[a-z]*\n(.*?)```", re.S).search(README, start)
+    assert match, marker
+    return match.group(1)
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    """`.ci/run` calls the very command the README gives for the test matrix."""
+    command = code_block_after("Run the whole test matrix").strip()
+    assert command in (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+
+
+def test_the_plugin_written_from_the_readme_greets(tmp_path: Path, site: Path, cli) -> None:
+    """The 'Writing a plugin' example, copied as written, builds, installs and greets."""
+    from flit_core.wheel import make_wheel_in
+
+    project = tmp_path / "greeter-esperanto"
+    (project / "greeter_esperanto").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(code_block_after("`pyproject.toml`:"), encoding="utf-8")
+    (project / "greeter_esperanto" / "__init__.py").write_text(
+        code_block_after("`greeter_esperanto/__init__.py`:"), encoding="utf-8"
+    )
+    wheel = make_wheel_in(project / "pyproject.toml", tmp_path).file
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+
+    assert cli("--driver", "esperanto").stdout == "Saluton Universo\n"
+    assert cli("--driver", "esperanto", "--name", "Zamenhof").stdout == "Saluton Zamenhof\n"
+    assert cli("check", "esperanto").returncode == 0
