@@ -44,6 +44,8 @@ class PluginSpec:
     attr: str = "Plugin"
     extra_files: tuple[tuple[str, str], ...] = ()
     dependencies: tuple[str, ...] = ()
+    module_name: str = ""
+    """Fix the module name, e.g. for two versions of one plugin (default: unique per code)."""
 
     @property
     def dist(self) -> str:
@@ -53,6 +55,8 @@ class PluginSpec:
     def module(self) -> str:
         # Unique per distribution and code, so two fixture plugins never share
         # a module name in one process.
+        if self.module_name:
+            return self.module_name
         digest = hashlib.sha256(f"{self.dist}{self.version}{self.code}".encode()).hexdigest()[:8]
         return f"gt_{re.sub(r'[^a-z0-9]', '_', self.dist.lower())}_{digest}"
 

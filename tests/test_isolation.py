@@ -1,0 +1,314 @@
+"""Process isolation: a plugin that exits, crashes or hangs never takes the host down."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from isolation_helpers import (
+    ECHO_CONFIG,
+    EXIT,
+    FAULTS,
+    GOOD,
+    HANG,
+    IMPORT_FAILS,
+    NOISY,
+    PANIC,
+    SEGFAULT,
+    SYS_EXIT,
+    alive,
+    children,
+    kill_quietly,
+    wait_until,
+)
+
+from greeter_core import (
+    Greeter,
+    HandshakeError,
+    PluginCallError,
+    PluginLoadError,
+    PluginTimeoutError,
+    WorkerCrashedError,
+    load,
+)
+from greeter_core.worker import client as worker_client
+from greeter_core.worker.client import WorkerClient
+
+
+@pytest.fixture
+def plugins(install, on_path: Path) -> Path:
+    """Every fixture plugin installed and visible to this process (and so to its workers)."""
+    install(*FAULTS)
+    return on_path
+
+
+@pytest.fixture
+def isolated(plugins):  # type: ignore[no-untyped-def]
+    """``isolated(name, **options)`` starts a worker-backed greeter, closed after the test."""
+    opened: list[WorkerClient] = []
+
+    def start(name: str, **options: object) -> WorkerClient:
+        greeter = load(name, isolation="process", **options)  # type: ignore[arg-type]
+        opened.append(greeter)  # type: ignore[arg-type]
+        return greeter  # type: ignore[return-value]
+
+    yield start
+    for greeter in opened:
+        greeter.close()
+
+
+def test_an_isolated_greeter_greets_like_an_in_process_one(isolated) -> None:
+    """Same greet(), same answer; the plugin runs in another process."""
+    greeter = isolated("good")
+    assert isinstance(greeter, Greeter)
+    assert greeter.greet("Universe") == load("good").greet("Universe")
+    assert greeter.status()["pid"] not in (None, os.getpid())
+
+
+def test_the_handshake_reports_the_plugins_distribution_and_version(isolated) -> None:
+    """The worker tells the host which distribution and version it actually loaded."""
+    greeter = isolated("good")
+    assert greeter.plugin is not None
+    assert (greeter.plugin.distribution, greeter.plugin.version) == ("greeter-good", "1.0")
+
+
+def test_the_host_context_reaches_the_isolated_plugin(isolated) -> None:
+    """Options and the driver name cross the process border."""
+    greeter = isolated("echoconfig", config={"punctuation": "!"})
+    text = greeter.greet("Worf")
+    assert text.startswith("echoconfig [('punctuation', '!')] Worf ")
+    assert int(text.rsplit(" ", 1)[1]) == greeter.status()["pid"]
+
+
+@pytest.mark.parametrize(
+    ("plugin", "error", "expected"),
+    [
+        ("exit", WorkerCrashedError, "worker exited with code 3"),
+        ("segfault", WorkerCrashedError, "worker killed by signal SIGSEGV"),
+        ("hang", PluginTimeoutError, "did not answer within 0.5 s; its worker was killed"),
+    ],
+    ids=["os._exit", "segfault", "hang"],
+)
+def test_a_worker_fault_is_one_clear_error_and_the_worker_is_gone(isolated, plugin, error, expected) -> None:
+    """os._exit, a segfault and a hang each end in one error naming the plugin; no worker survives."""
+    greeter = isolated(plugin, call_timeout=0.5)
+    pid = greeter.status()["pid"]
+    with pytest.raises(error) as caught:
+        greeter.greet("Universe")
+    assert expected in str(caught.value)
+    assert f"plugin '{plugin}' (greeter-{plugin} 1.0)" in str(caught.value)
+    assert wait_until(lambda: not alive(pid))
+    assert greeter.status()["state"] in ("backoff", "stopped")
+
+
+@pytest.mark.parametrize(
+    ("plugin", "expected"),
+    [("panic", "failed: RuntimeError: I'm gone."), ("sysexit", "failed: SystemExit: 1")],
+)
+def test_a_plugin_exception_is_contained_inside_the_worker(isolated, plugin, expected) -> None:
+    """An exception or sys.exit() in greet() is reported, and the same worker keeps serving."""
+    greeter = isolated(plugin)
+    pid = greeter.status()["pid"]
+    for _ in range(2):
+        with pytest.raises(PluginCallError) as caught:
+            greeter.greet("Universe")
+        assert expected in str(caught.value)
+    assert greeter.status() == {"state": "running", "pid": pid, "restarts": 0, "last_exit": None}
+
+
+def test_a_worker_killed_from_outside_is_reported_and_replaced(isolated, monkeypatch) -> None:
+    """SIGKILL of the worker: the call in flight says so; the next call starts a fresh worker."""
+    monkeypatch.setattr(worker_client, "BACKOFF_BASE", 0.0)
+    greeter = isolated("hang", call_timeout=30)
+    pid = greeter.status()["pid"]
+    killer = subprocess.Popen([sys.executable, "-c", f"import os, time; time.sleep(0.5); os.kill({pid}, 9)"])
+    with pytest.raises(WorkerCrashedError) as caught:
+        greeter.greet("Universe")
+    killer.wait()
+    assert "worker killed by signal SIGKILL" in str(caught.value)
+    greeter.call_timeout = 0.5
+    with pytest.raises(PluginTimeoutError):
+        greeter.greet("Universe")  # a fresh worker, which hangs in turn
+    status = greeter.status()
+    assert status["restarts"] == 1 and status["pid"] != pid
+
+
+def test_after_a_crash_the_next_call_starts_a_fresh_worker(isolated, monkeypatch) -> None:
+    """Crash, then call again: a new worker (new pid) answers, and the restart is counted."""
+    monkeypatch.setattr(worker_client, "BACKOFF_BASE", 0.0)
+    greeter = isolated("good")
+    first = greeter.status()["pid"]
+    os.kill(first, signal.SIGKILL)
+    with pytest.raises(WorkerCrashedError):
+        greeter.greet("a")
+    assert greeter.greet("b") == "Hello b"
+    assert greeter.status()["restarts"] == 1 and greeter.status()["pid"] != first
+
+
+def test_during_backoff_calls_fail_fast_without_starting_a_worker(isolated, monkeypatch) -> None:
+    """Repeated crashes back off: a call inside the pause fails at once and says when the restart is."""
+    monkeypatch.setattr(worker_client, "BACKOFF_BASE", 600.0)
+    greeter = isolated("exit")
+    with pytest.raises(WorkerCrashedError):
+        greeter.greet("a")
+    with pytest.raises(WorkerCrashedError) as caught:
+        greeter.greet("b")
+    assert "worker exited with code 3; restarting it in" in str(caught.value)
+    assert greeter.status()["state"] == "backoff" and greeter.status()["restarts"] == 0
+
+
+@pytest.mark.parametrize(
+    ("uptime", "previous", "expected"),
+    [(0.0, 0.5, 1.0), (0.0, 1.0, 2.0), (0.0, 8.0, 10.0), (0.0, 10.0, 10.0), (60.0, 10.0, 0.5), (0.0, 0.0, 0.5)],
+    ids=["doubles", "doubles-again", "capped", "stays-capped", "resets-after-a-stable-run", "first-crash"],
+)
+def test_backoff_doubles_up_to_a_cap_and_resets_after_a_stable_run(uptime, previous, expected) -> None:
+    """The pause before the next restart doubles per crash, caps, and resets once a worker stayed up."""
+    assert worker_client.next_backoff(previous, uptime) == expected
+
+
+def test_a_plugin_that_fails_to_import_in_the_worker_raises_load_error(plugins) -> None:
+    """The worker reports the import failure over the handshake; the host gets PluginLoadError."""
+    with pytest.raises(PluginLoadError) as caught:
+        load("importfails", isolation="process")
+    assert "ModuleNotFoundError" in str(caught.value) and "greeter-importfails 1.0" in str(caught.value)
+    assert not [pid for pid in children(os.getpid()) if alive(pid)]
+
+
+def test_plugin_output_and_logs_reach_host_logging_not_the_protocol(isolated, caplog) -> None:
+    """print(), raw fd-1 writes, stderr and logging become host log records tagged with the driver."""
+    with caplog.at_level(logging.INFO):
+        greeter = isolated("noisy")
+        assert greeter.greet("Worf") == "Hello Worf"
+        greeter.close()
+    messages = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert ("greeter.plugins.noisy", "WARNING", "about to greet Worf") in messages
+    for text in ("stdout: import-time chatter", "stdout: chatter on stdout", "stdout: raw bytes on fd 1",
+                 "stderr: chatter on stderr"):
+        assert ("greeter.plugins.noisy", "WARNING", text) in messages
+
+
+def test_closing_stops_the_worker_and_is_idempotent(isolated) -> None:
+    """close() ends the worker process; closing again is harmless; using it afterwards is an error."""
+    greeter = isolated("good")
+    pid = greeter.status()["pid"]
+    with greeter:
+        pass
+    assert wait_until(lambda: not alive(pid))
+    greeter.close()
+    assert greeter.status()["state"] == "closed"
+    with pytest.raises(WorkerCrashedError):
+        greeter.greet("x")
+
+
+def test_the_host_refuses_a_worker_speaking_another_protocol(plugins, tmp_path) -> None:
+    """A worker answering the handshake with another protocol version is refused, by name."""
+    fake = tmp_path / "fake_worker.py"
+    fake.write_text(textwrap.dedent("""
+        import socket, sys
+        from greeter_core.worker.protocol import Channel
+        channel = Channel(socket.socket(fileno=int(sys.argv[1])), trusted=True)
+        channel.recv()
+        channel.send(("hello", {"protocol": 99, "api_version": 1, "plugin": {}, "pid": 0}))
+        channel.recv()
+    """))
+    with pytest.raises(HandshakeError) as caught:
+        WorkerClient("good", command=[sys.executable, str(fake)]).start()
+    assert "the worker speaks protocol 99, this host speaks 1" in str(caught.value)
+
+
+def test_a_worker_refuses_a_host_speaking_another_protocol(plugins, monkeypatch) -> None:
+    """The worker checks the host's versions too, and says which side speaks what."""
+    monkeypatch.setattr(worker_client, "PROTOCOL_VERSION", 99)
+    with pytest.raises(HandshakeError) as caught:
+        load("good", isolation="process")
+    assert "the host speaks worker protocol 99, this worker speaks 1" in str(caught.value)
+
+
+def test_a_worker_started_by_hand_says_what_it_is(greeter_env, tmp_path) -> None:
+    """Without the host's cookie the worker explains itself and exits 2 instead of hanging."""
+    result = subprocess.run(
+        [sys.executable, "-m", "greeter_core.worker", "0"], env=greeter_env, cwd=tmp_path,
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "started by greeter for --isolation process" in result.stderr
+
+
+HOST = """
+import sys
+from greeter_core import load
+greeter = load(sys.argv[1], isolation="process", call_timeout=600)
+print(greeter.status()["pid"], flush=True)
+if sys.argv[2] == "greet":
+    greeter.greet("x")
+"""
+
+
+@pytest.mark.parametrize(
+    ("plugin", "action", "how"),
+    [
+        ("good", "exit", None),
+        ("hang", "greet", signal.SIGTERM),
+        ("hang", "greet", signal.SIGKILL),
+        ("good", "idle", signal.SIGKILL),
+    ],
+    ids=["host-exits-normally", "host-sigterm-mid-call", "host-sigkill-mid-call", "host-sigkill-idle"],
+)
+def test_no_worker_outlives_its_host(plugins, greeter_env, tmp_path, plugin, action, how) -> None:
+    """Whether the host exits, is terminated or is killed, mid-call or idle, its worker goes too."""
+    env = {**greeter_env, "PYTHONPATH": str(plugins)}
+    code = HOST if action != "idle" else HOST + "\nimport time; time.sleep(600)"
+    host = subprocess.Popen([sys.executable, "-c", code, plugin, action], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, text=True)
+    worker = int(host.stdout.readline())  # type: ignore[union-attr]
+    assert alive(worker)
+    if how is not None:
+        wait_until(lambda: worker in children(host.pid))
+        kill_quietly(host.pid, how)
+    host.wait(timeout=60)
+    host.stdout.close()  # type: ignore[union-attr]
+    assert wait_until(lambda: not alive(worker)), f"worker {worker} outlived its host"
+
+
+@pytest.mark.parametrize(
+    ("driver", "expected"),
+    [
+        ("exit", "plugin 'exit' (greeter-exit 1.0) crashed its worker: worker exited with code 3"),
+        ("segfault", "crashed its worker: worker killed by signal SIGSEGV"),
+        ("hang", "did not answer within 1 s; its worker was killed"),
+    ],
+)
+def test_the_cli_survives_the_fault_and_says_so_in_one_line(cli, install, driver, expected) -> None:
+    """`greeter --driver X --isolation process`: the Go post's os.Exit experiment, passing."""
+    install(EXIT, SEGFAULT, HANG)
+    result = cli("--driver", driver, "--isolation", "process", "--call-timeout", "1")
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("greeter: error:")]
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_in_isolation_reports_each_fault_and_the_healthy_plugins(cli, install) -> None:
+    """`greeter check --isolation process` survives every fault and still checks the good plugin."""
+    install(GOOD, EXIT, SEGFAULT, PANIC)
+    result = cli("check", "good", "exit", "segfault", "panic", "--isolation", "process")
+    rows = {line.split()[1]: line.split()[0] for line in result.stdout.splitlines()[1:]}
+    assert rows == {"good": "ok", "exit": "failed", "segfault": "failed", "panic": "failed"}
+    assert result.returncode == 1
+
+
+def test_greeting_in_isolation_prints_only_the_greeting_on_stdout(cli, install) -> None:
+    """A chatty plugin's prints go to the log on stderr; stdout carries only the greeting."""
+    install(NOISY)
+    result = cli("--driver", "noisy", "--isolation", "process", "--name", "Worf")
+    assert (result.returncode, result.stdout) == (0, "Hello Worf\n")
+    assert "greeter.plugins.noisy: stdout: chatter on stdout" in result.stderr
+    assert "greeter.plugins.noisy: about to greet Worf" in result.stderr
+
