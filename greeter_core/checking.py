@@ -19,6 +19,9 @@ class CheckResult(NamedTuple):
     name: str
     distribution: str
     version: str
+    language: str
+    """The plugin's ``language`` attribute, once loaded."""
+
     ok: bool
     detail: str
     """The greeting when ok, else the one-line reason."""
@@ -52,15 +55,16 @@ def _check_one(
     verify: bool,
     call_timeout: float,
 ) -> CheckResult:
-    distribution = version = ""
+    distribution = version = language = ""
     try:
         info = find(name, plugins)
         distribution, version = info.distribution, info.version
         greeter = load(info, config=config, isolation=isolation, verify=verify, call_timeout=call_timeout)
         try:
+            language = str(getattr(greeter, "language", "") or "")
             text = call_greet(greeter, DEFAULT_NAME, name, info)
         finally:
             close_quietly(greeter, name)
     except GreeterError as error:
-        return CheckResult(name, distribution, version, False, str(error), error.exit_code)
-    return CheckResult(name, distribution, version, True, text, 0)
+        return CheckResult(name, distribution, version, language, False, str(error), error.exit_code)
+    return CheckResult(name, distribution, version, language, True, text, 0)

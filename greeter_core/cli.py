@@ -8,6 +8,7 @@ that command runs, so the one-shot greeting pays for nothing else.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -139,13 +140,30 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
         description="Greet in a loop. Swap the driver while running over HTTP (--control) or with "
         "SIGHUP (--driver-file). A failing plugin is logged and counted; the loop goes on. "
         "SIGINT or SIGTERM stops it with a summary on stderr.",
+        epilog="control endpoint (JSON in, JSON out):\n"
+        "  GET  /?mod=NAME                switch the driver (as in the Go original)\n"
+        '  POST /driver {"driver": NAME}  switch the driver\n'
+        "  POST /reload                   a new instance of the current driver (--isolation process)\n"
+        "  GET  /status                   driver, counters, last error, uptime\n"
+        "  GET  /plugins                  the installed plugins, as 'greeter list --json'\n"
+        "SIGHUP re-reads --driver-file and switches to the driver named there (the same name: reload).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--driver", metavar="NAME", help="the plugin to start with (or read from --driver-file)")
     parser.add_argument("--name", default=DEFAULT_NAME, metavar="WHO", help=f"who to greet (default: {DEFAULT_NAME})")
     parser.add_argument(
-        "--interval", type=_seconds, default=1.0, metavar="SECONDS", help="pause between greetings (default: 1; 0 allowed)"
+        "--interval",
+        type=_seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="pause between greetings (default: 1; 0 allowed)",
     )
-    parser.add_argument("--count", type=_count, metavar="N", help="stop after N greetings (default: run until stopped)")
+    parser.add_argument(
+        "--count",
+        type=_count,
+        metavar="N",
+        help="stop after N greetings, failed ones included (default: run until stopped)",
+    )
     parser.add_argument(
         "--control",
         metavar="HOST:PORT",
@@ -204,17 +222,19 @@ def _setup_logging(verbose: int, debug: bool, default: int = logging.WARNING) ->
 def _cmd_greet(args: argparse.Namespace) -> int:
     from .loading import call_greet, close_quietly, load
 
-    greeter = load(
-        args.driver,
-        config=dict(args.options),
-        isolation=args.isolation,
-        verify=args.verify,
-        call_timeout=args.call_timeout,
-    )
-    try:
-        text = call_greet(greeter, args.name, args.driver)
-    finally:
-        close_quietly(greeter, args.driver)
+    # stdout carries the greeting only: whatever the plugin prints goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        greeter = load(
+            args.driver,
+            config=dict(args.options),
+            isolation=args.isolation,
+            verify=args.verify,
+            call_timeout=args.call_timeout,
+        )
+        try:
+            text = call_greet(greeter, args.name, args.driver)
+        finally:
+            close_quietly(greeter, args.driver)
     print(text, flush=True)
     return 0
 
@@ -241,13 +261,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from .checking import check
 
-    results = check(
-        args.names or None,
-        config=dict(args.options),
-        isolation=args.isolation,
-        verify=args.verify,
-        call_timeout=args.call_timeout,
-    )
+    with contextlib.redirect_stdout(sys.stderr):  # plugin prints must not corrupt the report
+        results = check(
+            args.names or None,
+            config=dict(args.options),
+            isolation=args.isolation,
+            verify=args.verify,
+            call_timeout=args.call_timeout,
+        )
     if args.json:
         import json
 
@@ -256,8 +277,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(INSTALL_HINT, file=sys.stderr)
     else:
         _print_table(
-            ("RESULT", "NAME", "DISTRIBUTION", "DETAIL"),
-            [("ok" if r.ok else "failed", r.name, r.distribution, r.detail) for r in results],
+            ("RESULT", "NAME", "DISTRIBUTION", "LANGUAGE", "DETAIL"),
+            [("ok" if r.ok else "failed", r.name, r.distribution, r.language or "-", r.detail) for r in results],
         )
     if not results:
         return 1
@@ -265,9 +286,16 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .runtime import run_from_cli
+    from .runtime import plan_from_args, run
 
-    return run_from_cli(args)
+    plan = plan_from_args(args)
+    if args.control is None:
+        return run(plan)
+    from .control import TOKEN_ENV, bind
+
+    token = args.control_token if args.control_token is not None else os.environ.get(TOKEN_ENV) or None
+    with bind(args.control, token) as control:
+        return run(plan, control)
 
 
 def _cmd_new_plugin(args: argparse.Namespace) -> int:
@@ -279,9 +307,14 @@ def _cmd_new_plugin(args: argparse.Namespace) -> int:
 
 
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    from unicodedata import east_asian_width
+
+    def width(text: str) -> int:  # 你好 takes four columns in a terminal, not two
+        return sum(2 if east_asian_width(char) in "WF" else 1 for char in text)
+
+    widths = [max(width(cell) for cell in column) for column in zip(header, *rows)]
     for row in (header, *rows):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print("  ".join(cell + " " * (size - width(cell)) for cell, size in zip(row, widths)).rstrip())
 
 
 _HANDLERS: dict[str, tuple[Callable[[str], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]] = {

@@ -82,17 +82,27 @@ class NoSuchDriverError(GreeterError):
 
     def __init__(self, driver: str, installed: Iterable[str]) -> None:
         self.installed = tuple(sorted(installed))
-        if self.installed:
-            message = (
-                f"no plugin named {driver!r} is installed (installed: {', '.join(self.installed)}); "
-                f"to add it: pip install greeter-{driver}"
-            )
-        else:
+        if not self.installed:
             message = (
                 f"no plugin named {driver!r} is installed, and no greeter plugins are installed at all; "
-                f"install one, e.g.: pip install greeter-{driver}"
+                f"install one, e.g.: pip install greeter-{driver.lower()}"
             )
+        else:
+            message = f"no plugin named {driver!r} is installed (installed: {', '.join(self.installed)}); "
+            close = _close_matches(driver, self.installed)
+            if close:
+                message += f"did you mean {' or '.join(repr(name) for name in close)}?"
+            else:
+                message += f"to add it: pip install greeter-{driver.lower()}"
         super().__init__(message, driver=driver)
+
+
+def _close_matches(driver: str, installed: tuple[str, ...]) -> list[str]:
+    """Installed names the user probably meant (a typo, or the wrong case)."""
+    import difflib  # only on this error path
+
+    lowered = {name.lower(): name for name in installed}
+    return [lowered[m] for m in difflib.get_close_matches(driver.lower(), lowered, n=2, cutoff=0.75)]
 
 
 class DuplicateDriverError(GreeterError):

@@ -148,7 +148,7 @@ def _build(driver: str, config: Mapping[str, str] | None, info: PluginInfo | Non
         manager = _DriverManager(driver, entry_point, **options)
     except _LoadFailed as failure:
         raise PluginLoadError(
-            driver, info, _one_line(failure.error), target=failure.entry_point.value
+            driver, info, _one_line(failure.error) + _hint(failure.error), target=failure.entry_point.value
         ) from failure.error
     except (SystemExit, AssertionError) as error:
         # stevedore lets these two through its own handler; a plugin must not
@@ -218,6 +218,14 @@ def _lookup(driver: str) -> PluginInfo | None:
         return find(driver)
     except GreeterError:
         return None
+
+
+def _hint(error: BaseException) -> str:
+    """What a plugin author most likely got wrong, when the error says enough to tell."""
+    text = str(error)
+    if isinstance(error, TypeError) and ("argument" in text or "takes no arguments" in text):
+        return " (the entry point is called as cls(context=...): its __init__ must accept context)"
+    return ""
 
 
 def _one_line(error: BaseException) -> str:

@@ -200,3 +200,36 @@ def test_duplicate_driver_names_both_distributions(cli, install) -> None:
     assert result.returncode == 1
     assert "greeter-klingon 1.0" in line and "greeter-klingon-fork 1.0" in line
     assert result.stdout == ""
+
+
+def test_a_plugin_printing_during_check_does_not_corrupt_the_json(cli, install) -> None:
+    """Plugin prints go to stderr, so `greeter check --json` stays parseable."""
+    chatty = greeter_code("Hi").replace("class Plugin", 'print("import chatter")\n\nclass Plugin').replace(
+        'return "Hi "', 'print("greet chatter"); return "Hi "'
+    )
+    install(PluginSpec("klingon", code=chatty))
+    result = cli("check", "klingon", "--json")
+    assert json.loads(result.stdout)[0]["ok"] is True
+    assert "import chatter" in result.stderr and "greet chatter" in result.stderr
+
+
+def test_a_plugin_printing_while_greeting_leaves_only_the_greeting_on_stdout(cli, install) -> None:
+    """stdout belongs to the greeting, in process too."""
+    install(PluginSpec("klingon", code=greeter_code("Hi").replace('return "Hi "', 'print("noise"); return "Hi "')))
+    result = cli("--driver", "klingon")
+    assert (result.stdout, result.stderr) == ("Hi Universe\n", "noise\n")
+
+
+def test_check_shows_each_plugins_language(cli, install) -> None:
+    """The language a plugin declares is shown once it is loaded."""
+    install(PluginSpec("klingon"))
+    row = cli("check", "klingon").stdout.splitlines()[1]
+    assert row.split()[:4] == ["ok", "klingon", "greeter-klingon", "Test"]
+
+
+def test_a_plugin_class_without_a_context_parameter_gets_a_hint(cli, install) -> None:
+    """The most common first-plugin mistake is named, with the fix."""
+    install(PluginSpec("klingon", code="class Plugin:\n    def greet(self, name): return name"))
+    result = cli("--driver", "klingon")
+    assert result.returncode == 1
+    assert "its __init__ must accept context" in result.stderr

@@ -84,3 +84,11 @@ def test_api_version_error_names_both_versions_and_the_upgrade() -> None:
     message = str(errors.PluginAPIVersionError("panic", INFO, 7, 1))
     assert "API 7" in message and "API 1" in message
     assert "pip install --upgrade greeter-core" in message
+
+
+@pytest.mark.parametrize(("typed", "meant"), [("englsh", "english"), ("English", "english"), ("chinse", "chinese")])
+def test_a_typo_gets_a_suggestion_instead_of_an_install_command(typed: str, meant: str) -> None:
+    """A near miss suggests the installed name and does not send the user to PyPI for the typo."""
+    message = str(errors.NoSuchDriverError(typed, ["english", "chinese"]))
+    assert f"did you mean {meant!r}?" in message
+    assert "pip install" not in message

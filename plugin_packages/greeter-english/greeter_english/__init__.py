@@ -6,9 +6,9 @@ __all__ = ["EnglishGreeter"]
 
 
 class EnglishGreeter(Greeter):
-    """Greets in English; the default greetee, the Universe, is translated."""
+    """Greets in English; ``--option punctuation=!`` ends the greeting with it."""
 
     language = "English"
 
     def greet(self, name: str) -> str:
-        return f"Hello {name or DEFAULT_NAME}"
+        return f"Hello {name or DEFAULT_NAME}{self.context.config.get('punctuation', '')}"

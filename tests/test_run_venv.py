@@ -1,0 +1,76 @@
+"""Uninstalling the running plugin from a real venv while `greeter run` greets with it (the Go post's deleted .so)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import REPO, clean_env
+from plugin_factory import PluginFactory, build_core_wheel
+from run_helpers import ALPHA, BETA, GAMMA, RunningGreeter, launcher, wheel_of_installed
+from uv import find_uv_bin
+
+
+def uv(*args: str | Path, env: dict[str, str]) -> None:
+    subprocess.run([find_uv_bin(), *map(str, args)], env=env, check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+def venv(tmp_path: Path, factory: PluginFactory) -> tuple[Path, dict[str, str]]:
+    """A fresh venv holding greeter-core (built from this checkout), stevedore, greeter-alpha and greeter-beta."""
+    env = clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"), UV_PYTHON_DOWNLOADS="never", UV_NO_CONFIG="1")
+    root = tmp_path / "venv"
+    uv("venv", "--quiet", "--python", sys.executable, root, env=env)
+    python = root / "bin" / "python"
+    wheels = [
+        build_core_wheel(REPO, tmp_path / "wheels"),
+        wheel_of_installed("stevedore", tmp_path / "wheels"),
+        factory.wheel(ALPHA),
+        factory.wheel(BETA),
+    ]
+    uv("pip", "install", "--quiet", "--offline", "--no-index", "--python", python, *wheels, env=env)
+    return python, env
+
+
+@pytest.fixture
+def running_alpha(venv: tuple[Path, dict[str, str]], tmp_path: Path) -> Iterator[RunningGreeter]:
+    """`greeter run --driver alpha` from the venv, with greeter-alpha already uninstalled under it."""
+    python, env = venv
+    with launcher(env, tmp_path, str(python)) as start:
+        greeter: RunningGreeter = start("--driver", "alpha", "--interval", "0.01", "--control", "127.0.0.1:0")
+        greeter.wait_greetings("Alpha Universe")
+        uv("pip", "uninstall", "--quiet", "--python", python, "greeter-alpha", env=env)
+        assert not list(python.parent.parent.glob("lib/python*/site-packages/greeter_alpha-*.dist-info"))
+        yield greeter
+
+
+def test_the_running_plugin_keeps_greeting_after_its_distribution_is_uninstalled(running_alpha) -> None:
+    """Once loaded, a plugin whose files are gone goes on greeting, without a single error."""
+    running_alpha.wait_greetings("Alpha Universe", 5)
+    assert running_alpha.status()["errors"] == 0
+
+
+def test_switching_back_to_an_uninstalled_plugin_is_404_and_the_current_driver_keeps_greeting(running_alpha) -> None:
+    """After switching away, the uninstalled plugin is no longer installed: 404; the current driver greets on."""
+    assert running_alpha.swap("beta").status == 200
+    reply = running_alpha.swap("alpha")
+    assert reply.status == 404
+    assert (reply.data["installed"], reply.data["current"]) == (["beta"], "beta")
+    running_alpha.wait_greetings("Beta Universe", 3)
+    assert running_alpha.status()["driver"] == "beta"
+
+
+def test_a_plugin_installed_while_running_can_be_swapped_in_at_once(
+    venv: tuple[Path, dict[str, str]], tmp_path: Path, factory: PluginFactory
+) -> None:
+    """`pip install` a new plugin mid-run and switch to it right away: the swap sees fresh metadata."""
+    python, env = venv
+    with launcher(env, tmp_path, str(python)) as start:
+        greeter: RunningGreeter = start("--driver", "alpha", "--interval", "0.01", "--control", "127.0.0.1:0")
+        greeter.wait_greetings("Alpha Universe")
+        uv("pip", "install", "--quiet", "--offline", "--no-index", "--python", python, factory.wheel(GAMMA), env=env)
+        assert greeter.swap("gamma").status == 200
+        greeter.wait_greetings("Gamma Universe")
