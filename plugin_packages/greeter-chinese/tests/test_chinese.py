@@ -3,6 +3,7 @@
 import pytest
 
 import greeter_core
+from greeter_core.testing import PluginConformance
 
 
 @pytest.fixture
@@ -28,3 +29,9 @@ def test_is_registered_by_this_distribution():
     """The driver 'chinese' comes from greeter-chinese, not from somewhere else."""
     info = greeter_core.find("chinese")
     assert (info.distribution, info.target) == ("greeter-chinese", "greeter_chinese:ChineseGreeter")
+
+
+class TestConformance(PluginConformance):
+    """greeter-chinese passes every check of the core's conformance kit (greeter_core.testing)."""
+
+    driver = "chinese"

@@ -3,6 +3,7 @@
 import pytest
 
 import greeter_core
+from greeter_core.testing import PluginConformance
 
 
 @pytest.fixture
@@ -27,3 +28,9 @@ def test_is_registered_by_this_distribution():
     """The driver 'german' comes from greeter-german, not from somewhere else."""
     info = greeter_core.find("german")
     assert (info.distribution, info.target) == ("greeter-german", "greeter_german:GermanGreeter")
+
+
+class TestConformance(PluginConformance):
+    """greeter-german passes every check of the core's conformance kit (greeter_core.testing)."""
+
+    driver = "german"

@@ -3,6 +3,7 @@
 import pytest
 
 import greeter_core
+from greeter_core.testing import PluginConformance
 
 
 @pytest.fixture
@@ -27,3 +28,9 @@ def test_is_registered_by_this_distribution():
     """The driver 'spanish' comes from greeter-spanish, not from somewhere else."""
     info = greeter_core.find("spanish")
     assert (info.distribution, info.target) == ("greeter-spanish", "greeter_spanish:SpanishGreeter")
+
+
+class TestConformance(PluginConformance):
+    """greeter-spanish passes every check of the core's conformance kit (greeter_core.testing)."""
+
+    driver = "spanish"

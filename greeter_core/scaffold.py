@@ -1,0 +1,243 @@
+"""``greeter new-plugin``: write a complete plugin distribution that installs and passes its tests as written.
+
+What it writes is what newcomers copy, so it is the smallest plugin that is
+right: a ``Greeter`` subclass declaring the plugin API it was written for,
+the ``greeter-core`` range that provides that API, and tests that run the
+conformance kit (:mod:`greeter_core.testing`) against the installed plugin.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import unicodedata
+from pathlib import Path
+from string import Template
+from typing import NamedTuple
+
+from . import __version__
+from .api import API_VERSION, GROUP
+from .errors import UsageError
+
+__all__ = ["PluginNames", "render", "scaffold"]
+
+# ASCII only and lowercase: valid as a distribution name, an entry-point name
+# and, with "greeter_" before it and "-" as "_", a Python identifier.
+_LANGUAGE = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")
+
+
+class PluginNames(NamedTuple):
+    """Every name a plugin for one language needs, derived from that language."""
+
+    driver: str
+    """The entry-point name users pass to ``--driver``, e.g. ``old-norse``."""
+
+    distribution: str
+    """e.g. ``greeter-old-norse``."""
+
+    package: str
+    """The import package, e.g. ``greeter_old_norse``."""
+
+    class_name: str
+    """e.g. ``OldNorseGreeter``."""
+
+    title: str
+    """The human-readable language, e.g. ``Old Norse``."""
+
+    @classmethod
+    def for_language(cls, language: str) -> PluginNames:
+        """The names for *language*; :class:`UsageError` if it cannot be all of them."""
+        _check_language(language)
+        words = re.split(r"[-_]", language)
+        return cls(
+            driver=language,
+            distribution=f"greeter-{language}",
+            package=f"greeter_{language.replace('-', '_')}",
+            class_name="".join(word.capitalize() for word in words) + "Greeter",
+            title=" ".join(word.capitalize() for word in words),
+        )
+
+
+def scaffold(language: str, greeting: str, directory: str | os.PathLike[str] | None = None) -> Path:
+    """Write the plugin distribution for *language* into *directory* (default ``./greeter-LANGUAGE``).
+
+    Returns the directory. Refuses to touch one that exists, so nothing of
+    the user's is ever overwritten.
+    """
+    names = PluginNames.for_language(language)
+    files = render(names, _checked_greeting(greeting))
+    target = Path(directory) if directory is not None else Path(names.distribution)
+    try:
+        target.mkdir(parents=True)
+    except FileExistsError:
+        raise UsageError(f"{target} already exists; choose another --dir or remove it first") from None
+    except OSError as error:
+        raise UsageError(f"cannot create {target}: {error.strerror}") from None
+    try:
+        _write(target, files)
+    except OSError as error:
+        shutil.rmtree(target, ignore_errors=True)  # it is ours: we just created it
+        raise UsageError(f"cannot write the plugin into {target}: {error}") from None
+    return target
+
+
+def render(names: PluginNames, greeting: str) -> dict[str, str]:
+    """The files of the plugin distribution, by path relative to its root."""
+    major = int(__version__.split(".")[0])
+    fields = {
+        **names._asdict(),
+        "group": GROUP,
+        "api_version": API_VERSION,
+        "core_range": f">={major}.0,<{major + 1}",
+        "core_major": major,
+        "test_module": f"test_{names.package.removeprefix('greeter_')}",
+        "driver_literal": _literal(names.driver),
+        "title_literal": _literal(names.title),
+        "greeting": greeting,
+        "greeting_literal": _literal(greeting),
+        "default_literal": _literal(f"{greeting} Universe"),
+        "named_literal": _literal(f"{greeting} Ada"),
+    }
+    return {
+        "pyproject.toml": _PYPROJECT.substitute(fields),
+        "README.md": _README.substitute(fields),
+        f"{names.package}/__init__.py": _PACKAGE.substitute(fields),
+        f"tests/{fields['test_module']}.py": _TESTS.substitute(fields),
+    }
+
+
+def _check_language(language: str) -> None:
+    if not _LANGUAGE.fullmatch(language):
+        hint = f"; did you mean {language.lower()!r}?" if _LANGUAGE.fullmatch(language.lower()) else ""
+        raise UsageError(
+            f"{language!r} cannot name a plugin: use lowercase ASCII letters and digits, starting with a letter, "
+            f"words joined by '-' or '_', e.g. esperanto or old-norse (it becomes the driver name, the "
+            f"distribution greeter-LANGUAGE and the package greeter_LANGUAGE){hint}"
+        )
+    if language.startswith(("greeter-", "greeter_")):
+        bare = language[len("greeter-") :]
+        raise UsageError(f"give the language alone: {bare!r}, not {language!r} (the distribution is named for you)")
+
+
+def _checked_greeting(greeting: str) -> str:
+    text = greeting.strip()
+    if not text:
+        raise UsageError("--greeting must not be empty, e.g. --greeting Saluton")
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in text):
+        raise UsageError(f"--greeting must be one line of text without control characters, got {greeting!r}")
+    return text
+
+
+def _literal(text: str) -> str:
+    """A Python string literal for *text*: its repr, in double quotes where that needs no escape."""
+    code = repr(text)
+    if code.startswith("'") and '"' not in text:
+        code = f'"{code[1:-1]}"'
+    return code
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8", newline="\n")
+
+
+_PYPROJECT = Template("""\
+[build-system]
+requires = ["flit_core>=3.9,<5"]
+build-backend = "flit_core.buildapi"
+
+[project]
+name = "$distribution"
+version = "0.1.0"
+description = "$title greetings for greeter"
+readme = "README.md"
+requires-python = ">=3.11"
+# greeter-core $core_major.x provides plugin API $api_version, the one $class_name declares.
+dependencies = ["greeter-core$core_range"]
+
+[project.optional-dependencies]
+test = ["pytest>=8"]
+
+[project.entry-points."$group"]
+$driver = "$package:$class_name"
+
+[tool.flit.module]
+name = "$package"
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+addopts = ["-ra", "--strict-markers", "--import-mode=importlib"]
+filterwarnings = ["error"]
+""")
+
+_PACKAGE = Template('''\
+"""$title greetings for greeter: ``greeter --driver $driver``."""
+
+from greeter_core import DEFAULT_NAME, Greeter
+
+__all__ = ["$class_name"]
+
+GREETING = $greeting_literal
+
+
+class $class_name(Greeter):
+    """Greets in $title."""
+
+    language = $title_literal
+    api_version = $api_version  # the plugin API this was written for (greeter_core.API_VERSION)
+
+    def greet(self, name: str) -> str:
+        """Return the greeting for *name*; an empty name means the default greetee."""
+        return f"{GREETING} {name or DEFAULT_NAME}"
+''')
+
+_TESTS = Template('''\
+"""$distribution, tested as installed: loaded by its entry-point name through greeter_core."""
+
+import greeter_core
+from greeter_core.testing import PluginConformance
+
+
+class TestConformance(PluginConformance):
+    """The checks every greeter plugin must pass: greeter_core's conformance kit."""
+
+    driver = $driver_literal
+
+
+def test_greets_the_default_greetee() -> None:
+    """An empty name greets the Universe."""
+    assert greeter_core.load($driver_literal).greet("") == $default_literal
+
+
+def test_greets_a_name() -> None:
+    """The greeting comes before the name."""
+    assert greeter_core.load($driver_literal).greet("Ada") == $named_literal
+''')
+
+_README = Template("""\
+# $distribution
+
+$title greetings for greeter.
+
+```console
+$$ greeter --driver $driver
+$greeting Universe
+```
+
+Registers the driver `$driver` in the `$group` entry-point group; the class
+is `$package.$class_name`, written for greeter plugin API $api_version.
+
+## Develop
+
+```sh
+pip install -e ".[test]"   # this plugin, greeter-core and pytest
+pytest                     # its tests and greeter_core's conformance kit, against the installed plugin
+```
+
+Entry points are read when the distribution is installed: after changing
+`[project.entry-points."$group"]` in `pyproject.toml`, run the `pip install`
+again.
+""")
