@@ -1,0 +1,98 @@
+"""Measuring on a noisy machine: every figure against a baseline timed in the same run, interleaved.
+
+Whole processes are timed alternately (baseline, subject, baseline, ...) so
+that a burst of load elsewhere hits both sides alike; the figure is the
+ratio of the two medians. In-process calls use ``timeit`` with the same
+interleaving over repeats.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import time
+import timeit
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+
+class Figure(NamedTuple):
+    """One row of the results table."""
+
+    name: str
+    value: str
+    baseline: str
+    ratio: float | None
+    goal: str
+    met: bool | None
+
+    def row(self) -> str:
+        ratio = "—" if self.ratio is None else f"{self.ratio:.3f}"
+        verdict = {True: "met", False: "**missed**", None: "report"}[self.met]
+        return f"| {self.name} | {self.value} | {self.baseline} | {ratio} | {self.goal} | {verdict} |"
+
+
+def time_process(argv: Sequence[str], env: dict[str, str], cwd: str) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def compare_processes(
+    baseline: Sequence[str], subject: Sequence[str], *, env: dict[str, str], cwd: str, runs: int, warmup: int = 3
+) -> tuple[float, float]:
+    """Median wall time (seconds) of each command, run alternately."""
+    for _ in range(warmup):
+        time_process(baseline, env, cwd)
+        time_process(subject, env, cwd)
+    base, subj = [], []
+    for i in range(runs):
+        pair = [(baseline, base), (subject, subj)]
+        for argv, into in pair if i % 2 == 0 else reversed(pair):
+            into.append(time_process(argv, env, cwd))
+    return statistics.median(base), statistics.median(subj)
+
+
+def compare_calls(baseline: Callable[[], object], subject: Callable[[], object], *, repeats: int) -> tuple[float, float]:
+    """Median seconds per call of each callable, timed in alternating batches."""
+    number = max(1, timeit.Timer(subject).autorange()[0])
+    base, subj = [], []
+    for i in range(repeats):
+        pair = [(baseline, base), (subject, subj)]
+        for func, into in pair if i % 2 == 0 else reversed(pair):
+            into.append(timeit.Timer(func).timeit(number) / number)
+    return statistics.median(base), statistics.median(subj)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a live process, from /proc."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def cpu_description() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} CPUs"
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:.2f} µs"

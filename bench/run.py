@@ -1,0 +1,290 @@
+"""greeter's benchmark suite: every figure against a baseline measured in the same run.
+
+Run it with ``tox -e bench`` (or ``python bench/run.py`` in a venv holding
+greeter-core, the shipped plugins, flit_core and uv). It prints a Markdown
+table and writes it, with the machine and Python version, to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from environments import REPO, Venv, add_distributions, build_wheels, make_venv  # noqa: E402
+from harness import (  # noqa: E402
+    Figure,
+    compare_calls,
+    compare_processes,
+    cpu_description,
+    ms,
+    percentile,
+    rss_kib,
+    us,
+)
+
+BARE_STEVEDORE = """\
+from stevedore import DriverManager
+from greeter_core.api import HostContext
+mgr = DriverManager("greeter.plugins", "english", invoke_on_load=True, invoke_kwds={"context": HostContext.create("english")})
+print(mgr.driver.greet("Universe"))
+"""
+
+DIRECT_IMPORT = """\
+from greeter_english import EnglishGreeter
+from greeter_core.api import HostContext
+print(EnglishGreeter(HostContext.create("english")).greet("Universe"))
+"""
+
+
+class Bench:
+    """Owns the scratch directory, the venvs and the settings of one run."""
+
+    def __init__(self, workdir: Path, runs: int, repeats: int, swaps: int) -> None:
+        self.workdir = workdir
+        self.runs = runs
+        self.repeats = repeats
+        self.swaps = swaps
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "GREETER_"))}
+        self.env["XDG_CACHE_HOME"] = str(workdir / "cache")
+        wheels = build_wheels(workdir / "wheels")
+        self.base = make_venv(workdir / "base", wheels)
+        self.hundred = make_venv(workdir / "hundred", wheels)
+        add_distributions(self.hundred, count=100, plugins=100)
+        self.crowded = make_venv(workdir / "crowded", wheels)
+        add_distributions(self.crowded, count=1000, plugins=100)
+        self.script = workdir / "bare.py"
+        self.script.write_text(BARE_STEVEDORE)
+        self.direct = workdir / "direct.py"
+        self.direct.write_text(DIRECT_IMPORT)
+
+    def processes(self, baseline: list[str], subject: list[str]) -> tuple[float, float]:
+        for argv in (baseline, subject):  # both must work before either is timed
+            done = subprocess.run(argv, env=self.env, cwd=self.workdir, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"bench: {' '.join(argv)} failed:\n{done.stderr}")
+        return compare_processes(baseline, subject, env=self.env, cwd=str(self.workdir), runs=self.runs)
+
+
+def ratio_figure(name: str, base: float, subject: float, goal: float | None, fmt: Callable[[float], str]) -> Figure:
+    ratio = subject / base
+    return Figure(name, fmt(subject), fmt(base), ratio, f"≤ {goal:.2f}" if goal else "report",
+                  ratio <= goal if goal else None)
+
+
+def in_process_greet(bench: Bench) -> Figure:
+    import greeter_core
+    from greeter_english import EnglishGreeter
+
+    loaded = greeter_core.load("english")
+    direct = EnglishGreeter(greeter_core.HostContext.create("english"))
+    base, subject = compare_calls(lambda: direct.greet("Universe"), lambda: loaded.greet("Universe"),
+                                  repeats=bench.repeats)
+    return ratio_figure("in-process `greet()` through the loaded driver (vs the class called directly)",
+                        base, subject, 1.05, us)
+
+
+def isolated_greet(bench: Bench) -> list[Figure]:
+    import greeter_core
+    from greeter_core.worker.protocol import Channel
+
+    here, there = socket.socketpair()
+    echo = subprocess.Popen([sys.executable, str(REPO / "bench" / "echo_worker.py"), str(there.fileno())],
+                            pass_fds=[there.fileno()])
+    there.close()
+    channel = Channel(here)
+
+    def echo_call() -> object:
+        channel.send(("greet", "Universe"))
+        return channel.recv()
+
+    with greeter_core.load("english", isolation="process") as worker:
+        base, subject = compare_calls(echo_call, lambda: worker.greet("Universe"), repeats=bench.repeats)
+    channel.close()
+    echo.wait()
+    figure = ratio_figure("isolated `greet()` round trip (vs an echo worker on the same channel)",
+                          base, subject, 1.5, us)
+    rate = Figure("isolated calls per second (one worker, one caller)", f"{1 / subject:,.0f}/s",
+                  f"{1 / base:,.0f}/s", None, "report", None)
+    return [figure, rate]
+
+
+def cli_vs_bare(bench: Bench) -> Figure:
+    base, subject = bench.processes([bench.base.python, str(bench.script)],
+                                    [bench.base.greeter, "--driver", "english"])
+    return ratio_figure("`greeter --driver english`, whole process (vs bare 3-line DriverManager script)",
+                        base, subject, 1.10, ms)
+
+
+def crowded_cli(bench: Bench) -> Figure:
+    base, subject = bench.processes([bench.base.greeter, "--driver", "english"],
+                                    [bench.crowded.greeter, "--driver", "english"])
+    return ratio_figure("the same with 1,000 extra distributions, 100 of them plugins (vs shipped only)",
+                        base, subject, 1.20, ms)
+
+
+def import_core(bench: Bench) -> Figure:
+    base, subject = bench.processes([bench.base.python, "-c", "pass"],
+                                    [bench.base.python, "-c", "import greeter_core"])
+    return ratio_figure('`python -c "import greeter_core"` (vs `python -c pass`)', base, subject, 1.3, ms)
+
+
+def cli_vs_direct(bench: Bench) -> Figure:
+    base, subject = bench.processes([bench.base.python, str(bench.direct)],
+                                    [bench.base.greeter, "--driver", "english"])
+    return ratio_figure("`greeter --driver english` (vs a script importing the English class directly)",
+                        base, subject, None, ms)
+
+
+def list_hundred(bench: Bench) -> Figure:
+    mark = bench.workdir / "imported.txt"
+    bench.env["BENCH_IMPORT_MARK"] = str(mark)
+    base, subject = bench.processes([bench.base.greeter, "list"], [bench.hundred.greeter, "list"])
+    imported = mark.read_text().split() if mark.exists() else []
+    figure = ratio_figure("`greeter list` with 100 plugins installed (vs the shipped four)", base, subject, 1.5, ms)
+    if imported:
+        return figure._replace(goal=f"{figure.goal}, none imported", met=False,
+                               value=f"{figure.value} ({len(imported)} imported!)")
+    return figure._replace(goal=f"{figure.goal}, none imported")
+
+
+def hot_swap(bench: Bench, isolation: str) -> Figure:
+    """Request -> first greeting of the new driver, in ``greeter run --interval 0``."""
+    proc = subprocess.Popen(
+        [bench.base.greeter, "run", "--driver", "english", "--interval", "0", "--control", "127.0.0.1:0",
+         "--isolation", isolation],
+        env=bench.env, cwd=bench.workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        url = _control_url(proc)
+        first_line = {"english": "Hello Universe", "chinese": "你好宇宙"}
+        seen: dict[str, float] = {}
+        wanted = threading.Event()
+        state = {"want": "", "sent": 0.0}
+
+        def read() -> None:
+            for line in proc.stdout:  # type: ignore[union-attr]
+                if state["want"] and line.rstrip("\n") == first_line[state["want"]] and not wanted.is_set():
+                    seen[state["want"]] = time.perf_counter() - state["sent"]
+                    wanted.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        latencies = []
+        driver = "english"
+        # Each isolated swap starts a worker: fewer of them give as stable a median.
+        for _ in range(bench.swaps if isolation == "none" else max(20, bench.swaps // 10)):
+            driver = "chinese" if driver == "english" else "english"
+            wanted.clear()
+            state["want"], state["sent"] = driver, time.perf_counter()
+            urllib.request.urlopen(f"{url}/?mod={driver}", timeout=60).read()
+            if not wanted.wait(60):
+                raise RuntimeError("no greeting from the new driver within 60 s")
+            latencies.append(seen[driver])
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+    p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
+    label = "in process" if isolation == "none" else "isolated: a new worker per swap"
+    return Figure(f"hot swap in `greeter run --interval 0`, request → first new greeting ({label})",
+                  f"p50 {ms(p50)}, p99 {ms(p99)}", f"{len(latencies)} swaps", None, "report", None)
+
+
+def memory(bench: Bench) -> list[Figure]:
+    floor = subprocess.Popen([bench.base.python, "-c", "import time; time.sleep(600)"], env=bench.env)
+    figures = []
+    try:
+        time.sleep(1.0)
+        baseline = rss_kib(floor.pid)
+        for isolation in ("none", "process"):
+            proc = subprocess.Popen(
+                [bench.base.greeter, "run", "--driver", "english", "--interval", "0.2", "--control", "127.0.0.1:0",
+                 "--isolation", isolation],
+                env=bench.env, cwd=bench.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            )
+            try:
+                url = _control_url(proc)
+                time.sleep(1.0)
+                status = json.load(urllib.request.urlopen(f"{url}/status", timeout=60))
+                host = rss_kib(proc.pid)
+                figures.append(Figure(f"memory: `greeter run` host RSS, isolation {isolation}", f"{host / 1024:.1f} MiB",
+                                      f"{baseline / 1024:.1f} MiB", host / baseline, "report", None))
+                if isolation == "process":
+                    worker = rss_kib(status["worker"]["pid"])
+                    figures.append(Figure("memory: each isolated worker's RSS", f"{worker / 1024:.1f} MiB",
+                                          f"{baseline / 1024:.1f} MiB", worker / baseline, "report", None))
+            finally:
+                proc.terminate()
+                proc.communicate(timeout=60)
+    finally:
+        floor.kill()
+        floor.wait()
+    return figures
+
+
+def _control_url(proc: subprocess.Popen[str]) -> str:
+    for line in proc.stderr:  # type: ignore[union-attr]
+        match = re.search(r"control endpoint on (http://\S+)", line)
+        if match:
+            threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
+            return match.group(1)
+    raise RuntimeError("greeter run exited before announcing its control endpoint")
+
+
+def report(figures: list[Figure], bench: Bench, elapsed: float) -> str:
+    head = [
+        "# Benchmarks",
+        "",
+        f"Measured {date.today().isoformat()} by `tox -e bench` (`bench/run.py`) on {cpu_description()}, "
+        f"{platform.python_implementation()} {platform.python_version()}, {platform.system()} {platform.release()}; "
+        f"{bench.runs} alternating runs per process figure, {bench.repeats} alternating repeats per call figure, "
+        f"medians; the whole suite took {elapsed:.0f} s.",
+        "",
+        "Every ratio is subject / baseline, both measured in this run. The machines are noisy: compare ratios,",
+        "not absolute times, across runs.",
+        "",
+        "| figure | value | baseline | ratio | goal | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    return "\n".join(head + [figure.row() for figure in figures]) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--output", default=str(REPO / "BENCHMARKS.md"), help="where to write the table")
+    parser.add_argument("--runs", type=int, default=40, help="alternating runs per process figure (default: 40)")
+    parser.add_argument("--repeats", type=int, default=25, help="alternating repeats per call figure (default: 25)")
+    parser.add_argument("--swaps", type=int, default=200, help="hot swaps to time (default: 200)")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    # Not under /tmp: stevedore never writes its cache for an interpreter whose
+    # path starts with /tmp, which would turn every figure into a cold scan.
+    (REPO / ".bench").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="run-", dir=REPO / ".bench") as workdir:
+        bench = Bench(Path(workdir), args.runs, args.repeats, args.swaps)
+        figures = [in_process_greet(bench), *isolated_greet(bench), cli_vs_bare(bench), crowded_cli(bench),
+                   import_core(bench), cli_vs_direct(bench), list_hundred(bench), hot_swap(bench, "none"),
+                   hot_swap(bench, "process"), *memory(bench)]
+        text = report(figures, bench, time.monotonic() - started)
+    print(text)
+    Path(args.output).write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
