@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
-from conftest import REPO
+from conftest import REPO, clean_env
+from plugin_factory import build_core_wheel
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -42,3 +46,25 @@ def test_the_plugin_written_from_the_readme_greets(tmp_path: Path, site: Path, c
     assert cli("--driver", "esperanto").stdout == "Saluton Universo\n"
     assert cli("--driver", "esperanto", "--name", "Zamenhof").stdout == "Saluton Zamenhof\n"
     assert cli("check", "esperanto").returncode == 0
+
+
+def test_the_three_plugin_author_commands_make_a_tested_installable_plugin(tmp_path: Path) -> None:
+    """The README's three commands, run as written in a venv with greeter, scaffold, install and pass."""
+    from uv import find_uv_bin
+
+    env = clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"), UV_PYTHON_DOWNLOADS="never")
+    venv = tmp_path / "venv"
+    subprocess.run([find_uv_bin(), "venv", "-q", "--seed", "--python", sys.executable, venv], env=env, check=True)
+    core = build_core_wheel(REPO, tmp_path / "wheels")
+    subprocess.run([find_uv_bin(), "pip", "install", "-q", "--python", venv / "bin" / "python", core],
+                   env=env, check=True)
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
+    commands = [line for line in code_block_after("### A new plugin in three commands").splitlines() if line.strip()]
+    assert len(commands) == 3
+    for command in commands:
+        result = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
+    greeting = subprocess.run(["greeter", "--driver", "esperanto"], cwd=tmp_path, env=env, capture_output=True,
+                              text=True)
+    assert greeting.stdout == "Saluton Universe\n"
