@@ -54,7 +54,9 @@ def compare_processes(
     return statistics.median(base), statistics.median(subj)
 
 
-def compare_calls(baseline: Callable[[], object], subject: Callable[[], object], *, repeats: int) -> tuple[float, float]:
+def compare_calls(
+    baseline: Callable[[], object], subject: Callable[[], object], *, repeats: int
+) -> tuple[float, float]:
     """Median seconds per call of each callable, timed in alternating batches."""
     number = max(1, timeit.Timer(subject).autorange()[0])
     base, subj = [], []
@@ -76,7 +78,7 @@ def rss_kib(pid: int) -> int:
 
 def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def cpu_description() -> str:

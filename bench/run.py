@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from environments import REPO, Venv, add_distributions, build_wheels, make_venv  # noqa: E402
-from harness import (  # noqa: E402
+from environments import REPO, add_distributions, build_wheels, make_venv
+from harness import (
     Figure,
     compare_calls,
     compare_processes,
@@ -41,7 +41,8 @@ from harness import (  # noqa: E402
 BARE_STEVEDORE = """\
 from stevedore import DriverManager
 from greeter_core.api import HostContext
-mgr = DriverManager("greeter.plugins", "english", invoke_on_load=True, invoke_kwds={"context": HostContext.create("english")})
+context = HostContext.create("english")
+mgr = DriverManager("greeter.plugins", "english", invoke_on_load=True, invoke_kwds={"context": context})
 print(mgr.driver.greet("Universe"))
 """
 
@@ -88,8 +89,9 @@ def ratio_figure(name: str, base: float, subject: float, goal: float | None, fmt
 
 
 def in_process_greet(bench: Bench) -> Figure:
-    import greeter_core
     from greeter_english import EnglishGreeter
+
+    import greeter_core
 
     loaded = greeter_core.load("english")
     direct = EnglishGreeter(greeter_core.HostContext.create("english"))
@@ -165,11 +167,7 @@ def list_hundred(bench: Bench) -> Figure:
 
 def hot_swap(bench: Bench, isolation: str) -> Figure:
     """Request -> first greeting of the new driver, in ``greeter run --interval 0``."""
-    proc = subprocess.Popen(
-        [bench.base.greeter, "run", "--driver", "english", "--interval", "0", "--control", "127.0.0.1:0",
-         "--isolation", isolation],
-        env=bench.env, cwd=bench.workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = _greeter_run(bench, isolation, interval="0", stdout=subprocess.PIPE)
     try:
         url = _control_url(proc)
         first_line = {"english": "Hello Universe", "chinese": "你好宇宙"}
@@ -212,18 +210,15 @@ def memory(bench: Bench) -> list[Figure]:
         time.sleep(1.0)
         baseline = rss_kib(floor.pid)
         for isolation in ("none", "process"):
-            proc = subprocess.Popen(
-                [bench.base.greeter, "run", "--driver", "english", "--interval", "0.2", "--control", "127.0.0.1:0",
-                 "--isolation", isolation],
-                env=bench.env, cwd=bench.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            )
+            proc = _greeter_run(bench, isolation, interval="0.2", stdout=subprocess.DEVNULL)
             try:
                 url = _control_url(proc)
                 time.sleep(1.0)
                 status = json.load(urllib.request.urlopen(f"{url}/status", timeout=60))
                 host = rss_kib(proc.pid)
-                figures.append(Figure(f"memory: `greeter run` host RSS, isolation {isolation}", f"{host / 1024:.1f} MiB",
-                                      f"{baseline / 1024:.1f} MiB", host / baseline, "report", None))
+                figures.append(Figure(f"memory: `greeter run` host RSS, isolation {isolation}",
+                                      f"{host / 1024:.1f} MiB", f"{baseline / 1024:.1f} MiB", host / baseline,
+                                      "report", None))
                 if isolation == "process":
                     worker = rss_kib(status["worker"]["pid"])
                     figures.append(Figure("memory: each isolated worker's RSS", f"{worker / 1024:.1f} MiB",
@@ -235,6 +230,15 @@ def memory(bench: Bench) -> list[Figure]:
         floor.kill()
         floor.wait()
     return figures
+
+
+def _greeter_run(bench: Bench, isolation: str, *, interval: str, stdout: int) -> subprocess.Popen[str]:
+    """`greeter run --driver english` in the base venv, with a control endpoint on a free port."""
+    return subprocess.Popen(
+        [bench.base.greeter, "run", "--driver", "english", "--interval", interval, "--control", "127.0.0.1:0",
+         "--isolation", isolation],
+        env=bench.env, cwd=bench.workdir, stdout=stdout, stderr=subprocess.PIPE, text=True,
+    )
 
 
 def _control_url(proc: subprocess.Popen[str]) -> str:

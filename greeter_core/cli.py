@@ -312,9 +312,9 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     def width(text: str) -> int:  # 你好 takes four columns in a terminal, not two
         return sum(2 if east_asian_width(char) in "WF" else 1 for char in text)
 
-    widths = [max(width(cell) for cell in column) for column in zip(header, *rows)]
+    widths = [max(width(cell) for cell in column) for column in zip(header, *rows, strict=True)]
     for row in (header, *rows):
-        print("  ".join(cell + " " * (size - width(cell)) for cell, size in zip(row, widths)).rstrip())
+        print("  ".join(cell + " " * (size - width(cell)) for cell, size in zip(row, widths, strict=True)).rstrip())
 
 
 _HANDLERS: dict[str, tuple[Callable[[str], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]] = {

@@ -48,7 +48,7 @@ def _record(dist: Distribution) -> list[PackagePath] | None:
     for row in csv.reader(text.splitlines()):
         if not row:
             continue
-        name, digest, size = (row + ["", ""])[:3]
+        name, digest, size = [*row, "", ""][:3]
         path = PackagePath(name)
         path.hash = FileHash(digest) if digest else None
         path.size = int(size) if size else None
@@ -59,7 +59,7 @@ def _record(dist: Distribution) -> list[PackagePath] | None:
 
 def _check_file(plugin: PluginInfo, dist: Distribution, file: PackagePath) -> None:
     assert file.hash is not None
-    path = Path(dist.locate_file(file))
+    path = Path(str(dist.locate_file(file)))
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -73,8 +73,8 @@ def _check_file(plugin: PluginInfo, dist: Distribution, file: PackagePath) -> No
 
 def _check_no_strays(plugin: PluginInfo, dist: Distribution, files: list[PackagePath]) -> None:
     """A ``.py`` file in the plugin's own package directories must be one RECORD lists."""
-    listed = {Path(dist.locate_file(f)).resolve() for f in files}
-    packages = {Path(dist.locate_file(f)).resolve().parent for f in files if f.name == "__init__.py"}
+    listed = {Path(str(dist.locate_file(f))).resolve() for f in files}
+    packages = {Path(str(dist.locate_file(f))).resolve().parent for f in files if f.name == "__init__.py"}
     for package in sorted(packages):
         for path in sorted(package.glob("*.py")):
             if path.resolve() not in listed:

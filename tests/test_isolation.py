@@ -228,7 +228,7 @@ def test_a_worker_refuses_a_host_speaking_another_protocol(plugins, monkeypatch)
     monkeypatch.setattr(worker_client, "PROTOCOL_VERSION", 99)
     with pytest.raises(HandshakeError) as caught:
         load("good", isolation="process")
-    assert "the host speaks worker protocol 99, this worker speaks 1" in str(caught.value)
+    assert "the host speaks protocol 99, this worker speaks 1" in str(caught.value)
 
 
 def test_a_worker_started_by_hand_says_what_it_is(greeter_env, tmp_path) -> None:

@@ -9,6 +9,7 @@ are noted where they shaped the code.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -20,12 +21,12 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import IO, Any
+from typing import IO
 
 from ..api import API_VERSION, Greeter, HostContext
 from ..discovery import PluginInfo
 from ..errors import GreeterError, HandshakeError, PluginTimeoutError, WorkerCrashedError
-from .protocol import COOKIE, COOKIE_ENV, LOG_MARK, PROTOCOL_VERSION, Channel
+from .protocol import COOKIE, COOKIE_ENV, LOG_MARK, PROTOCOL_VERSION, Channel, check_hello
 
 __all__ = ["WorkerClient"]
 
@@ -232,7 +233,7 @@ class WorkerClient(Greeter):
             raise WorkerCrashedError(self.driver, self.plugin, f"{self.last_exit} before the handshake") from None
         if op == "error" and isinstance(value, GreeterError):
             raise value
-        problem = _check_worker(op, value)
+        problem = check_hello(op, value, peer="worker", me="host")
         if problem:
             raise HandshakeError(self.driver, self.plugin, problem)
         self.plugin = PluginInfo(**value["plugin"])
@@ -263,17 +264,13 @@ class WorkerClient(Greeter):
         if proc is None:
             return
         if polite and proc.poll() is None and channel is not None:
-            try:
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
                 channel.send(("bye", None))
                 proc.wait(timeout=GRACE)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
         if proc.poll() is None:
             proc.terminate()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=GRACE if polite else 0.1)
-            except subprocess.TimeoutExpired:
-                pass
         _kill_group(proc)
         proc.wait()
         if channel is not None:
@@ -292,16 +289,6 @@ def next_backoff(previous: float, uptime: float) -> float:
     return min(previous * 2, BACKOFF_CAP)
 
 
-def _check_worker(op: str, value: Any) -> str | None:
-    if op != "hello" or not isinstance(value, dict):
-        return f"expected the worker's hello, got {op!r}"
-    if value.get("protocol") != PROTOCOL_VERSION:
-        return f"the worker speaks protocol {value.get('protocol')!r}, this host speaks {PROTOCOL_VERSION}"
-    if value.get("api_version") != API_VERSION:
-        return f"the worker provides plugin API {value.get('api_version')!r}, this host provides {API_VERSION}"
-    return None
-
-
 def _describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -312,10 +299,8 @@ def _describe_exit(code: int) -> str:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _forward(stream: IO[bytes], logger: logging.Logger, name: str) -> threading.Thread:

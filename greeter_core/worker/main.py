@@ -24,7 +24,7 @@ from ..api import API_VERSION
 from ..discovery import PluginInfo, find
 from ..errors import GreeterError, HandshakeError
 from ..loading import call_greet, close_quietly, load
-from .protocol import COOKIE, COOKIE_ENV, LOG_MARK, PROTOCOL_VERSION, Channel
+from .protocol import COOKIE, COOKIE_ENV, LOG_MARK, PROTOCOL_VERSION, Channel, check_hello
 
 #: How often the worker checks that the host is still its parent.
 PARENT_POLL_SECONDS = 0.2
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(channel: Channel) -> int:
     op, hello = channel.recv()
     driver = str(hello.get("driver", "?")) if isinstance(hello, dict) else "?"
-    problem = _check_host(op, hello)
+    problem = check_hello(op, hello, peer="host", me="worker")
     if problem:
         channel.send(("error", HandshakeError(driver, None, problem)))
         return 3
@@ -93,16 +93,6 @@ def _serve(channel: Channel) -> int:
     finally:
         close_quietly(greeter, driver)
     return 0
-
-
-def _check_host(op: str, hello: Any) -> str | None:
-    if op != "hello" or not isinstance(hello, dict):
-        return f"expected a hello message first, got {op!r}"
-    if hello.get("protocol") != PROTOCOL_VERSION:
-        return f"the host speaks worker protocol {hello.get('protocol')!r}, this worker speaks {PROTOCOL_VERSION}"
-    if hello.get("api_version") != API_VERSION:
-        return f"the host provides plugin API {hello.get('api_version')!r}, this worker provides {API_VERSION}"
-    return None
 
 
 def _answer_calls(channel: Channel, greeter: Any, driver: str, info: PluginInfo) -> None:

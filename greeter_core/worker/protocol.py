@@ -18,6 +18,8 @@ import socket
 import struct
 from typing import Any
 
+from ..api import API_VERSION
+
 #: Bumped whenever the messages below change shape; checked both ways at the handshake.
 PROTOCOL_VERSION = 1
 
@@ -36,6 +38,21 @@ _ALLOWED = {
     ("greeter_core.errors", None),
     ("greeter_core.discovery", "PluginInfo"),
 }
+
+
+def check_hello(op: str, hello: Any, *, peer: str, me: str) -> str | None:
+    """What is wrong with the *peer*'s hello (versions differ, or no hello at all), else None.
+
+    Both sides run it on what the other sent: the worker on the host's
+    hello, the host on the worker's answer.
+    """
+    if op != "hello" or not isinstance(hello, dict):
+        return f"expected the {peer}'s hello first, got {op!r}"
+    if hello.get("protocol") != PROTOCOL_VERSION:
+        return f"the {peer} speaks protocol {hello.get('protocol')!r}, this {me} speaks {PROTOCOL_VERSION}"
+    if hello.get("api_version") != API_VERSION:
+        return f"the {peer} provides plugin API {hello.get('api_version')!r}, this {me} provides {API_VERSION}"
+    return None
 
 
 class _HostUnpickler(pickle.Unpickler):
