@@ -9,8 +9,11 @@ need a real venv install the same wheels with pip or uv.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
+import subprocess
+import sys
 import textwrap
 import zipfile
 from dataclasses import dataclass, field
@@ -134,3 +137,50 @@ def build_core_wheel(repo: Path, out: Path) -> Path:
 
     out.mkdir(parents=True, exist_ok=True)
     return Path(make_wheel_in(repo / "pyproject.toml", out).file)
+
+
+def wheel_of_installed(distribution: str, out: Path) -> Path:
+    """Repack an installed pure-Python distribution (here: stevedore) as a wheel, so that a test
+    venv gets the very version under test without a network or an index."""
+    from importlib.metadata import distribution as find_distribution
+
+    dist = find_distribution(distribution)
+    skipped = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+    files = [
+        f for f in dist.files or () if f.parts[0] != ".." and "__pycache__" not in f.parts and f.name not in skipped
+    ]
+    [dist_info] = {f.parts[0] for f in files if f.parts[0].endswith(".dist-info")}
+    out.mkdir(parents=True, exist_ok=True)
+    wheel = out / f"{dist_info.removesuffix('.dist-info')}-py3-none-any.whl"
+    record = []
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for file in files:
+            data = file.read_binary()
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            archive.writestr(file.as_posix(), data)
+            record.append(f"{file.as_posix()},sha256={digest},{len(data)}")
+        record.append(f"{dist_info}/RECORD,,")
+        archive.writestr(f"{dist_info}/RECORD", "\n".join(record) + "\n")
+    return wheel
+
+
+def uv(*args: str | Path, env: dict[str, str]) -> None:
+    """Run uv (a test dependency) quietly; fail the test with its output if it fails."""
+    from uv import find_uv_bin
+
+    subprocess.run([find_uv_bin(), *map(str, args)], env=env, check=True, capture_output=True, text=True)
+
+
+def core_venv(root: Path, *wheels: Path, env: dict[str, str], seed: bool = False) -> Path:
+    """A fresh venv at *root* with greeter-core from this checkout, stevedore and *wheels*; its python.
+
+    Offline: stevedore is the copy under test, repacked. ``seed`` adds pip.
+    """
+    from conftest import REPO
+
+    uv("venv", "--quiet", *(["--seed"] if seed else []), "--python", sys.executable, root, env=env)
+    python = root / "bin" / "python"
+    built = root.parent / f"{root.name}-wheels"
+    core = [build_core_wheel(REPO, built), wheel_of_installed("stevedore", built)]
+    uv("pip", "install", "--quiet", "--offline", "--no-index", "--python", python, *core, *wheels, env=env)
+    return python

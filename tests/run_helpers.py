@@ -259,31 +259,3 @@ def launcher(env: dict[str, str], cwd: Path, python: str = sys.executable) -> It
     finally:
         for process in started:
             process.kill()
-
-
-def wheel_of_installed(distribution: str, out: Path) -> Path:
-    """Repack an installed pure-Python distribution (here: stevedore) as a wheel, so that a test
-    venv gets the very version under test without a network or an index."""
-    import base64
-    import hashlib
-    import zipfile
-    from importlib.metadata import distribution as find_distribution
-
-    dist = find_distribution(distribution)
-    skipped = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
-    files = [
-        f for f in dist.files or () if f.parts[0] != ".." and "__pycache__" not in f.parts and f.name not in skipped
-    ]
-    [dist_info] = {f.parts[0] for f in files if f.parts[0].endswith(".dist-info")}
-    out.mkdir(parents=True, exist_ok=True)
-    wheel = out / f"{dist_info.removesuffix('.dist-info')}-py3-none-any.whl"
-    record = []
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for file in files:
-            data = file.read_binary()
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            archive.writestr(file.as_posix(), data)
-            record.append(f"{file.as_posix()},sha256={digest},{len(data)}")
-        record.append(f"{dist_info}/RECORD,,")
-        archive.writestr(f"{dist_info}/RECORD", "\n".join(record) + "\n")
-    return wheel

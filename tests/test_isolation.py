@@ -12,16 +12,13 @@ from pathlib import Path
 
 import pytest
 from isolation_helpers import (
-    ECHO_CONFIG,
     EXIT,
     FAULTS,
     GOOD,
     HANG,
-    IMPORT_FAILS,
     NOISY,
     PANIC,
     SEGFAULT,
-    SYS_EXIT,
     alive,
     children,
     kill_quietly,

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 from conftest import REPO, clean_env
-from plugin_factory import build_core_wheel
+from plugin_factory import core_venv
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -50,14 +49,8 @@ def test_the_plugin_written_from_the_readme_greets(tmp_path: Path, site: Path, c
 
 def test_the_three_plugin_author_commands_make_a_tested_installable_plugin(tmp_path: Path) -> None:
     """The README's three commands, run as written in a venv with greeter, scaffold, install and pass."""
-    from uv import find_uv_bin
-
     env = clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"), UV_PYTHON_DOWNLOADS="never")
-    venv = tmp_path / "venv"
-    subprocess.run([find_uv_bin(), "venv", "-q", "--seed", "--python", sys.executable, venv], env=env, check=True)
-    core = build_core_wheel(REPO, tmp_path / "wheels")
-    subprocess.run([find_uv_bin(), "pip", "install", "-q", "--python", venv / "bin" / "python", core],
-                   env=env, check=True)
+    venv = core_venv(tmp_path / "venv", env=env, seed=True).parent.parent
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
     commands = [line for line in code_block_after("### A new plugin in three commands").splitlines() if line.strip()]
     assert len(commands) == 3

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, clean_env
+from conftest import clean_env
 from isolation_helpers import EXIT, SEGFAULT, alive, children, wait_until
-from plugin_factory import PluginFactory, PluginSpec, build_core_wheel, greeter_code
-from run_helpers import ALPHA, BETA, RunningGreeter, launcher, wheel_of_installed
-from uv import find_uv_bin
+from plugin_factory import PluginFactory, PluginSpec, core_venv, greeter_code, uv
+from run_helpers import ALPHA, BETA, RunningGreeter, launcher
 
 ALPHA_1 = PluginSpec("alpha", code=greeter_code("Alpha"), version="1.0", module_name="greeter_alpha_mod")
 ALPHA_2 = PluginSpec("alpha", code=greeter_code("Alpha two"), version="2.0", module_name="greeter_alpha_mod")
@@ -71,20 +69,11 @@ def test_no_worker_outlives_greeter_run(start, how: signal.Signals) -> None:
     assert wait_until(lambda: not alive(worker)), f"worker {worker} outlived greeter run"
 
 
-def uv(*args: str | Path, env: dict[str, str]) -> None:
-    subprocess.run([find_uv_bin(), *map(str, args)], env=env, check=True, capture_output=True, text=True)
-
-
 @pytest.fixture
 def venv(tmp_path: Path, factory: PluginFactory) -> tuple[Path, dict[str, str]]:
     """A fresh venv holding greeter-core, stevedore, greeter-alpha 1.0 and greeter-beta."""
     env = clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"), UV_PYTHON_DOWNLOADS="never", UV_NO_CONFIG="1")
-    uv("venv", "--quiet", "--python", sys.executable, tmp_path / "venv", env=env)
-    python = tmp_path / "venv" / "bin" / "python"
-    wheels = [build_core_wheel(REPO, tmp_path / "wheels"), wheel_of_installed("stevedore", tmp_path / "wheels"),
-              factory.wheel(ALPHA_1), factory.wheel(BETA)]
-    uv("pip", "install", "--quiet", "--offline", "--no-index", "--python", python, *wheels, env=env)
-    return python, env
+    return core_venv(tmp_path / "venv", factory.wheel(ALPHA_1), factory.wheel(BETA), env=env), env
 
 
 def upgrade_alpha(venv: tuple[Path, dict[str, str]], factory: PluginFactory) -> None:

@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, clean_env
-from plugin_factory import PluginFactory, build_core_wheel
-from run_helpers import ALPHA, BETA, GAMMA, RunningGreeter, launcher, wheel_of_installed
-from uv import find_uv_bin
-
-
-def uv(*args: str | Path, env: dict[str, str]) -> None:
-    subprocess.run([find_uv_bin(), *map(str, args)], env=env, check=True, capture_output=True, text=True)
+from conftest import clean_env
+from plugin_factory import PluginFactory, core_venv, uv
+from run_helpers import ALPHA, BETA, GAMMA, RunningGreeter, launcher
 
 
 @pytest.fixture
 def venv(tmp_path: Path, factory: PluginFactory) -> tuple[Path, dict[str, str]]:
     """A fresh venv holding greeter-core (built from this checkout), stevedore, greeter-alpha and greeter-beta."""
     env = clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"), UV_PYTHON_DOWNLOADS="never", UV_NO_CONFIG="1")
-    root = tmp_path / "venv"
-    uv("venv", "--quiet", "--python", sys.executable, root, env=env)
-    python = root / "bin" / "python"
-    wheels = [
-        build_core_wheel(REPO, tmp_path / "wheels"),
-        wheel_of_installed("stevedore", tmp_path / "wheels"),
-        factory.wheel(ALPHA),
-        factory.wheel(BETA),
-    ]
-    uv("pip", "install", "--quiet", "--offline", "--no-index", "--python", python, *wheels, env=env)
-    return python, env
+    return core_venv(tmp_path / "venv", factory.wheel(ALPHA), factory.wheel(BETA), env=env), env
 
 
 @pytest.fixture

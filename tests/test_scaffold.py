@@ -9,8 +9,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO, clean_env
-from plugin_factory import build_core_wheel
+from conftest import clean_env
+from plugin_factory import core_venv, uv
 
 import greeter_core
 from greeter_core.errors import UsageError
@@ -184,20 +184,11 @@ def test_a_plugin_declaring_a_newer_api_is_refused_naming_both_versions(
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, str]]:
     """A fresh venv with a greeter-core wheel and `greeter new-plugin esperanto --greeting Saluton` [test] in it."""
-    from uv import find_uv_bin
-
     root = tmp_path_factory.mktemp("new-plugin-venv")
     env = clean_env(XDG_CACHE_HOME=str(root / "cache"), UV_PYTHON_DOWNLOADS="never")
     project = scaffold("esperanto", "Saluton", root / "greeter-esperanto")
-    core = build_core_wheel(REPO, root / "wheels")
-    uv = find_uv_bin()
-    subprocess.run([uv, "venv", "-q", "--python", sys.executable, root / "venv"], env=env, check=True)
-    subprocess.run(
-        [uv, "pip", "install", "-q", "--python", root / "venv" / "bin" / "python", core, f"{project}[test]"],
-        env=env,
-        check=True,
-        timeout=300,
-    )
+    python = core_venv(root / "venv", env=env)
+    uv("pip", "install", "--quiet", "--python", python, f"{project}[test]", env=env)  # pytest: from the index
     return root / "venv" / "bin", project, env
 
 
