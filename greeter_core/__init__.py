@@ -1,8 +1,15 @@
 """greeter: say hello through plugins found by entry point and loaded by stevedore.
 
-The public API is re-exported here and imported lazily, so that
-``import greeter_core`` costs next to nothing and the one-shot CLI pays only
-for what it uses (see the README's Performance section).
+The public API is the ``__all__`` of five small modules, re-exported here and
+imported on first use, so that ``import greeter_core`` costs next to nothing
+and the one-shot CLI pays only for what it uses. Each name is listed once, in
+the module that defines it:
+
+- :mod:`~greeter_core.api`: what a plugin author imports (``Greeter``, ``HostContext``...)
+- :mod:`~greeter_core.errors`: ``GreeterError`` and one subclass per failure
+- :mod:`~greeter_core.discovery`: ``discover()``, ``find()``, ``PluginInfo`` (no plugin imported)
+- :mod:`~greeter_core.loaded`: ``LoadedPlugin``, what ``load()`` returns
+- :mod:`~greeter_core.drive`: ``load()``, in this process or in a worker
 """
 
 import sys
@@ -13,75 +20,38 @@ TYPE_CHECKING = False
 
 __version__ = "1.0.0"
 
-__all__ = [
-    "API_VERSION",
-    "DEFAULT_NAME",
-    "GROUP",
-    "DuplicateDriverError",
-    "Greeter",
-    "GreeterError",
-    "HandshakeError",
-    "HostContext",
-    "IntegrityError",
-    "NoSuchDriverError",
-    "PluginAPIVersionError",
-    "PluginCallError",
-    "PluginContractError",
-    "PluginInfo",
-    "PluginLoadError",
-    "PluginTimeoutError",
-    "UsageError",
-    "WorkerCrashedError",
-    "call_greet",
-    "discover",
-    "find",
-    "load",
-    "validate",
-]
-
-_HOMES = {
-    "API_VERSION": "api",
-    "DEFAULT_NAME": "api",
-    "GROUP": "api",
-    "Greeter": "api",
-    "HostContext": "api",
-    "PluginInfo": "discovery",
-    "discover": "discovery",
-    "find": "discovery",
-    "call_greet": "loading",
-    "load": "loading",
-    "validate": "loading",
-}
+#: The modules whose ``__all__`` make up the public API, in the order names are looked up.
+_PUBLIC = ("api", "errors", "discovery", "loaded", "drive")
 
 if TYPE_CHECKING:
-    from .api import API_VERSION, DEFAULT_NAME, GROUP, Greeter, HostContext
-    from .discovery import PluginInfo, discover, find
-    from .errors import (
-        DuplicateDriverError,
-        GreeterError,
-        HandshakeError,
-        IntegrityError,
-        NoSuchDriverError,
-        PluginAPIVersionError,
-        PluginCallError,
-        PluginContractError,
-        PluginLoadError,
-        PluginTimeoutError,
-        UsageError,
-        WorkerCrashedError,
-    )
-    from .loading import call_greet, load, validate
+    from types import ModuleType
+
+    from .api import *
+    from .discovery import *
+    from .drive import *
+    from .errors import *
+    from .loaded import *
+
+
+def _module(name: str) -> "ModuleType":
+    module = f"{__name__}.{name}"
+    __import__(module)  # not importlib: importing it costs more than this whole package
+    return sys.modules[module]
 
 
 def __getattr__(name: str) -> object:
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = f"{__name__}.{_HOMES.get(name, 'errors')}"
-    __import__(module)  # not importlib: importing it costs more than this whole package
-    value = getattr(sys.modules[module], name)
+    if name == "__all__":
+        value: object = [public for module in _PUBLIC for public in _module(module).__all__]
+    else:
+        for module in map(_module, _PUBLIC):
+            if name in module.__all__:
+                value = getattr(module, name)
+                break
+        else:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+    return sorted({*globals(), *__getattr__("__all__")})  # type: ignore[misc]

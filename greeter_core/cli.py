@@ -13,21 +13,18 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from .api import DEFAULT_NAME
-from .errors import GreeterError
+from .drive import DEFAULT_CALL_TIMEOUT, ISOLATION_MODES, LoadOptions
+from .errors import GreeterError, UsageError
+
+if TYPE_CHECKING:
+    from .loop import RunPlan
 
 __all__ = ["main"]
 
 log = logging.getLogger(__name__)
-
-COMMANDS = {
-    "list": "list the installed plugins without loading them",
-    "check": "load and validate plugins, report ok/failed for each",
-    "run": "greet in a loop; hot-swap the driver over HTTP or SIGHUP",
-    "new-plugin": "write a new, tested plugin distribution to start from",
-}
 
 INSTALL_HINT = "no greeter plugins are installed; install one, e.g.: pip install greeter-english"
 
@@ -80,17 +77,17 @@ def _loading(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--isolation",
-        choices=("none", "process"),
-        default="none",
+        choices=ISOLATION_MODES,
+        default=LoadOptions().isolation,
         help="run the plugin in this process (none, fastest) or in a worker process that "
         "cannot take the host down (process); default: none",
     )
     parser.add_argument(
         "--call-timeout",
         type=_positive_seconds,
-        default=5.0,
+        default=DEFAULT_CALL_TIMEOUT,
         metavar="SECONDS",
-        help="with --isolation process: kill a worker whose greet() takes longer (default: 5)",
+        help=f"with --isolation process: kill a worker whose greet() takes longer (default: {DEFAULT_CALL_TIMEOUT:g})",
     )
     parser.add_argument(
         "--verify",
@@ -100,7 +97,7 @@ def _loading(parser: argparse.ArgumentParser) -> None:
 
 
 def _greet_parser(prog: str) -> argparse.ArgumentParser:
-    commands = "\n".join(f"  {prog} {name:<11} {text}" for name, text in COMMANDS.items())
+    commands = "\n".join(f"  {prog} {name:<11} {command.summary}" for name, command in _COMMANDS.items())
     parser = _Parser(
         prog=prog,
         description="Greet once with the plugin (driver) you name.",
@@ -135,18 +132,16 @@ def _check_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _run_parser(prog: str) -> argparse.ArgumentParser:
+    from .control import ROUTES
+
     parser = _Parser(
         prog=f"{prog} run",
         description="Greet in a loop. Swap the driver while running over HTTP (--control) or with "
         "SIGHUP (--driver-file). A failing plugin is logged and counted; the loop goes on. "
         "SIGINT or SIGTERM stops it with a summary on stderr.",
         epilog="control endpoint (JSON in, JSON out):\n"
-        "  GET  /?mod=NAME                switch the driver (as in the Go original)\n"
-        '  POST /driver {"driver": NAME}  switch the driver\n'
-        "  POST /reload                   a new instance of the current driver (--isolation process)\n"
-        "  GET  /status                   driver, counters, last error, uptime\n"
-        "  GET  /plugins                  the installed plugins, as 'greeter list --json'\n"
-        "SIGHUP re-reads --driver-file and switches to the driver named there (the same name: reload).",
+        + "".join(f"  {route.method:<4} {route.usage:<25} {route.does}\n" for route in ROUTES)
+        + "SIGHUP re-reads --driver-file and switches to the driver named there (the same name: reload).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--driver", metavar="NAME", help="the plugin to start with (or read from --driver-file)")
@@ -219,22 +214,16 @@ def _setup_logging(verbose: int, debug: bool, default: int = logging.WARNING) ->
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
 
 
+def _load_options(args: argparse.Namespace) -> LoadOptions:
+    return LoadOptions(dict(args.options), args.isolation, args.verify, args.call_timeout)
+
+
 def _cmd_greet(args: argparse.Namespace) -> int:
-    from .loading import call_greet, close_quietly, load
+    from .drive import load
 
     # stdout carries the greeting only: whatever the plugin prints goes to stderr.
-    with contextlib.redirect_stdout(sys.stderr):
-        greeter = load(
-            args.driver,
-            config=dict(args.options),
-            isolation=args.isolation,
-            verify=args.verify,
-            call_timeout=args.call_timeout,
-        )
-        try:
-            text = call_greet(greeter, args.name, args.driver)
-        finally:
-            close_quietly(greeter, args.driver)
+    with contextlib.redirect_stdout(sys.stderr), load(args.driver, **_load_options(args)._asdict()) as loaded:
+        text = loaded.greet(args.name)
     print(text, flush=True)
     return 0
 
@@ -259,16 +248,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from .checking import check
+    from .checkup import check_plugins
 
     with contextlib.redirect_stdout(sys.stderr):  # plugin prints must not corrupt the report
-        results = check(
-            args.names or None,
-            config=dict(args.options),
-            isolation=args.isolation,
-            verify=args.verify,
-            call_timeout=args.call_timeout,
-        )
+        results = check_plugins(args.names or None, _load_options(args))
     if args.json:
         import json
 
@@ -285,17 +268,33 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return max((r.exit_code for r in results), default=0)
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .runtime import plan_from_args, run
+def _run_plan(args: argparse.Namespace) -> RunPlan:
+    """Check the user's ``greeter run`` arguments (UsageError, exit 2, on a mistake)."""
+    from .loop import RunPlan, read_driver_file
 
-    plan = plan_from_args(args)
+    if args.driver is None and args.driver_file is None:
+        raise UsageError("greeter run needs --driver NAME or --driver-file PATH")
+    from_file = read_driver_file(args.driver_file) if args.driver_file is not None else None
+    return RunPlan(
+        driver=args.driver if args.driver is not None else str(from_file),
+        who=args.name,
+        interval=args.interval,
+        stop_after=args.count,
+        driver_file=args.driver_file,
+        options=_load_options(args),
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .loop import run
+
+    plan = _run_plan(args)
     if args.control is None:
         return run(plan)
     from .control import TOKEN_ENV, bind
 
     token = args.control_token if args.control_token is not None else os.environ.get(TOKEN_ENV) or None
-    with bind(args.control, token) as control:
-        return run(plan, control)
+    return run(plan, bind(args.control, token))  # run() owns the server from here: it closes it
 
 
 def _cmd_new_plugin(args: argparse.Namespace) -> int:
@@ -317,24 +316,39 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(cell + " " * (size - width(cell)) for cell, size in zip(row, widths, strict=True)).rstrip())
 
 
-_HANDLERS: dict[str, tuple[Callable[[str], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]] = {
-    "greet": (_greet_parser, _cmd_greet),
-    "list": (_list_parser, _cmd_list),
-    "check": (_check_parser, _cmd_check),
-    "run": (_run_parser, _cmd_run),
-    "new-plugin": (_new_plugin_parser, _cmd_new_plugin),
+class _Command(NamedTuple):
+    """One command: what the top-level help says of it, its parser, what runs it."""
+
+    summary: str
+    parser: Callable[[str], argparse.ArgumentParser]
+    handler: Callable[[argparse.Namespace], int]
+    log_level: int = logging.WARNING
+
+
+#: ``greeter --driver NAME``, the command that runs when no subcommand is named.
+_GREET = _Command("greet once with the named plugin", _greet_parser, _cmd_greet)
+
+#: The subcommands, in the order the help lists them.
+_COMMANDS = {
+    "list": _Command("list the installed plugins without loading them", _list_parser, _cmd_list),
+    "check": _Command("load and validate plugins, report ok/failed for each", _check_parser, _cmd_check),
+    "run": _Command(
+        "greet in a loop; hot-swap the driver over HTTP or SIGHUP", _run_parser, _cmd_run, log_level=logging.INFO
+    ),
+    "new-plugin": _Command(
+        "write a new, tested plugin distribution to start from", _new_plugin_parser, _cmd_new_plugin
+    ),
 }
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "greeter") -> int:
     """Run the ``greeter`` command; return its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv.pop(0) if argv and argv[0] in COMMANDS else "greet"
-    make_parser, handler = _HANDLERS[command]
-    args = make_parser(prog).parse_args(argv)
-    _setup_logging(args.verbose, args.debug, logging.INFO if command == "run" else logging.WARNING)
+    command = _COMMANDS[argv.pop(0)] if argv and argv[0] in _COMMANDS else _GREET
+    args = command.parser(prog).parse_args(argv)
+    _setup_logging(args.verbose, args.debug, command.log_level)
     try:
-        return handler(args)
+        return command.handler(args)
     except GreeterError as error:
         if args.debug:
             raise

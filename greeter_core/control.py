@@ -1,14 +1,10 @@
-"""The HTTP control plane of ``greeter run``: the Go original's ``curl localhost:8080?mod=chinese``.
+"""The HTTP control endpoint of ``greeter run``: the Go original's ``curl localhost:8080?mod=chinese``.
 
-A thin shell over :class:`~greeter_core.runtime.Runtime`: it parses a
-request, calls the runtime and maps a :class:`~greeter_core.errors.GreeterError`
-to a status code. Every reply is JSON, errors included::
-
-    GET  /?mod=NAME                switch the driver (the Go original's route)  400 404 409 422
-    POST /driver {"driver": NAME}  switch the driver                            400 404 409 411 413 422
-    POST /reload                   a new instance of the current driver         404 409 411 413 422
-    GET  /status                   driver, distribution, version, counters, last error, uptime
-    GET  /plugins                  the records of ``greeter list --json``
+A thin shell over :class:`~greeter_core.slot.DriverSlot`: it parses a
+request, calls the slot and maps a :class:`~greeter_core.errors.GreeterError`
+to a status code. Every reply is JSON, errors included. The routes, what
+they do and their status codes are :data:`ROUTES`, the one list that the
+CLI's help, the error replies and the docs are made from.
 
 On any path: 401 without the token (when one is set), 404 for an unknown
 path, 405 (with ``Allow``) for a wrong method. A request without
@@ -30,13 +26,20 @@ import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
-from .errors import DuplicateDriverError, GreeterError, NoSuchDriverError, UsageError
-from .runtime import ReloadUnsupportedError, Runtime, RuntimeStoppedError
+from .errors import (
+    DuplicateDriverError,
+    GreeterError,
+    NoSuchDriverError,
+    ReloadUnsupportedError,
+    RuntimeStoppedError,
+    UsageError,
+)
+from .slot import DriverSlot
 
-__all__ = ["MAX_BODY", "TOKEN_ENV", "ControlServer", "bind", "parse_address", "status_for"]
+__all__ = ["MAX_BODY", "ROUTES", "TOKEN_ENV", "ControlServer", "Route", "bind", "parse_address", "status_for"]
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +54,42 @@ MAX_BODY = 4096
 #: Most bytes of an unread body read before closing, so that the client gets to read our reply.
 _DRAIN_LIMIT = 64 * 1024
 
-ROUTES: dict[str, dict[str, str]] = {
-    "/": {"GET": "?mod=NAME switches the driver (as in the Go original)"},
-    "/driver": {"POST": 'body {"driver": "NAME"} switches the driver'},
-    "/reload": {"POST": "loads a new instance of the current driver (needs --isolation process)"},
-    "/status": {"GET": "driver, distribution, version, greetings, errors, swaps, last error, uptime"},
-    "/plugins": {"GET": "the installed plugins, as greeter list --json"},
-}
+
+class Route(NamedTuple):
+    """One route of the control endpoint."""
+
+    method: str
+    path: str
+    usage: str
+    """How it is called, e.g. ``/?mod=NAME``."""
+
+    does: str
+    statuses: tuple[int, ...]
+    """The status codes it answers with, besides 401, 404 and 405 that any path may get."""
+
+
+ROUTES = (
+    Route("GET", "/", "/?mod=NAME", "switch the driver (as in the Go original)", (200, 400, 404, 409, 422)),
+    Route("POST", "/driver", '/driver {"driver": NAME}', "switch the driver", (200, 400, 404, 409, 411, 413, 422)),
+    Route(
+        "POST",
+        "/reload",
+        "/reload",
+        "a new instance of the current driver, running newly installed code (--isolation process)",
+        (200, 404, 409, 411, 413, 422),
+    ),
+    Route("GET", "/status", "/status", "driver, distribution, version, counters, last error, uptime, worker", (200,)),
+    Route("GET", "/plugins", "/plugins", "the installed plugins, as greeter list --json", (200,)),
+)
+
+#: path -> {method: what it does}: the routes as error replies list them.
+_METHODS: dict[str, dict[str, str]] = {}
+for _route in ROUTES:
+    _METHODS.setdefault(_route.path, {})[_route.method] = f"{_route.usage}: {_route.does}"
 
 
 def status_for(error: GreeterError) -> int:
-    """The HTTP status for a runtime error: whose fault, and can it be retried."""
+    """The HTTP status for a slot's error: whose fault, and can it be retried."""
     if isinstance(error, NoSuchDriverError):
         return 404
     if isinstance(error, (DuplicateDriverError, ReloadUnsupportedError, RuntimeStoppedError)):
@@ -136,7 +164,7 @@ def bind(address: str, token: str | None = None) -> ControlServer:
 
 
 class ControlServer(ThreadingHTTPServer):
-    """The bound control endpoint; :meth:`start` serves a runtime from a background thread."""
+    """The bound control endpoint; :meth:`start` serves a driver slot from a background thread."""
 
     daemon_threads = True
     request_queue_size = 128  # many clients at once must wait, not be refused
@@ -144,7 +172,7 @@ class ControlServer(ThreadingHTTPServer):
     def __init__(self, family: int, sockaddr: tuple[Any, ...], token: str | None) -> None:
         self.address_family = family
         self.token = token
-        self.runtime: Runtime | None = None
+        self.slot: DriverSlot | None = None
         self._thread: threading.Thread | None = None
         super().__init__(sockaddr, _Handler)
 
@@ -165,9 +193,9 @@ class ControlServer(ThreadingHTTPServer):
         shown = f"[{host}]" if self.address_family == socket.AF_INET6 else host
         return f"http://{shown}:{self.server_port}"
 
-    def start(self, runtime: Runtime) -> None:
-        """Serve *runtime* from a daemon thread; log where (port 0 becomes a real one)."""
-        self.runtime = runtime
+    def start(self, slot: DriverSlot) -> None:
+        """Serve *slot* from a daemon thread; log where (port 0 becomes a real one)."""
+        self.slot = slot
         self._thread = threading.Thread(
             target=self.serve_forever, kwargs={"poll_interval": 0.1}, name="greeter-control", daemon=True
         )
@@ -219,9 +247,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self._authorize()
             path, _, query = self.path.partition("?")
-            methods = ROUTES.get(path)
+            methods = _METHODS.get(path)
             if methods is None:
-                raise _Reject(404, f"no such endpoint: {path[:100]!r}", routes=ROUTES)
+                raise _Reject(404, f"no such endpoint: {path[:100]!r}", routes=_METHODS)
             if self.command not in methods:
                 reject = _Reject(405, f"{path} accepts {', '.join(methods)} only", allowed=list(methods))
                 reject.headers["Allow"] = ", ".join(methods)
@@ -233,22 +261,22 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(error)
 
     def _route(self, path: str, query: str) -> object:
-        runtime = self._runtime()
+        slot = self._slot()
         if path == "/status":
-            return runtime.status()
+            return slot.status()
         if path == "/plugins":
-            return runtime.plugins()
+            return slot.plugins()
         if path == "/reload":
             self._read_body()
-            return runtime.reload().as_dict()
+            return slot.reload().as_dict()
         name = self._name_from_query(query) if path == "/" else self._name_from_body()
-        return runtime.swap(name).as_dict()
+        return slot.swap(name).as_dict()
 
-    def _runtime(self) -> Runtime:
-        runtime = self.server.runtime
-        if runtime is None:
+    def _slot(self) -> DriverSlot:
+        slot = self.server.slot
+        if slot is None:
             raise RuntimeStoppedError
-        return runtime
+        return slot
 
     def _authorize(self) -> None:
         token = self.server.token
@@ -269,7 +297,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Reject(400, "too many query parameters") from None
         names = fields.get("mod", [])
         if not names:
-            raise _Reject(400, "GET / switches the driver: give ?mod=NAME (see: GET /plugins)", routes=ROUTES)
+            raise _Reject(400, "GET / switches the driver: give ?mod=NAME (see: GET /plugins)", routes=_METHODS)
         if len(names) > 1:
             raise _Reject(400, "give ?mod=NAME once")
         return names[0]
@@ -311,9 +339,9 @@ class _Handler(BaseHTTPRequestHandler):
             payload["driver"] = error.driver
         if isinstance(error, NoSuchDriverError):
             payload["installed"] = list(error.installed)
-        runtime = self.server.runtime
-        if runtime is not None and not isinstance(error, RuntimeStoppedError):
-            payload["current"] = runtime.current.name
+        slot = self.server.slot
+        if slot is not None and not isinstance(error, RuntimeStoppedError):
+            payload["current"] = slot.current.name
         return status, payload, {}
 
     def _reply(self, status: int, payload: object, headers: dict[str, str]) -> None:

@@ -25,6 +25,8 @@ __all__ = [
     "PluginContractError",
     "PluginLoadError",
     "PluginTimeoutError",
+    "ReloadUnsupportedError",
+    "RuntimeStoppedError",
     "UsageError",
     "WorkerCrashedError",
 ]
@@ -32,9 +34,18 @@ __all__ = [
 
 def describe(driver: str, plugin: PluginInfo | None) -> str:
     """Name a plugin the way every message does: ``plugin 'x' (greeter-x 1.0)``."""
-    if plugin is None:
+    if plugin is None or not plugin.distribution:
         return f"plugin {driver!r}"
     return f"plugin {driver!r} ({plugin.distribution} {plugin.version})"
+
+
+def one_line(error: BaseException) -> str:
+    """A plugin's exception as messages quote it: ``Type: first line``."""
+    try:
+        text = str(error).strip().splitlines()
+    except Exception:  # a plugin's exception whose __str__ raises is still named
+        text = []
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def _rebuild(cls: type[GreeterError], args: tuple[Any, ...], state: dict[str, Any]) -> GreeterError:
@@ -222,3 +233,24 @@ class IntegrityError(GreeterError):
             driver=driver,
             plugin=plugin,
         )
+
+
+class ReloadUnsupportedError(GreeterError):
+    """A reload was asked of `greeter run` while it loads plugins in its own process."""
+
+    exit_code = 2
+
+    def __init__(self, driver: str) -> None:
+        super().__init__(
+            f"cannot reload plugin {driver!r}: in-process reload cannot load new code: stevedore caches entry "
+            f"points per process and Python cannot unload a module cleanly; run with --isolation process, "
+            f"or restart greeter run",
+            driver=driver,
+        )
+
+
+class RuntimeStoppedError(GreeterError):
+    """A swap arrived while ``greeter run`` was shutting down."""
+
+    def __init__(self) -> None:
+        super().__init__("greeter run is stopping; no more swaps")

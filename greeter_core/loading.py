@@ -1,13 +1,15 @@
-"""Load a plugin through stevedore, check it like Go's type assertion, call it safely.
+"""Load a plugin in this process: (verify) -> stevedore builds it -> the contract check -> a loaded plugin.
 
-The path of a greeting, in process: ``load()`` -> stevedore's
-``DriverManager`` builds ``cls(context=...)`` -> :func:`validate` ->
-:func:`call_greet`. The isolated worker runs this very module on its side.
+:func:`load_in_process` is the whole in-process path; the isolated worker
+runs this very function on its side, so both modes load alike. What it
+returns, :class:`InProcessPlugin`, is the Go original's ``recover()``
+around every call into the plugin object.
 
 stevedore caches entry points on disk and per process, and its on-disk key
-can miss a change made within about two minutes (see the README). The fast
-path trusts that cache; only when it fails do we compare with fresh metadata
-and, if the cache was stale, load from the fresh entry point instead.
+can miss a change made within about two minutes (see the docs on
+stevedore's caches). The fast path trusts that cache; only when it fails do
+we compare with fresh metadata and, if the cache was stale, load from the
+fresh entry point instead.
 """
 
 from __future__ import annotations
@@ -20,58 +22,37 @@ from typing import TYPE_CHECKING, Any
 from stevedore import DriverManager
 from stevedore.exception import NoMatches
 
-from .api import API_VERSION, GROUP, Greeter, HostContext
-from .errors import (
-    GreeterError,
-    PluginAPIVersionError,
-    PluginCallError,
-    PluginContractError,
-    PluginLoadError,
-    UsageError,
-)
+from .api import GROUP, HostContext
+from .contract import Violation, greeting, validate
+from .errors import GreeterError, PluginCallError, PluginLoadError, describe, one_line
+from .loaded import LoadedPlugin
 
 if TYPE_CHECKING:
     from .discovery import PluginInfo
 
-__all__ = ["ISOLATION_MODES", "call_greet", "close_quietly", "load", "load_in_process", "validate"]
+__all__ = ["InProcessPlugin", "load_in_process"]
 
 log = logging.getLogger(__name__)
 
-ISOLATION_MODES = ("none", "process")
+#: Module -> version of the code this process imported first. Like ``sys.modules``,
+#: which it mirrors, it is process-wide: Python cannot unload a module.
+_first_imported: dict[str, str] = {}
 
 
-def load(
-    plugin: str | PluginInfo,
-    *,
-    config: Mapping[str, str] | None = None,
-    isolation: str = "none",
-    verify: bool = False,
-    call_timeout: float = 5.0,
-) -> Greeter:
-    """Return a ready greeter for *plugin* (a driver name or a record from ``discover()``).
+def load_in_process(
+    plugin: str | PluginInfo, config: Mapping[str, str] | None = None, *, verify: bool = False
+) -> InProcessPlugin:
+    """Build *plugin* (a driver name or a record from ``discover()``) here, checked and ready.
 
-    With ``isolation="process"`` the plugin runs in a worker process and the
-    returned object forwards ``greet()`` to it; close it (or use ``with``)
-    to stop the worker. With ``verify=True`` every file of the plugin's
-    distribution is checked against its ``RECORD`` first.
+    With ``verify=True`` every file of its distribution is checked against
+    its ``RECORD`` before anything is imported.
     """
-    if isolation not in ISOLATION_MODES:
-        raise UsageError(f"unknown isolation mode {isolation!r}; use one of: {', '.join(ISOLATION_MODES)}")
-    if isolation == "process":
-        from .worker.client import WorkerClient
-
-        return WorkerClient(plugin, config=config, verify=verify, call_timeout=call_timeout).start()
     if verify:
         from .discovery import find
         from .integrity import verify_plugin
 
         plugin = find(plugin) if isinstance(plugin, str) else plugin
         verify_plugin(plugin)
-    return load_in_process(plugin, config)
-
-
-def load_in_process(plugin: str | PluginInfo, config: Mapping[str, str] | None = None) -> Greeter:
-    """Build and validate the plugin in this process (what ``load()`` and the worker share)."""
     if not isinstance(plugin, str):
         return _build(plugin.name, config, plugin)
     try:
@@ -84,6 +65,77 @@ def load_in_process(plugin: str | PluginInfo, config: Mapping[str, str] | None =
             raise PluginLoadError(plugin, fresh, error.error, target=fresh.target) from error.__cause__
         log.info("stevedore's entry-point cache is stale for %r; loading it from fresh metadata", plugin)
         return _build(plugin, config, fresh)
+
+
+class InProcessPlugin(LoadedPlugin):
+    """A plugin object built in this process, behind the contract check and ``recover()``."""
+
+    isolation = "none"
+
+    def __init__(self, obj: Any, driver: str, target: str, record: PluginInfo | None = None) -> None:
+        #: The plugin object itself, as stevedore built it: call ``obj.greet`` to skip the checks.
+        self.obj: Any = obj
+        self.driver = driver
+        self._target = target
+        self._record = record
+        self._closed = False
+        try:
+            self.language = validate(obj)
+        except Violation as violation:
+            raise violation.error(driver, self.plugin) from violation.__cause__
+
+    @property
+    def plugin(self) -> PluginInfo:
+        """The record it was loaded from; on the one-shot path it is looked up once, when first needed."""
+        if self._record is None:
+            self._record = _record_of(self.driver, self._target)
+        return self._record
+
+    def greet(self, name: str) -> str:
+        """Call the plugin's ``greet()``: whatever it raises (``sys.exit()`` too) becomes PluginCallError.
+
+        ``KeyboardInterrupt`` is let through: Ctrl-C belongs to the user.
+        """
+        try:
+            text = self.obj.greet(name)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:
+            raise PluginCallError(self.driver, self.plugin, one_line(error)) from error
+        if type(text) is str:  # the usual case, checked without a call
+            return text
+        try:
+            return greeting(text)
+        except Violation as violation:
+            raise violation.error(self.driver, self.plugin) from None
+
+    def close(self) -> None:
+        """Call the plugin's ``close()`` once; a plugin that cannot close is only logged."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close = getattr(self.obj, "close", None)
+            if close is not None:
+                close()
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:
+            log.warning("%s failed to close: %s", describe(self.driver, self.plugin), one_line(error))
+
+
+def _record_of(driver: str, target: str) -> PluginInfo:
+    """The installed record of the plugin loaded as *driver* from *target*; the distribution
+    is left empty when metadata no longer lists it (uninstalled since, or a stale cache)."""
+    from .discovery import PluginInfo, find
+
+    try:
+        record = find(driver)
+    except GreeterError:
+        record = None
+    if record is None or record.target != target:
+        return PluginInfo(driver, "", "", target)
+    return record
 
 
 class _DriverManager(DriverManager):  # type: ignore[type-arg]
@@ -133,101 +185,60 @@ def _refuse_duplicates(namespace: str, name: str, extensions: list[Any]) -> Any:
     raise NoMatches(f"stevedore's cache does not list {fresh.target!r}")  # stale: reload fresh
 
 
-def _build(driver: str, config: Mapping[str, str] | None, info: PluginInfo | None) -> Greeter:
+def _build(driver: str, config: Mapping[str, str] | None, record: PluginInfo | None) -> InProcessPlugin:
     """Build through stevedore; its ``NoMatches`` is left to the caller to interpret."""
-    context = HostContext.create(driver, config)
     options: dict[str, Any] = {
         "invoke_on_load": True,
-        "invoke_kwds": {"context": context},
+        "invoke_kwds": {"context": HostContext.create(driver, config)},
         "on_load_failure_callback": _on_load_failure,
         "conflict_resolver": _refuse_duplicates,
     }
-    target = info.target if info else None
+    target = record.target if record else None
     try:
-        entry_point = EntryPoint(driver, info.target, GROUP) if info else None
+        entry_point = EntryPoint(driver, record.target, GROUP) if record else None
         manager = _DriverManager(driver, entry_point, **options)
     except _LoadFailed as failure:
         raise PluginLoadError(
-            driver, info, _one_line(failure.error) + _hint(failure.error), target=failure.entry_point.value
+            driver, record, one_line(failure.error) + _hint(failure.error), target=failure.entry_point.value
         ) from failure.error
     except (SystemExit, AssertionError) as error:
         # stevedore lets these two through its own handler; a plugin must not
         # be able to end the host by raising them at import time.
-        raise PluginLoadError(driver, info, _one_line(error), target=target) from error
+        raise PluginLoadError(driver, record, one_line(error), target=target) from error
+    extension = manager.extensions[0]
     # Not manager.driver: it returns the class when the instance is falsy.
-    return validate(driver, manager.extensions[0].obj, info)
+    loaded = InProcessPlugin(extension.obj, driver, extension.entry_point_target, record)
+    if record is not None:
+        loaded._record = _running_code(record)
+    return loaded
 
 
-def validate(driver: str, obj: Any, info: PluginInfo | None = None) -> Greeter:
-    """Check *obj* is a usable Greeter, as Go's type assertion would; return it."""
-    greet = getattr(obj, "greet", None)
-    problem = None
-    if greet is None:
-        problem = f"{type(obj).__name__} has no greet() method"
-    elif not callable(greet):
-        problem = f"{type(obj).__name__}.greet is not callable"
-    elif getattr(type(obj), "greet", None) is Greeter.greet:
-        problem = f"{type(obj).__name__} does not implement greet()"
-    if problem is not None:
-        raise PluginContractError(driver, info or _lookup(driver), problem)
-    wanted = getattr(obj, "api_version", API_VERSION)
-    if not isinstance(wanted, int) or isinstance(wanted, bool):
-        raise PluginContractError(
-            driver, info or _lookup(driver), f"api_version must be an int, not {type(wanted).__name__}"
-        )
-    if wanted > API_VERSION:
-        raise PluginAPIVersionError(driver, info or _lookup(driver), wanted, API_VERSION)
-    return obj  # type: ignore[no-any-return]
+def _running_code(record: PluginInfo) -> PluginInfo:
+    """The record of the code that really runs here: the version this process imported first.
 
-
-def call_greet(greeter: Greeter, name: str, driver: str, info: PluginInfo | None = None) -> str:
-    """Call ``greeter.greet(name)``; any plugin failure becomes a :class:`GreeterError`.
-
-    This is the Go original's ``recover()``: ``SystemExit`` from ``sys.exit()``
-    is contained too. ``KeyboardInterrupt`` is not: Ctrl-C belongs to the user.
+    A plugin upgraded while greeter runs is installed, but its module is
+    already imported and Python cannot unload it, so the old code greets.
     """
-    try:
-        text = greeter.greet(name)
-    except GreeterError:
-        raise
-    except (Exception, SystemExit) as error:
-        raise PluginCallError(driver, info or _lookup(driver), _one_line(error)) from error
-    if not isinstance(text, str):
-        raise PluginContractError(
-            driver, info or _lookup(driver), f"greet() returned {type(text).__name__}, not str"
-        )
-    return text
-
-
-def close_quietly(greeter: object, driver: str) -> None:
-    """Close a greeter the host is dropping; a plugin that cannot close is only logged."""
-    close = getattr(greeter, "close", None)
-    if close is None:
-        return
-    try:
-        close()
-    except (Exception, SystemExit) as error:
-        log.warning("plugin %r failed to close: %s", driver, _one_line(error))
-
-
-def _lookup(driver: str) -> PluginInfo | None:
-    """The plugin's record, for a message; only called on error paths."""
-    from .discovery import find
-
-    try:
-        return find(driver)
-    except GreeterError:
-        return None
+    module = record.target.partition(":")[0]
+    first = _first_imported.setdefault(module, record.version)
+    if first == record.version:
+        return record
+    log.warning(
+        "plugin %r: %s %s is installed, but this process still runs the %s code it imported first "
+        "(Python cannot unload a module); use --isolation process to run the new version",
+        record.name,
+        record.distribution,
+        record.version,
+        first,
+    )
+    return record._replace(version=first)
 
 
 def _hint(error: BaseException) -> str:
     """What a plugin author most likely got wrong, when the error says enough to tell."""
-    text = str(error)
+    if not isinstance(error, TypeError):
+        return ""
+    text = one_line(error)
     if isinstance(error, TypeError) and ("argument" in text or "takes no arguments" in text):
         return " (the entry point is called as cls(context=...): its __init__ must accept context)"
     return ""
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

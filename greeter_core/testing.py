@@ -39,10 +39,12 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 import stevedore
 
 from . import api
-from .api import DEFAULT_NAME, GROUP, Greeter
+from .api import DEFAULT_NAME, GROUP
 from .discovery import PluginInfo, find
+from .drive import load
 from .errors import GreeterError, NoSuchDriverError, describe
-from .loading import call_greet, close_quietly, load
+from .loaded import LoadedPlugin
+from .loading import InProcessPlugin
 
 __all__ = ["NAMES", "PluginConformance"]
 
@@ -57,7 +59,7 @@ _MACHINERY = ("<frozen ", *(os.path.dirname(m.__file__ or "") + os.sep for m in 
 _IMPORT_LOAD_GREET = """
 import sys, greeter_core
 try:
-    greeter_core.call_greet(greeter_core.load(sys.argv[1]), "Ada", sys.argv[1])
+    greeter_core.load(sys.argv[1]).greet("Ada")
 except greeter_core.GreeterError as error:
     sys.exit(str(error))
 """
@@ -93,8 +95,8 @@ class PluginConformance:
 
     def test_is_a_greeter(self) -> None:
         """The plugin subclasses ``Greeter`` or conforms to it: ``greet(name)`` takes one name."""
-        with self._loaded() as greeter:
-            greet = greeter.greet
+        with self._loaded() as loaded:
+            greet = loaded.obj.greet
         try:
             inspect.signature(greet).bind("name")
         except TypeError:
@@ -108,8 +110,8 @@ class PluginConformance:
     @pytest.mark.parametrize("name", NAMES.values(), ids=list(NAMES))
     def test_greets_with_a_non_empty_str(self, name: str) -> None:
         """``greet(name)`` returns a non-empty ``str`` for ordinary, empty and Unicode names."""
-        with self._loaded() as greeter:
-            text = self._greet(greeter, name)
+        with self._loaded() as loaded:
+            text = self._greet(loaded, name)
         if not text.strip():
             raise self._problem(
                 f"greet({name!r}) returned {text!r}",
@@ -118,8 +120,8 @@ class PluginConformance:
 
     def test_empty_name_greets_the_default_greetee(self) -> None:
         """``greet("")`` is ``greet(DEFAULT_NAME)``: an empty name means the default greetee."""
-        with self._loaded() as greeter:
-            empty, default = self._greet(greeter, ""), self._greet(greeter, DEFAULT_NAME)
+        with self._loaded() as loaded:
+            empty, default = self._greet(loaded, ""), self._greet(loaded, DEFAULT_NAME)
         if empty != default:
             raise self._problem(
                 f"greet('') returned {empty!r} but greet({DEFAULT_NAME!r}) returned {default!r}",
@@ -128,10 +130,10 @@ class PluginConformance:
 
     def test_does_not_write_to_stdout(self, capfd: pytest.CaptureFixture[str]) -> None:
         """Neither building the plugin nor greeting writes to stdout (``sys.stdout`` or fd 1)."""
-        with self._loaded() as greeter:
+        with self._loaded() as loaded:
             self._expect_no_stdout(capfd, "while being loaded")
             for name in NAMES.values():
-                self._greet(greeter, name)
+                self._greet(loaded, name)
                 self._expect_no_stdout(capfd, f"while greeting {name!r}")
 
     def test_does_not_write_to_stdout_in_a_fresh_interpreter(self) -> None:
@@ -157,8 +159,8 @@ class PluginConformance:
     def test_greets_with_and_without_options(self, with_options: bool) -> None:
         """The plugin loads and greets with no ``--option`` at all and with :attr:`options`."""
         config = dict(self.options) if with_options else None
-        with self._loaded(config) as greeter:
-            text = self._greet(greeter, "Ada")
+        with self._loaded(config) as loaded:
+            text = self._greet(loaded, "Ada")
         if not text.strip():
             shown = f"options {config}" if config else "no options"
             raise self._problem(
@@ -168,11 +170,11 @@ class PluginConformance:
 
     def test_loads_under_process_isolation(self) -> None:
         """With ``isolation="process"`` the plugin loads in a worker and greets as it does in process."""
-        with self._loaded() as greeter:
-            expected = self._greet(greeter, "Ada")
+        with self._loaded() as loaded:
+            expected = self._greet(loaded, "Ada")
         try:
             with load(self._driver(), isolation="process") as isolated:
-                text = call_greet(isolated, "Ada", self._driver())
+                text = isolated.greet("Ada")
         except GreeterError as error:
             raise self._problem(
                 f"fails under --isolation process: {error}",
@@ -207,21 +209,20 @@ class PluginConformance:
             raise _failed(str(error)) from None
 
     @contextmanager
-    def _loaded(self, config: Mapping[str, str] | None = None) -> Iterator[Greeter]:
+    def _loaded(self, config: Mapping[str, str] | None = None) -> Iterator[InProcessPlugin]:
         """Load the installed plugin by its entry-point name, as ``greeter`` does; close it after."""
         info = self._info()
         try:
-            greeter = load(info.name, config=config)
+            loaded = load(info.name, config=config)
         except GreeterError as error:
             raise _failed(f"loading it with greeter_core.load({info.name!r}): {error}{_cause(error)}") from None
-        try:
-            yield greeter
-        finally:
-            close_quietly(greeter, info.name)
+        assert isinstance(loaded, InProcessPlugin)
+        with loaded:
+            yield loaded
 
-    def _greet(self, greeter: Greeter, name: str) -> str:
+    def _greet(self, loaded: LoadedPlugin, name: str) -> str:
         try:
-            return call_greet(greeter, name, self._driver())
+            return loaded.greet(name)
         except GreeterError as error:
             raise _failed(f"calling greet({name!r}): {error}{_cause(error)}") from None
 

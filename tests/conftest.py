@@ -1,13 +1,12 @@
-"""Fixtures shared by the core's tests: fixture plugins, sites to install them into, the CLI."""
+"""Fixtures shared by the core's tests: fixture plugins, sites and venvs to install them into, the CLI."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,9 +16,18 @@ import pytest
 # private to this session, before anything imports stevedore.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="greeter-tests-cache-")
 
-from plugin_factory import PluginFactory, PluginSpec  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import (
+    ALPHA_V1,
+    BETA,
+    PluginFactory,
+    PluginSpec,
+    RunningGreeter,
+    Venv,
+    clean_env,
+    core_venv,
+    forget_plugins,
+    launcher,
+)
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +44,7 @@ def site(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def install(factory: PluginFactory, site: Path):
+def install(factory: PluginFactory, site: Path) -> Callable[..., None]:
     """Install fixture plugins into ``site``: ``install(PluginSpec(...), ...)``."""
 
     def install(*specs: PluginSpec) -> None:
@@ -46,14 +54,6 @@ def install(factory: PluginFactory, site: Path):
     return install
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment for a greeter subprocess: no inherited Python or greeter settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "GREETER_"))}
-    env.update(PYTHONIOENCODING="utf-8", PYTHONDONTWRITEBYTECODE="1")
-    env.update(extra)
-    return env
-
-
 @pytest.fixture
 def greeter_env(site: Path, tmp_path: Path) -> dict[str, str]:
     """Environment for CLI subprocesses: the fixture site on PYTHONPATH, a private stevedore cache."""
@@ -61,10 +61,10 @@ def greeter_env(site: Path, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def cli(greeter_env: dict[str, str], tmp_path: Path):
+def cli(greeter_env: dict[str, str], tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run ``python -m greeter_core ARGS`` to completion; return the CompletedProcess (text)."""
 
-    def run(*args: str, timeout: float = 60, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "greeter_core", *args],
             env=greeter_env,
@@ -73,25 +73,16 @@ def cli(greeter_env: dict[str, str], tmp_path: Path):
             text=True,
             encoding="utf-8",
             timeout=timeout,
-            **kwargs,  # type: ignore[arg-type]
         )
 
     return run
 
 
-def forget_plugins() -> None:
-    """Make this process see the installed plugins as they are now.
-
-    stevedore keeps entry points per process and never refreshes them (that
-    is what greeter's fresh-metadata fallback is for); tests that change
-    sys.path start from a clean slate instead of relying on the fallback.
-    """
-    from stevedore import _cache
-    from stevedore.extension import ExtensionManager
-
-    ExtensionManager.ENTRY_POINT_CACHE.clear()
-    _cache._c._internal.clear()
-    importlib.invalidate_caches()
+@pytest.fixture
+def start(greeter_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., RunningGreeter]]:
+    """``start(*args)`` runs `greeter run ARGS` over the fixture site; whatever still runs is killed after."""
+    with launcher(greeter_env, tmp_path) as start:
+        yield start
 
 
 @pytest.fixture
@@ -106,3 +97,17 @@ def on_path(site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
             del sys.modules[name]
     monkeypatch.undo()
     forget_plugins()
+
+
+@pytest.fixture
+def venv(tmp_path: Path, factory: PluginFactory) -> Venv:
+    """A fresh venv holding greeter-core (built from this checkout), stevedore, greeter-alpha 1.0 and greeter-beta."""
+    env = clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"), UV_PYTHON_DOWNLOADS="never", UV_NO_CONFIG="1")
+    return Venv(core_venv(tmp_path / "venv", factory.wheel(ALPHA_V1), factory.wheel(BETA), env=env), env)
+
+
+@pytest.fixture
+def venv_start(venv: Venv, tmp_path: Path) -> Iterator[Callable[..., RunningGreeter]]:
+    """``start(*args)`` runs `greeter run ARGS` from the :func:`venv`; whatever still runs is killed after."""
+    with launcher(venv.env, tmp_path, str(venv.python)) as start:
+        yield start

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from plugin_factory import PluginSpec, greeter_code
+from helpers import PluginSpec, greeter_code, one_line
 
 LOGGING = """
 from greeter_core import Greeter
@@ -17,18 +17,15 @@ class Plugin(Greeter):
 """
 
 
-def assert_one_clean_line(stderr: str) -> str:
-    """User-facing failures are exactly one line and never a traceback."""
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    return lines[0]
-
-
 @pytest.mark.shipped
 @pytest.mark.parametrize(
     ("driver", "greeting"),
-    [("english", "Hello Universe"), ("chinese", "你好宇宙"), ("german", "Hallo Universum"), ("spanish", "Hola Universo")],
+    [
+        ("english", "Hello Universe"),
+        ("chinese", "你好宇宙"),
+        ("german", "Hallo Universum"),
+        ("spanish", "Hola Universo"),
+    ],
 )
 def test_shipped_plugins_greet_the_universe(cli, driver: str, greeting: str) -> None:
     """`greeter --driver X` prints the shipped plugin's greeting and exits 0, as in the Go original."""
@@ -54,11 +51,12 @@ def test_greets_with_a_fixture_plugin_and_a_name(cli, install) -> None:
 
 
 def test_options_reach_the_plugin_and_its_logs_reach_stderr(cli, install) -> None:
-    """--option key=value lands in context.config; the plugin's log line is tagged with its driver."""
+    """--option key=value lands in context.config; the plugin's log record is a line on stderr, tagged
+    with its driver, and never on stdout."""
     install(PluginSpec("klingon", code=LOGGING))
     result = cli("--driver", "klingon", "--name", "Worf", "--option", "punctuation=!")
     assert result.stdout == "Hi Worf !\n"
-    assert "greeter.plugins.klingon: greeting Worf" in result.stderr
+    assert result.stderr.splitlines() == ["WARNING greeter.plugins.klingon: greeting Worf"]
 
 
 def test_python_dash_m_is_the_same_command(cli) -> None:
@@ -79,7 +77,7 @@ def test_unknown_driver_is_one_line_and_exit_2(cli, install) -> None:
     """A driver name that is not installed is a user mistake: exit 2, installed names, install hint."""
     install(PluginSpec("klingon"))
     result = cli("--driver", "vulcan")
-    line = assert_one_clean_line(result.stderr)
+    line = one_line(result.stderr)
     assert result.returncode == 2
     assert "klingon" in line and "pip install greeter-vulcan" in line
     assert result.stdout == ""
@@ -102,7 +100,7 @@ def test_bad_arguments_are_one_line_and_exit_2(cli, install, args: list[str]) ->
     """Every malformed command line ends in one line on stderr and exit 2."""
     install(PluginSpec("klingon"))
     result = cli(*args)
-    line = assert_one_clean_line(result.stderr)
+    line = one_line(result.stderr)
     assert result.returncode == 2
     assert line.startswith("greeter: error:")
 
@@ -112,11 +110,18 @@ def test_bad_arguments_are_one_line_and_exit_2(cli, install, args: list[str]) ->
     [
         ("import no_such_module_anywhere", "failed to load: ModuleNotFoundError"),
         ("class Plugin:\n    def __init__(self, context): pass", "breaks the Greeter contract: Plugin has no greet()"),
-        (greeter_code("Hi").replace('return "Hi " + (name or "Universe")', "return 42"), "greet() returned int, not str"),
-        (greeter_code("Hi").replace('return "Hi " + (name or "Universe")', "raise RuntimeError(\"I'm gone.\")"),
-         "failed: RuntimeError: I'm gone."),
-        (greeter_code("Hi").replace('return "Hi " + (name or "Universe")', "import sys; sys.exit(1)"),
-         "failed: SystemExit: 1"),
+        (
+            greeter_code("Hi").replace('return "Hi " + (name or "Universe")', "return 42"),
+            "greet() returned int, not str",
+        ),
+        (
+            greeter_code("Hi").replace('return "Hi " + (name or "Universe")', 'raise RuntimeError("I\'m gone.")'),
+            "failed: RuntimeError: I'm gone.",
+        ),
+        (
+            greeter_code("Hi").replace('return "Hi " + (name or "Universe")', "import sys; sys.exit(1)"),
+            "failed: SystemExit: 1",
+        ),
     ],
     ids=["import-error", "no-greet", "returns-int", "greet-raises", "greet-sys-exit"],
 )
@@ -124,7 +129,7 @@ def test_a_broken_plugin_is_one_line_and_exit_1(cli, install, code: str, expecte
     """A broken plugin is the plugin's fault: exit 1, one line naming it and its distribution."""
     install(PluginSpec("klingon", code=code))
     result = cli("--driver", "klingon")
-    line = assert_one_clean_line(result.stderr)
+    line = one_line(result.stderr)
     assert result.returncode == 1
     assert expected in line
     assert "plugin 'klingon' (greeter-klingon 1.0)" in line
@@ -196,7 +201,7 @@ def test_duplicate_driver_names_both_distributions(cli, install) -> None:
     """Two distributions registering one name: exit 1, both named, nothing greeted."""
     install(PluginSpec("klingon"), PluginSpec("klingon", distribution="greeter-klingon-fork"))
     result = cli("--driver", "klingon")
-    line = assert_one_clean_line(result.stderr)
+    line = one_line(result.stderr)
     assert result.returncode == 1
     assert "greeter-klingon 1.0" in line and "greeter-klingon-fork 1.0" in line
     assert result.stdout == ""
@@ -204,8 +209,10 @@ def test_duplicate_driver_names_both_distributions(cli, install) -> None:
 
 def test_a_plugin_printing_during_check_does_not_corrupt_the_json(cli, install) -> None:
     """Plugin prints go to stderr, so `greeter check --json` stays parseable."""
-    chatty = greeter_code("Hi").replace("class Plugin", 'print("import chatter")\n\nclass Plugin').replace(
-        'return "Hi "', 'print("greet chatter"); return "Hi "'
+    chatty = (
+        greeter_code("Hi")
+        .replace("class Plugin", 'print("import chatter")\n\nclass Plugin')
+        .replace('return "Hi "', 'print("greet chatter"); return "Hi "')
     )
     install(PluginSpec("klingon", code=chatty))
     result = cli("check", "klingon", "--json")

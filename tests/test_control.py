@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from plugin_factory import PluginSpec
-from run_helpers import (
+from helpers import (
     ALPHA,
     BETA,
     BROKEN_IMPORT,
-    EXIT,
     NO_GREET,
     PANIC,
+    SYS_EXIT,
+    PluginSpec,
     RunningGreeter,
-    launcher,
     post_json,
 )
 
@@ -26,15 +23,9 @@ TWIN_B = PluginSpec("twin", distribution="greeter-twin-b")
 
 
 @pytest.fixture
-def start(greeter_env: dict[str, str], tmp_path: Path) -> Iterator:
-    with launcher(greeter_env, tmp_path) as start:
-        yield start
-
-
-@pytest.fixture
 def alpha(start, install) -> RunningGreeter:
     """`greeter run --driver alpha` with a control endpoint, greeting every 10 ms."""
-    install(ALPHA, BETA, PANIC, EXIT, BROKEN_IMPORT, NO_GREET)
+    install(ALPHA, BETA, PANIC, SYS_EXIT, BROKEN_IMPORT, NO_GREET)
     greeter: RunningGreeter = start("--driver", "alpha", "--interval", "0.01", "--control", "127.0.0.1:0")
     greeter.wait_greetings("Alpha Universe")
     return greeter
@@ -92,7 +83,7 @@ def test_plugins_lists_the_same_records_as_greeter_list_json(alpha: RunningGreet
     assert reply.data == json.loads(cli("list", "--json").stdout)
 
 
-@pytest.mark.parametrize("failing", ["panic", "exit"])
+@pytest.mark.parametrize("failing", ["panic", "sysexit"])
 def test_a_failing_plugin_swapped_in_and_back_out_leaves_greetings_resuming(
     alpha: RunningGreeter, failing: str
 ) -> None:

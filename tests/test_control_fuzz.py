@@ -1,6 +1,6 @@
 """Fuzz the control endpoint (hypothesis): random methods, paths, queries, bodies and headers.
 
-The runtime, its greeting loop and the control server run in this process
+The driver slot, its greeting loop and the control server run in this process
 (threads), so that thousands of requests stay fast and the test can watch
 what gets loaded: only records of registered ``greeter.plugins`` entry
 points, and never a module a request named.
@@ -19,14 +19,14 @@ from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 
 import pytest
+from helpers import ALPHA, BETA, NO_GREET, PANIC
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from run_helpers import ALPHA, BETA, NO_GREET, PANIC
 
-from greeter_core import discover
+from greeter_core import discover, load
 from greeter_core.control import bind
-from greeter_core.loading import load
-from greeter_core.runtime import GreetingLoop, Runtime
+from greeter_core.loop import GreetingLoop
+from greeter_core.slot import DriverSlot
 
 pytestmark = pytest.mark.usefixtures("on_path")
 
@@ -128,14 +128,14 @@ def send(port: int, request: Request) -> tuple[int, bytes]:
 
 class Served(NamedTuple):
     port: int
-    runtime: Runtime
+    slot: DriverSlot
     loaded: list[Any]
     out: io.StringIO
 
 
 @pytest.fixture
 def served(install) -> Iterator[Served]:
-    """A runtime greeting every 5 ms, served on 127.0.0.1, with a loader that records what it loads."""
+    """A driver slot greeting every 5 ms, served on 127.0.0.1, with a loader that records what it loads."""
     install(*SPECS)
     loaded: list[Any] = []
 
@@ -143,21 +143,21 @@ def served(install) -> Iterator[Served]:
         loaded.append(info)
         return load(info, **options)
 
-    runtime = Runtime(loader=recording_loader)
-    runtime.start("alpha")
+    slot = DriverSlot(loader=recording_loader)
+    slot.start("alpha")
     out = io.StringIO()
-    loop = GreetingLoop(runtime, who="Universe", interval=0.005, out=out)
+    loop = GreetingLoop(slot, who="Universe", interval=0.005, out=out)
     thread = threading.Thread(target=loop.run)
     thread.start()
     server = bind("127.0.0.1:0", token=None)
-    server.start(runtime)
+    server.start(slot)
     try:
-        yield Served(server.port, runtime, loaded, out)
+        yield Served(server.port, slot, loaded, out)
     finally:
         server.close()
         loop.stop()
         thread.join()
-        runtime.close()
+        slot.close()
         loop.close()
 
 
@@ -185,7 +185,7 @@ def test_random_requests_never_get_a_5xx_and_load_nothing_outside_greeter_plugin
     registered = {(p.name, p.target) for p in discover()}
     assert {(info.name, info.target) for info in served.loaded} <= registered
     assert not {name for name in named if name not in modules_before} & set(sys.modules)
-    status = served.runtime.status()
+    status = served.slot.status()
     assert status["swaps"] == swaps_accepted
     assert set(served.out.getvalue().splitlines()) <= {"Alpha Universe", "Beta Universe"}
 
@@ -193,10 +193,10 @@ def test_random_requests_never_get_a_5xx_and_load_nothing_outside_greeter_plugin
 def test_with_a_token_no_random_request_without_it_gets_past_401(install) -> None:
     """With a token set, every random request lacking it is answered 401 and swaps nothing."""
     install(*SPECS)
-    runtime = Runtime()
-    runtime.start("alpha")
+    slot = DriverSlot()
+    slot.start("alpha")
     server = bind("127.0.0.1:0", token="fuzz-token")
-    server.start(runtime)
+    server.start(slot)
 
     @EXAMPLES
     @given(requests())
@@ -208,5 +208,5 @@ def test_with_a_token_no_random_request_without_it_gets_past_401(install) -> Non
         check()
     finally:
         server.close()
-        runtime.close()
-    assert runtime.swaps == 0
+        slot.close()
+    assert slot.swaps == 0

@@ -7,7 +7,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-from run_helpers import ALPHA, BETA, GAMMA, NO_GREET, RunningGreeter, launcher, post_json, request
+from helpers import ALPHA, BETA, GAMMA, NO_GREET, RunningGreeter, post_json, request
 
 CLIENTS = 50
 REQUESTS_PER_CLIENT = 21  # 1,050 swap requests in all
@@ -30,13 +30,11 @@ def client(port: int, number: int, replies: list[tuple[int, object]]) -> None:
             replies.append((0, repr(error)))
 
 
-def test_a_thousand_concurrent_swaps_keep_the_process_and_its_output_consistent(
-    install, greeter_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_a_thousand_concurrent_swaps_keep_the_process_and_its_output_consistent(install, start, tmp_path: Path) -> None:
     """Under 50 concurrent swap clients: every request answered in JSON, every line a whole greeting, swaps exact."""
     install(ALPHA, BETA, GAMMA, NO_GREET)
     out = tmp_path / "stdout.txt"
-    with launcher(greeter_env, tmp_path) as start, out.open("w", encoding="utf-8") as stdout:
+    with out.open("w", encoding="utf-8") as stdout:
         greeter: RunningGreeter = start(
             "--driver", "alpha", "--interval", "0", "--control", "127.0.0.1:0", stdout=stdout
         )

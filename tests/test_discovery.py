@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from plugin_factory import PluginSpec
+from helpers import PluginSpec
 
 import greeter_core
 from greeter_core import DuplicateDriverError, NoSuchDriverError, PluginInfo

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pickle
+import socket
 
 import pytest
 
 from greeter_core import errors
 from greeter_core.discovery import PluginInfo
+from greeter_core.worker.protocol import Channel
 
 INFO = PluginInfo("panic", "greeter-panic", "1.0", "greeter_panic:Panic")
 OTHER = PluginInfo("panic", "greeter-other", "2.0", "other:Panic")
@@ -26,16 +28,38 @@ ALL_ERRORS = [
     errors.PluginTimeoutError("panic", INFO, 5.0),
     errors.HandshakeError("panic", INFO, "protocol 2 != 1"),
     errors.IntegrityError("panic", INFO, "greeter_panic/__init__.py", "sha256 mismatch"),
+    errors.ReloadUnsupportedError("panic"),
+    errors.RuntimeStoppedError(),
 ]
 
 
+def across_the_worker_border(message: object) -> object:
+    """*message* as the host receives it from a worker: sent and received on a real channel."""
+    host, worker = socket.socketpair()
+    try:
+        Channel(worker, trusted=True).send(("error", message))
+        op, received = Channel(host).recv()
+        assert op == "error"
+        return received
+    finally:
+        host.close()
+        worker.close()
+
+
 @pytest.mark.parametrize("error", ALL_ERRORS, ids=lambda e: type(e).__name__)
-def test_every_error_survives_pickling(error: errors.GreeterError) -> None:
-    """An error sent from a worker arrives as the same class with the same message and attributes."""
-    copy = pickle.loads(pickle.dumps(error))
+def test_every_error_crosses_the_worker_border_intact(error: errors.GreeterError) -> None:
+    """An error sent by a worker arrives at the host as the same class with the same message and attributes."""
+    copy = across_the_worker_border(error)
     assert type(copy) is type(error)
     assert str(copy) == str(error)
     assert copy.__dict__ == error.__dict__
+
+
+@pytest.mark.parametrize("error", ALL_ERRORS, ids=lambda e: type(e).__name__)
+def test_every_error_pickles(error: errors.GreeterError) -> None:
+    """Errors pickle too, for programs that send them across their own process borders."""
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), str(copy), copy.__dict__) == (type(error), str(error), error.__dict__)
 
 
 @pytest.mark.parametrize("error", ALL_ERRORS, ids=lambda e: type(e).__name__)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-from plugin_factory import PluginSpec, greeter_code
+from helpers import PluginSpec, greeter_code, one_line
 
 from greeter_core import IntegrityError, load
 
-SPEC = PluginSpec("klingon", code=greeter_code("nuqneH"), extra_files=(("words.py", "HELLO = 'nuqneH'\n"),))
+#: The plugin records its own import in the site directory, whichever process imports it.
+MARK = 'import pathlib; pathlib.Path(__file__).parent.parent.joinpath("imported").write_text(__name__)\n'
+SPEC = PluginSpec("klingon", code=MARK + greeter_code("nuqneH"), extra_files=(("words.py", "HELLO = 'nuqneH'\n"),))
 
 
 @pytest.fixture
@@ -22,31 +23,36 @@ def package(install, on_path: Path) -> Path:
 
 @pytest.mark.parametrize("isolation", ["none", "process"])
 def test_an_intact_plugin_loads_with_verification(package: Path, isolation: str) -> None:
-    """Untouched files match RECORD, so verification is silent."""
+    """Untouched files match RECORD, so verification is silent and the plugin is imported."""
     with load("klingon", verify=True, isolation=isolation) as greeter:
         assert greeter.greet("Worf") == "nuqneH Worf"
+    assert (package.parent / "imported").read_text() == SPEC.module
 
 
 @pytest.mark.parametrize(
     ("tamper", "file", "problem"),
     [
-        (lambda pkg: (pkg / "__init__.py").write_text("import os; os.system('evil')\n"), "__init__.py",
-         "sha256 does not match RECORD"),
+        (
+            lambda pkg: (pkg / "__init__.py").write_text(MARK + "import os; os.system('evil')\n"),
+            "__init__.py",
+            "sha256 does not match RECORD",
+        ),
         (lambda pkg: (pkg / "words.py").unlink(), "words.py", "listed in RECORD but missing"),
         (lambda pkg: (pkg / "backdoor.py").write_text("x = 1\n"), "backdoor.py", "not listed in RECORD"),
     ],
     ids=["changed", "missing", "added"],
 )
 @pytest.mark.parametrize("isolation", ["none", "process"])
-def test_a_tampered_plugin_is_refused_naming_the_file(package: Path, tamper, file: str, problem: str,
-                                                       isolation: str) -> None:
-    """A changed, missing or added file stops the load before any plugin code runs."""
+def test_a_tampered_plugin_is_refused_naming_the_file(
+    package: Path, tamper, file: str, problem: str, isolation: str
+) -> None:
+    """A changed, missing or added file stops the load before any plugin code runs, in either process."""
     tamper(package)
     with pytest.raises(IntegrityError) as caught:
         load("klingon", verify=True, isolation=isolation)
     assert file in caught.value.path and problem in str(caught.value)
     assert "plugin 'klingon' (greeter-klingon 1.0) failed verification" in str(caught.value)
-    assert SPEC.module not in sys.modules
+    assert not (package.parent / "imported").exists()
 
 
 def test_without_verification_a_tampered_plugin_still_loads(package: Path) -> None:
@@ -69,7 +75,7 @@ def test_the_cli_refuses_a_tampered_plugin_in_one_line(cli, install, site: Path)
     (site / SPEC.module / "words.py").write_text("HELLO = 'tampered'\n")
     result = cli("--driver", "klingon", "--verify")
     assert result.returncode == 1
-    assert result.stderr.count("\n") == 1 and "words.py: sha256 does not match RECORD" in result.stderr
+    assert "words.py: sha256 does not match RECORD" in one_line(result.stderr)
     assert cli("--driver", "klingon").stdout == "nuqneH Universe\n"
 
 

@@ -11,31 +11,37 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from isolation_helpers import (
-    EXIT,
-    FAULTS,
-    GOOD,
+from helpers import (
+    ALPHA,
+    BROKEN_IMPORT,
+    ECHO_CONFIG,
     HANG,
     NOISY,
+    OS_EXIT,
     PANIC,
     SEGFAULT,
+    SYS_EXIT,
+    Lines,
     alive,
     children,
     kill_quietly,
-    wait_until,
+    wait_for,
 )
 
 from greeter_core import (
-    Greeter,
     HandshakeError,
+    LoadedPlugin,
     PluginCallError,
     PluginLoadError,
     PluginTimeoutError,
     WorkerCrashedError,
+    find,
     load,
 )
 from greeter_core.worker import client as worker_client
-from greeter_core.worker.client import WorkerClient
+from greeter_core.worker.client import WorkerPlugin
+
+FAULTS = [OS_EXIT, SEGFAULT, HANG, PANIC, SYS_EXIT, BROKEN_IMPORT, NOISY, ECHO_CONFIG, ALPHA]
 
 
 @pytest.fixture
@@ -46,14 +52,15 @@ def plugins(install, on_path: Path) -> Path:
 
 
 @pytest.fixture
-def isolated(plugins):  # type: ignore[no-untyped-def]
-    """``isolated(name, **options)`` starts a worker-backed greeter, closed after the test."""
-    opened: list[WorkerClient] = []
+def isolated(plugins):
+    """``isolated(name, **options)`` starts a worker-backed plugin, closed after the test."""
+    opened: list[LoadedPlugin] = []
 
-    def start(name: str, **options: object) -> WorkerClient:
+    def start(name: str, **options: object) -> WorkerPlugin:
         greeter = load(name, isolation="process", **options)  # type: ignore[arg-type]
-        opened.append(greeter)  # type: ignore[arg-type]
-        return greeter  # type: ignore[return-value]
+        opened.append(greeter)
+        assert isinstance(greeter, WorkerPlugin)
+        return greeter
 
     yield start
     for greeter in opened:
@@ -61,18 +68,19 @@ def isolated(plugins):  # type: ignore[no-untyped-def]
 
 
 def test_an_isolated_greeter_greets_like_an_in_process_one(isolated) -> None:
-    """Same greet(), same answer; the plugin runs in another process."""
-    greeter = isolated("good")
-    assert isinstance(greeter, Greeter)
-    assert greeter.greet("Universe") == load("good").greet("Universe")
+    """Same LoadedPlugin surface, same answer; the plugin runs in another process."""
+    greeter = isolated("alpha")
+    assert isinstance(greeter, WorkerPlugin) and isinstance(greeter, LoadedPlugin)
+    assert greeter.isolation == "process"
+    assert greeter.greet("Universe") == load("alpha").greet("Universe")
+    assert greeter.language == "Test"
     assert greeter.status()["pid"] not in (None, os.getpid())
 
 
 def test_the_handshake_reports_the_plugins_distribution_and_version(isolated) -> None:
     """The worker tells the host which distribution and version it actually loaded."""
-    greeter = isolated("good")
-    assert greeter.plugin is not None
-    assert (greeter.plugin.distribution, greeter.plugin.version) == ("greeter-good", "1.0")
+    greeter = isolated("alpha")
+    assert (greeter.plugin.distribution, greeter.plugin.version) == ("greeter-alpha", "1.0")
 
 
 def test_the_host_context_reaches_the_isolated_plugin(isolated) -> None:
@@ -100,7 +108,7 @@ def test_a_worker_fault_is_one_clear_error_and_the_worker_is_gone(isolated, plug
         greeter.greet("Universe")
     assert expected in str(caught.value)
     assert f"plugin '{plugin}' (greeter-{plugin} 1.0)" in str(caught.value)
-    assert wait_until(lambda: not alive(pid))
+    wait_for(lambda: not alive(pid), what=f"worker {pid} to end")
     assert greeter.status()["state"] in ("backoff", "stopped")
 
 
@@ -139,12 +147,12 @@ def test_a_worker_killed_from_outside_is_reported_and_replaced(isolated, monkeyp
 def test_after_a_crash_the_next_call_starts_a_fresh_worker(isolated, monkeypatch) -> None:
     """Crash, then call again: a new worker (new pid) answers, and the restart is counted."""
     monkeypatch.setattr(worker_client, "BACKOFF_BASE", 0.0)
-    greeter = isolated("good")
+    greeter = isolated("alpha")
     first = greeter.status()["pid"]
     os.kill(first, signal.SIGKILL)
     with pytest.raises(WorkerCrashedError):
         greeter.greet("a")
-    assert greeter.greet("b") == "Hello b"
+    assert greeter.greet("b") == "Alpha b"
     assert greeter.status()["restarts"] == 1 and greeter.status()["pid"] != first
 
 
@@ -173,8 +181,8 @@ def test_backoff_doubles_up_to_a_cap_and_resets_after_a_stable_run(uptime, previ
 def test_a_plugin_that_fails_to_import_in_the_worker_raises_load_error(plugins) -> None:
     """The worker reports the import failure over the handshake; the host gets PluginLoadError."""
     with pytest.raises(PluginLoadError) as caught:
-        load("importfails", isolation="process")
-    assert "ModuleNotFoundError" in str(caught.value) and "greeter-importfails 1.0" in str(caught.value)
+        load("broken", isolation="process")
+    assert "ModuleNotFoundError" in str(caught.value) and "greeter-broken 1.0" in str(caught.value)
     assert not [pid for pid in children(os.getpid()) if alive(pid)]
 
 
@@ -186,18 +194,22 @@ def test_plugin_output_and_logs_reach_host_logging_not_the_protocol(isolated, ca
         greeter.close()
     messages = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
     assert ("greeter.plugins.noisy", "WARNING", "about to greet Worf") in messages
-    for text in ("stdout: import-time chatter", "stdout: chatter on stdout", "stdout: raw bytes on fd 1",
-                 "stderr: chatter on stderr"):
+    for text in (
+        "stdout: import-time chatter",
+        "stdout: chatter on stdout",
+        "stdout: raw bytes on fd 1",
+        "stderr: chatter on stderr",
+    ):
         assert ("greeter.plugins.noisy", "WARNING", text) in messages
 
 
 def test_closing_stops_the_worker_and_is_idempotent(isolated) -> None:
     """close() ends the worker process; closing again is harmless; using it afterwards is an error."""
-    greeter = isolated("good")
+    greeter = isolated("alpha")
     pid = greeter.status()["pid"]
     with greeter:
         pass
-    assert wait_until(lambda: not alive(pid))
+    wait_for(lambda: not alive(pid), what=f"worker {pid} to end")
     greeter.close()
     assert greeter.status()["state"] == "closed"
     with pytest.raises(WorkerCrashedError):
@@ -207,16 +219,18 @@ def test_closing_stops_the_worker_and_is_idempotent(isolated) -> None:
 def test_the_host_refuses_a_worker_speaking_another_protocol(plugins, tmp_path) -> None:
     """A worker answering the handshake with another protocol version is refused, by name."""
     fake = tmp_path / "fake_worker.py"
-    fake.write_text(textwrap.dedent("""
+    fake.write_text(
+        textwrap.dedent("""
         import socket, sys
         from greeter_core.worker.protocol import Channel
         channel = Channel(socket.socket(fileno=int(sys.argv[1])), trusted=True)
         channel.recv()
         channel.send(("hello", {"protocol": 99, "api_version": 1, "plugin": {}, "pid": 0}))
         channel.recv()
-    """))
+    """)
+    )
     with pytest.raises(HandshakeError) as caught:
-        WorkerClient("good", command=[sys.executable, str(fake)]).start()
+        WorkerPlugin(find("alpha"), call_timeout=5, command=[sys.executable, str(fake)]).start()
     assert "the worker speaks protocol 99, this host speaks 1" in str(caught.value)
 
 
@@ -224,54 +238,71 @@ def test_a_worker_refuses_a_host_speaking_another_protocol(plugins, monkeypatch)
     """The worker checks the host's versions too, and says which side speaks what."""
     monkeypatch.setattr(worker_client, "PROTOCOL_VERSION", 99)
     with pytest.raises(HandshakeError) as caught:
-        load("good", isolation="process")
+        load("alpha", isolation="process")
     assert "the host speaks protocol 99, this worker speaks 1" in str(caught.value)
 
 
 def test_a_worker_started_by_hand_says_what_it_is(greeter_env, tmp_path) -> None:
     """Without the host's cookie the worker explains itself and exits 2 instead of hanging."""
     result = subprocess.run(
-        [sys.executable, "-m", "greeter_core.worker", "0"], env=greeter_env, cwd=tmp_path,
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "greeter_core.worker", "0"],
+        env=greeter_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "started by greeter for --isolation process" in result.stderr
 
 
+# A host process: load the plugin in a worker, say the worker's pid, then greet (the plugin's log
+# record "sleeping" on stderr says the call is in flight), sit idle, or exit.
 HOST = """
-import sys
+import logging, sys, time
 from greeter_core import load
+logging.basicConfig(format="%(name)s: %(message)s")
 greeter = load(sys.argv[1], isolation="process", call_timeout=600)
 print(greeter.status()["pid"], flush=True)
 if sys.argv[2] == "greet":
     greeter.greet("x")
+elif sys.argv[2] == "idle":
+    time.sleep(600)
 """
 
 
 @pytest.mark.parametrize(
     ("plugin", "action", "how"),
     [
-        ("good", "exit", None),
+        ("alpha", "exit", None),
         ("hang", "greet", signal.SIGTERM),
         ("hang", "greet", signal.SIGKILL),
-        ("good", "idle", signal.SIGKILL),
+        ("alpha", "idle", signal.SIGKILL),
     ],
     ids=["host-exits-normally", "host-sigterm-mid-call", "host-sigkill-mid-call", "host-sigkill-idle"],
 )
 def test_no_worker_outlives_its_host(plugins, greeter_env, tmp_path, plugin, action, how) -> None:
     """Whether the host exits, is terminated or is killed, mid-call or idle, its worker goes too."""
     env = {**greeter_env, "PYTHONPATH": str(plugins)}
-    code = HOST if action != "idle" else HOST + "\nimport time; time.sleep(600)"
-    host = subprocess.Popen([sys.executable, "-c", code, plugin, action], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, text=True)
+    host = subprocess.Popen(
+        [sys.executable, "-c", HOST, plugin, action],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stderr = Lines(host.stderr)  # type: ignore[arg-type]
     worker = int(host.stdout.readline())  # type: ignore[union-attr]
-    assert alive(worker)
+    assert alive(worker) and worker in children(host.pid)
+    if action == "greet":
+        stderr.search("^greeter.plugins.hang: sleeping$")
     if how is not None:
-        wait_until(lambda: worker in children(host.pid))
         kill_quietly(host.pid, how)
     host.wait(timeout=60)
     host.stdout.close()  # type: ignore[union-attr]
-    assert wait_until(lambda: not alive(worker)), f"worker {worker} outlived its host"
+    stderr.join()
+    wait_for(lambda: not alive(worker), what=f"worker {worker} to end with its host")
 
 
 @pytest.mark.parametrize(
@@ -284,7 +315,7 @@ def test_no_worker_outlives_its_host(plugins, greeter_env, tmp_path, plugin, act
 )
 def test_the_cli_survives_the_fault_and_says_so_in_one_line(cli, install, driver, expected) -> None:
     """`greeter --driver X --isolation process`: the Go post's os.Exit experiment, passing."""
-    install(EXIT, SEGFAULT, HANG)
+    install(OS_EXIT, SEGFAULT, HANG)
     result = cli("--driver", driver, "--isolation", "process", "--call-timeout", "1")
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.startswith("greeter: error:")]
@@ -294,10 +325,10 @@ def test_the_cli_survives_the_fault_and_says_so_in_one_line(cli, install, driver
 
 def test_check_in_isolation_reports_each_fault_and_the_healthy_plugins(cli, install) -> None:
     """`greeter check --isolation process` survives every fault and still checks the good plugin."""
-    install(GOOD, EXIT, SEGFAULT, PANIC)
-    result = cli("check", "good", "exit", "segfault", "panic", "--isolation", "process")
+    install(ALPHA, OS_EXIT, SEGFAULT, PANIC)
+    result = cli("check", "alpha", "exit", "segfault", "panic", "--isolation", "process")
     rows = {line.split()[1]: line.split()[0] for line in result.stdout.splitlines()[1:]}
-    assert rows == {"good": "ok", "exit": "failed", "segfault": "failed", "panic": "failed"}
+    assert rows == {"alpha": "ok", "exit": "failed", "segfault": "failed", "panic": "failed"}
     assert result.returncode == 1
 
 
@@ -308,4 +339,3 @@ def test_greeting_in_isolation_prints_only_the_greeting_on_stdout(cli, install) 
     assert (result.returncode, result.stdout) == (0, "Hello Worf\n")
     assert "greeter.plugins.noisy: stdout: chatter on stdout" in result.stderr
     assert "greeter.plugins.noisy: about to greet Worf" in result.stderr
-

@@ -7,21 +7,24 @@ import shutil
 import sys
 
 import pytest
-from plugin_factory import PluginSpec, greeter_code
+from helpers import PANIC, PluginSpec, greeter_code
 
 import greeter_core
 from greeter_core import (
     DuplicateDriverError,
     Greeter,
+    LoadedPlugin,
     NoSuchDriverError,
     PluginAPIVersionError,
     PluginCallError,
     PluginContractError,
+    PluginInfo,
     PluginLoadError,
     UsageError,
-    call_greet,
+    discovery,
     load,
 )
+from greeter_core.loading import InProcessPlugin
 
 pytestmark = pytest.mark.usefixtures("on_path")
 
@@ -35,10 +38,11 @@ class Plugin(Greeter):
 
 
 def test_load_returns_a_ready_greeter(install) -> None:
-    """load(name) gives an object whose greet() answers at once."""
+    """load(name) gives a LoadedPlugin whose greet() answers at once; .obj is the plugin object itself."""
     install(PluginSpec("klingon", code=greeter_code("nuqneH")))
     greeter = load("klingon")
-    assert isinstance(greeter, Greeter)
+    assert isinstance(greeter, LoadedPlugin) and isinstance(greeter, InProcessPlugin)
+    assert isinstance(greeter.obj, Greeter)
     assert greeter.greet("Worf") == "nuqneH Worf"
 
 
@@ -60,8 +64,9 @@ def test_the_context_config_is_read_only(install) -> None:
     """A plugin cannot change the options the host gave it."""
     install(PluginSpec("klingon"))
     greeter = load("klingon", config={"a": "1"})
+    assert isinstance(greeter, InProcessPlugin)
     with pytest.raises(TypeError):
-        greeter.context.config["a"] = "2"  # type: ignore[index]
+        greeter.obj.context.config["a"] = "2"
 
 
 @pytest.mark.parametrize(
@@ -70,7 +75,10 @@ def test_the_context_config_is_read_only(install) -> None:
         ("import no_such_module_anywhere", "ModuleNotFoundError: No module named 'no_such_module_anywhere'"),
         ("raise SystemExit(3)", "SystemExit: 3"),
         ("assert False, 'plugin asserted'", "AssertionError: plugin asserted"),
-        ("class Plugin:\n    def __init__(self, context):\n        raise ValueError('bad config')", "ValueError: bad config"),
+        (
+            "class Plugin:\n    def __init__(self, context):\n        raise ValueError('bad config')",
+            "ValueError: bad config",
+        ),
     ],
     ids=["import-error", "sys-exit-at-import", "assert-at-import", "constructor-raises"],
 )
@@ -129,7 +137,8 @@ def test_a_falsy_plugin_instance_is_still_the_instance(install) -> None:
     code = greeter_code("Hi") + "\nPlugin.__len__ = lambda self: 0\n"
     install(PluginSpec("klingon", code=code))
     greeter = load("klingon")
-    assert not isinstance(greeter, type)
+    assert isinstance(greeter, InProcessPlugin)
+    assert not isinstance(greeter.obj, type)
     assert greeter.greet("x") == "Hi x"
 
 
@@ -175,6 +184,9 @@ def test_unknown_isolation_mode_is_a_usage_error() -> None:
         load("klingon", isolation="thread")
 
 
+RECORD = PluginInfo("panic", "greeter-panic", "1.0", "gt_panic:Plugin")
+
+
 class _Raises:
     def __init__(self, error: BaseException) -> None:
         self.error = error
@@ -191,6 +203,11 @@ class _Returns:
         return self.value
 
 
+def loaded(obj: object) -> InProcessPlugin:
+    """*obj* as the loader would hand it over, loaded from RECORD."""
+    return InProcessPlugin(obj, RECORD.name, RECORD.target, RECORD)
+
+
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
@@ -199,26 +216,42 @@ class _Returns:
         (ZeroDivisionError("division by zero"), "ZeroDivisionError: division by zero"),
     ],
 )
-def test_call_greet_turns_any_plugin_exception_into_plugin_call_error(error: BaseException, expected: str) -> None:
-    """The recover() of the Go original, SystemExit included."""
+def test_greet_turns_any_plugin_exception_into_plugin_call_error(error: BaseException, expected: str) -> None:
+    """The recover() of the Go original, SystemExit included, naming the plugin and its distribution."""
     with pytest.raises(PluginCallError) as caught:
-        call_greet(_Raises(error), "x", "panic")  # type: ignore[arg-type]
-    assert str(caught.value).startswith("plugin 'panic'")
-    assert str(caught.value).endswith(f"failed: {expected}")
+        loaded(_Raises(error)).greet("x")
+    assert str(caught.value) == f"plugin 'panic' (greeter-panic 1.0) failed: {expected}"
 
 
-def test_call_greet_lets_ctrl_c_through() -> None:
+def test_greet_lets_ctrl_c_through() -> None:
     """KeyboardInterrupt is the user's, not the plugin's: it is not swallowed."""
     with pytest.raises(KeyboardInterrupt):
-        call_greet(_Raises(KeyboardInterrupt()), "x", "panic")  # type: ignore[arg-type]
+        loaded(_Raises(KeyboardInterrupt())).greet("x")
 
 
 @pytest.mark.parametrize("value", [None, 42, b"Hello", ["Hello"]])
-def test_call_greet_refuses_a_non_string_greeting(value: object) -> None:
+def test_greet_refuses_a_non_string_greeting(value: object) -> None:
     """greet() must return str; anything else is a contract violation."""
     with pytest.raises(PluginContractError) as caught:
-        call_greet(_Returns(value), "x", "odd")  # type: ignore[arg-type]
+        loaded(_Returns(value)).greet("x")
     assert f"greet() returned {type(value).__name__}, not str" in str(caught.value)
+
+
+def test_a_failing_plugin_is_named_without_rescanning_installed_metadata(install, monkeypatch) -> None:
+    """The loaded plugin carries its record: its failures name the distribution with no metadata scan."""
+    install(PANIC)
+    greeter = load(greeter_core.find("panic"))
+    scans: list[str] = []
+
+    def counted_discover() -> tuple[PluginInfo, ...]:
+        scans.append("discover")
+        return ()
+
+    monkeypatch.setattr(discovery, "discover", counted_discover)
+    for _ in range(3):
+        with pytest.raises(PluginCallError, match=r"plugin 'panic' \(greeter-panic 1\.0\) failed"):
+            greeter.greet("x")
+    assert scans == []
 
 
 def test_loading_one_plugin_does_not_import_the_others(install) -> None:

@@ -8,8 +8,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-from conftest import REPO, clean_env
-from plugin_factory import core_venv
+from helpers import REPO, clean_env, core_venv
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -55,9 +54,9 @@ def test_the_three_plugin_author_commands_make_a_tested_installable_plugin(tmp_p
     commands = [line for line in code_block_after("### A new plugin in three commands").splitlines() if line.strip()]
     assert len(commands) == 3
     for command in commands:
-        result = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True,
-                                timeout=300)
+        result = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, (command, result.stdout, result.stderr)
-    greeting = subprocess.run(["greeter", "--driver", "esperanto"], cwd=tmp_path, env=env, capture_output=True,
-                              text=True)
+    greeting = subprocess.run(
+        ["greeter", "--driver", "esperanto"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert greeting.stdout == "Saluton Universe\n"

@@ -5,22 +5,21 @@ from __future__ import annotations
 import re
 import signal
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from plugin_factory import PluginSpec
-from run_helpers import (
+from helpers import (
     ALPHA,
     BETA,
     BROKEN_IMPORT,
-    EXIT,
+    HANG,
     NOT_A_STRING,
     PANIC,
-    SLOW,
     SUMMARY,
+    SYS_EXIT,
+    PluginSpec,
     RunningGreeter,
-    launcher,
+    one_line,
 )
 
 LOGGING = PluginSpec(
@@ -48,20 +47,6 @@ class Plugin(Greeter):
 )
 
 
-@pytest.fixture
-def start(greeter_env: dict[str, str], tmp_path: Path) -> Iterator:
-    with launcher(greeter_env, tmp_path) as start:
-        yield start
-
-
-def one_line(stderr: str) -> str:
-    """A user-facing failure is exactly one line and never a traceback."""
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    return lines[0]
-
-
 @pytest.mark.parametrize("interval", ["0", "0.01"])
 def test_count_greets_that_many_times_then_exits_0(cli, install, interval: str) -> None:
     """--count N prints exactly N greetings, one line each, at any interval (0 included), and exits 0."""
@@ -74,7 +59,7 @@ def test_the_summary_counts_greetings_errors_and_swaps(cli, install) -> None:
     """On stopping, stderr gets one summary line with the greetings, errors, swaps and reloads."""
     install(ALPHA)
     result = cli("run", "--driver", "alpha", "--count", "3", "--interval", "0")
-    assert SUMMARY.search(result.stderr).groups() == ("3", "0", "0", "0")
+    assert SUMMARY.findall(result.stderr) == [("3", "0", "0", "0")]
 
 
 def test_name_and_options_reach_the_plugin_and_its_logs_reach_stderr(cli, install) -> None:
@@ -104,7 +89,7 @@ def test_the_driver_file_names_the_first_driver(cli, install, tmp_path: Path) ->
     ("spec", "logged"),
     [
         (PANIC, "ERROR greeter_core.runtime: plugin 'panic' (greeter-panic 1.0) failed: RuntimeError: I'm gone."),
-        (EXIT, "ERROR greeter_core.runtime: plugin 'exit' (greeter-exit 1.0) failed: SystemExit: 1"),
+        (SYS_EXIT, "ERROR greeter_core.runtime: plugin 'sysexit' (greeter-sysexit 1.0) failed: SystemExit: 1"),
         (
             NOT_A_STRING,
             "ERROR greeter_core.runtime: plugin 'number' (greeter-number 1.0) breaks the Greeter contract: "
@@ -122,7 +107,7 @@ def test_a_failing_greeting_is_one_logged_line_and_the_loop_goes_on(
     assert (result.returncode, result.stdout) == (0, "")
     assert result.stderr.splitlines()[:3] == [logged] * 3
     assert "Traceback" not in result.stderr
-    assert SUMMARY.search(result.stderr).groups()[:2] == ("0", "3")
+    assert [counts[:2] for counts in SUMMARY.findall(result.stderr)] == [("0", "3")]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -139,9 +124,9 @@ def test_a_stop_signal_ends_the_loop_with_a_summary_and_exit_0(start, install, s
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_stop_signal_cuts_a_slow_in_process_greeting_short(start, install, signum: int) -> None:
     """A signal during a greet() that would sleep for ten minutes still stops the loop at once, exit 0."""
-    install(SLOW)
-    greeter: RunningGreeter = start("--driver", "slow")
-    greeter.stderr.search("greeter.plugins.slow: sleeping")
+    install(HANG)
+    greeter: RunningGreeter = start("--driver", "hang")
+    greeter.stderr.search("greeter.plugins.hang: sleeping")
     assert greeter.stop(signum) == 0
     assert greeter.summary()[:2] == (0, 0)
 

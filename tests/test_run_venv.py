@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from conftest import clean_env
-from plugin_factory import PluginFactory, core_venv, uv
-from run_helpers import ALPHA, BETA, GAMMA, RunningGreeter, launcher
+from helpers import GAMMA, PluginFactory, RunningGreeter, Venv, uv
 
 
 @pytest.fixture
-def venv(tmp_path: Path, factory: PluginFactory) -> tuple[Path, dict[str, str]]:
-    """A fresh venv holding greeter-core (built from this checkout), stevedore, greeter-alpha and greeter-beta."""
-    env = clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"), UV_PYTHON_DOWNLOADS="never", UV_NO_CONFIG="1")
-    return core_venv(tmp_path / "venv", factory.wheel(ALPHA), factory.wheel(BETA), env=env), env
-
-
-@pytest.fixture
-def running_alpha(venv: tuple[Path, dict[str, str]], tmp_path: Path) -> Iterator[RunningGreeter]:
+def running_alpha(venv: Venv, venv_start) -> RunningGreeter:
     """`greeter run --driver alpha` from the venv, with greeter-alpha already uninstalled under it."""
-    python, env = venv
-    with launcher(env, tmp_path, str(python)) as start:
-        greeter: RunningGreeter = start("--driver", "alpha", "--interval", "0.01", "--control", "127.0.0.1:0")
-        greeter.wait_greetings("Alpha Universe")
-        uv("pip", "uninstall", "--quiet", "--python", python, "greeter-alpha", env=env)
-        assert not list(python.parent.parent.glob("lib/python*/site-packages/greeter_alpha-*.dist-info"))
-        yield greeter
+    greeter: RunningGreeter = venv_start("--driver", "alpha", "--interval", "0.01", "--control", "127.0.0.1:0")
+    greeter.wait_greetings("Alpha Universe")
+    uv("pip", "uninstall", "--quiet", "--python", venv.python, "greeter-alpha", env=venv.env)
+    assert not list(venv.python.parent.parent.glob("lib/python*/site-packages/greeter_alpha-*.dist-info"))
+    return greeter
 
 
 def test_the_running_plugin_keeps_greeting_after_its_distribution_is_uninstalled(running_alpha) -> None:
@@ -47,13 +33,21 @@ def test_switching_back_to_an_uninstalled_plugin_is_404_and_the_current_driver_k
 
 
 def test_a_plugin_installed_while_running_can_be_swapped_in_at_once(
-    venv: tuple[Path, dict[str, str]], tmp_path: Path, factory: PluginFactory
+    venv: Venv, venv_start, factory: PluginFactory
 ) -> None:
     """`pip install` a new plugin mid-run and switch to it right away: the swap sees fresh metadata."""
-    python, env = venv
-    with launcher(env, tmp_path, str(python)) as start:
-        greeter: RunningGreeter = start("--driver", "alpha", "--interval", "0.01", "--control", "127.0.0.1:0")
-        greeter.wait_greetings("Alpha Universe")
-        uv("pip", "install", "--quiet", "--offline", "--no-index", "--python", python, factory.wheel(GAMMA), env=env)
-        assert greeter.swap("gamma").status == 200
-        greeter.wait_greetings("Gamma Universe")
+    greeter: RunningGreeter = venv_start("--driver", "alpha", "--interval", "0.01", "--control", "127.0.0.1:0")
+    greeter.wait_greetings("Alpha Universe")
+    uv(
+        "pip",
+        "install",
+        "--quiet",
+        "--offline",
+        "--no-index",
+        "--python",
+        venv.python,
+        factory.wheel(GAMMA),
+        env=venv.env,
+    )
+    assert greeter.swap("gamma").status == 200
+    greeter.wait_greetings("Gamma Universe")

@@ -9,8 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import clean_env
-from plugin_factory import core_venv, uv
+from helpers import clean_env, core_venv, one_line, uv
 
 import greeter_core
 from greeter_core.errors import UsageError
@@ -26,13 +25,6 @@ def install_project(project: Path, site: Path) -> None:
     wheel = make_wheel_in(project / "pyproject.toml", out).file
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(site)
-
-
-def one_line(stderr: str) -> str:
-    """The single line a usage error prints, never a traceback."""
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    return lines[0]
 
 
 def test_writes_a_complete_distribution_and_prints_where(cli, tmp_path: Path) -> None:
@@ -155,7 +147,7 @@ def test_the_generated_class_declares_the_current_plugin_api(
 ) -> None:
     """The class sets api_version itself, to greeter_core.API_VERSION, rather than inheriting it."""
     install_project(scaffold("esperanto", "Saluton", tmp_path / "greeter-esperanto"), site)
-    code = "import greeter_core; print(vars(type(greeter_core.load('esperanto'))).get('api_version'))"
+    code = "import greeter_core; print(vars(type(greeter_core.load('esperanto').obj)).get('api_version'))"
     out = subprocess.run([sys.executable, "-c", code], env=greeter_env, capture_output=True, text=True, check=True)
     assert out.stdout == f"{greeter_core.API_VERSION}\n"
 

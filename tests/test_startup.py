@@ -6,13 +6,14 @@ import json
 import subprocess
 import sys
 
-from plugin_factory import PluginSpec
+from helpers import PluginSpec
 
 DUMP = "import sys, json; print(json.dumps(sorted(sys.modules)))"
 
 # A bare DriverManager script that parses its command line with argparse, as
 # any CLI would: greeter may add only its own modules on top of this.
-BARE_STEVEDORE = """
+BARE_STEVEDORE = (
+    """
 import argparse, sys
 from stevedore import DriverManager
 parser = argparse.ArgumentParser()
@@ -20,17 +21,31 @@ parser.add_argument("--driver", required=True)
 args = parser.parse_args(["--driver", "klingon"])
 mgr = DriverManager("greeter.plugins", args.driver, invoke_on_load=True, invoke_kwds={"context": None})
 print(mgr.extensions[0].obj.greet("Universe"))
-""" + DUMP
+"""
+    + DUMP
+)
 
-GREETER_ONE_SHOT = """
+GREETER_ONE_SHOT = (
+    """
 import sys
 from greeter_core.cli import main
 assert main(["--driver", "klingon"]) == 0
-""" + DUMP
+"""
+    + DUMP
+)
 
 # What the greeter command may add on top of it.
-ALLOWED_EXTRA = {"__future__", "greeter_core", "greeter_core.api", "greeter_core.cli",
-                 "greeter_core.errors", "greeter_core.loading"}
+ALLOWED_EXTRA = {
+    "__future__",
+    "greeter_core",
+    "greeter_core.api",
+    "greeter_core.cli",
+    "greeter_core.contract",
+    "greeter_core.drive",
+    "greeter_core.errors",
+    "greeter_core.loaded",
+    "greeter_core.loading",
+}
 
 
 def modules_after(code: str, env: dict[str, str], cwd) -> set[str]:
@@ -45,10 +60,14 @@ def test_import_greeter_core_imports_nothing_else(greeter_env, tmp_path) -> None
     assert extra == {"greeter_core"}
 
 
-def test_one_shot_greeting_imports_only_greeter_beyond_bare_stevedore_and_argparse(install, greeter_env, tmp_path) -> None:
+def test_one_shot_greeting_imports_only_greeter_beyond_bare_stevedore_and_argparse(
+    install, greeter_env, tmp_path
+) -> None:
     """No HTTP server, no runtime, no worker machinery, no dataclasses on `greeter --driver X`."""
-    spec = PluginSpec("klingon", code="class Plugin:\n    def __init__(self, context): pass\n"
-                      "    def greet(self, name): return 'Qapla ' + name")
+    spec = PluginSpec(
+        "klingon",
+        code="class Plugin:\n    def __init__(self, context): pass\n    def greet(self, name): return 'Qapla ' + name",
+    )
     install(spec)
     bare = modules_after(BARE_STEVEDORE, greeter_env, tmp_path)
     greeter = modules_after(GREETER_ONE_SHOT, greeter_env, tmp_path)

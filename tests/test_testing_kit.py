@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from conftest import clean_env
-from plugin_factory import PluginFactory, PluginSpec, greeter_code
+from helpers import PluginFactory, PluginSpec, clean_env, greeter_code
 
 import greeter_core
 

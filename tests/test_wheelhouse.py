@@ -7,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, clean_env
+from helpers import REPO, clean_env
 
 
-def run(*args: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=True, **kwargs)  # type: ignore[call-overload]
+def run(
+    *args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=True, env=env, cwd=cwd)
 
 
 def test_a_plugin_installs_from_the_wheelhouse_into_an_empty_venv(tmp_path: Path) -> None:
@@ -28,8 +30,17 @@ def test_a_plugin_installs_from_the_wheelhouse_into_an_empty_venv(tmp_path: Path
 
     target = tmp_path / "target"
     run(sys.executable, "-m", "venv", target)
-    run(target / "bin" / "python", "-m", "pip", "install", "--no-index", "--find-links", wheelhouse,
-        "greeter-chinese", env=env)
+    run(
+        target / "bin" / "python",
+        "-m",
+        "pip",
+        "install",
+        "--no-index",
+        "--find-links",
+        wheelhouse,
+        "greeter-chinese",
+        env=env,
+    )
     installed = run(target / "bin" / "python", "-m", "pip", "list", "--format=freeze", env=env).stdout
     assert "greeter-core==" in installed and "stevedore==" in installed
     result = run(target / "bin" / "greeter", "--driver", "chinese", env=env, cwd=tmp_path)

@@ -23,12 +23,13 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import IO
 
-from ..api import API_VERSION, Greeter, HostContext
+from ..api import API_VERSION, GROUP
 from ..discovery import PluginInfo
 from ..errors import GreeterError, HandshakeError, PluginTimeoutError, WorkerCrashedError
+from ..loaded import LoadedPlugin
 from .protocol import COOKIE, COOKIE_ENV, LOG_MARK, PROTOCOL_VERSION, Channel, check_hello
 
-__all__ = ["WorkerClient"]
+__all__ = ["WorkerPlugin"]
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ STABLE_AFTER = 10.0
 #: How long each rung of the shutdown ladder waits.
 GRACE = 1.0
 
-_live: weakref.WeakSet[WorkerClient] = weakref.WeakSet()
+_live: weakref.WeakSet[WorkerPlugin] = weakref.WeakSet()
 
 
 @atexit.register
@@ -50,35 +51,37 @@ def _close_all() -> None:
         client.close()
 
 
-class WorkerClient(Greeter):
-    """A greeter whose plugin runs in a worker process: same ``greet()``, crash-proof host.
+class WorkerPlugin(LoadedPlugin):
+    """A plugin running in a worker process: the same ``greet()`` as in process, a crash-proof host.
 
     A failed call raises a :class:`GreeterError` (the worker crashed, timed out,
     or the plugin raised); the next call starts a fresh worker, unless repeated
     crashes put it in backoff, when calls fail fast until the pause is over.
     """
 
+    isolation = "process"
+
     def __init__(
         self,
-        plugin: str | PluginInfo,
+        plugin: PluginInfo,
         *,
         config: Mapping[str, str] | None = None,
         verify: bool = False,
-        call_timeout: float = 5.0,
+        call_timeout: float,
         start_timeout: float | None = None,
         command: Sequence[str] | None = None,
     ) -> None:
-        driver = plugin if isinstance(plugin, str) else plugin.name
-        super().__init__(HostContext.create(driver, config))
-        self.driver = driver
-        #: The running plugin as the worker reported it at the handshake.
-        self.plugin: PluginInfo | None = None if isinstance(plugin, str) else plugin
+        self.driver = plugin.name
+        self.language = ""
+        self._plugin = plugin
+        self.config = dict(config or {})
         self.verify = verify
         self.call_timeout = call_timeout
         self.start_timeout = start_timeout if start_timeout is not None else max(10.0, call_timeout)
         self.command = list(command) if command else [sys.executable, "-m", "greeter_core.worker"]
         self.restarts = 0
         self.last_exit: str | None = None
+        self._logger = logging.getLogger(f"{GROUP}.{self.driver}")
         self._lock = threading.RLock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._channel: Channel | None = None
@@ -88,9 +91,14 @@ class WorkerClient(Greeter):
         self._next_start = 0.0
         self._closed = False
 
+    @property
+    def plugin(self) -> PluginInfo:
+        """The record the worker loaded, as it reported it at the handshake."""
+        return self._plugin
+
     # -- life cycle ---------------------------------------------------------
 
-    def start(self) -> WorkerClient:
+    def start(self) -> WorkerPlugin:
         """Start the worker and complete the handshake; raise the plugin's load error if any."""
         with self._lock:
             self._spawn()
@@ -133,7 +141,7 @@ class WorkerClient(Greeter):
     def greet(self, name: str) -> str:
         with self._lock:
             if self._closed:
-                raise WorkerCrashedError(self.driver, self.plugin, "the worker was closed")
+                raise WorkerCrashedError(self.driver, self._plugin, "the worker was closed")
             if self._proc is None:
                 self._restart()
             assert self._channel is not None
@@ -144,20 +152,20 @@ class WorkerClient(Greeter):
                 self._stop(polite=False)
                 self.last_exit = f"killed after {self.call_timeout:g} s without an answer"
                 self._note_crash()
-                raise PluginTimeoutError(self.driver, self.plugin, self.call_timeout) from None
+                raise PluginTimeoutError(self.driver, self._plugin, self.call_timeout) from None
             except (EOFError, OSError):
                 self.last_exit = self._reap()
                 self._note_crash()
-                raise WorkerCrashedError(self.driver, self.plugin, self.last_exit) from None
+                raise WorkerCrashedError(self.driver, self._plugin, self.last_exit) from None
             except BaseException:
                 # Interrupted mid-call (Ctrl-C): the channel is out of step now.
                 self._stop(polite=False)
                 raise
-        if op == "ok":
-            return value  # type: ignore[no-any-return]
-        if isinstance(value, GreeterError):
+        if op == "ok" and isinstance(value, str):
+            return value
+        if op == "error" and isinstance(value, GreeterError):
             raise value
-        raise HandshakeError(self.driver, self.plugin, f"unexpected reply {op!r} from the worker")
+        raise HandshakeError(self.driver, self._plugin, f"unexpected reply {op!r} from the worker")
 
     # -- internals -----------------------------------------------------------
 
@@ -165,7 +173,7 @@ class WorkerClient(Greeter):
         wait = self._next_start - time.monotonic()
         if wait > 0:
             raise WorkerCrashedError(
-                self.driver, self.plugin, f"{self.last_exit}; restarting it in {wait:.1f} s (backoff)"
+                self.driver, self._plugin, f"{self.last_exit}; restarting it in {wait:.1f} s (backoff)"
             )
         self.restarts += 1
         log.info("starting a fresh worker for plugin %r (restart %d)", self.driver, self.restarts)
@@ -194,8 +202,8 @@ class WorkerClient(Greeter):
         self._proc, self._channel = proc, Channel(host_end)
         self._started_at = time.monotonic()
         self._readers = [
-            _forward(proc.stdout, self._plugin_logger(), "stdout"),  # type: ignore[arg-type]
-            _forward(proc.stderr, self._plugin_logger(), "stderr"),  # type: ignore[arg-type]
+            _forward(proc.stdout, self._logger, "stdout"),  # type: ignore[arg-type]
+            _forward(proc.stderr, self._logger, "stderr"),  # type: ignore[arg-type]
         ]
         _live.add(self)
         try:
@@ -207,17 +215,16 @@ class WorkerClient(Greeter):
     def _handshake(self) -> None:
         assert self._channel is not None
         self._channel.set_timeout(self.start_timeout)
-        logger = self._plugin_logger()
         self._channel.send(
             (
                 "hello",
                 {
                     "protocol": PROTOCOL_VERSION,
                     "api_version": API_VERSION,
-                    "driver": self.driver,
-                    "config": dict(self.context.config),
+                    "plugin": self._plugin._asdict(),
+                    "config": self.config,
                     "verify": self.verify,
-                    "log_level": min(logger.getEffectiveLevel(), logging.getLogger().getEffectiveLevel()),
+                    "log_level": min(self._logger.getEffectiveLevel(), logging.getLogger().getEffectiveLevel()),
                     "sys_path": list(sys.path),
                 },
             )
@@ -226,18 +233,18 @@ class WorkerClient(Greeter):
             op, value = self._channel.recv()
         except TimeoutError:
             raise HandshakeError(
-                self.driver, self.plugin, f"the worker did not answer within {self.start_timeout:g} s of starting"
+                self.driver, self._plugin, f"the worker did not answer within {self.start_timeout:g} s of starting"
             ) from None
         except EOFError:
             self.last_exit = self._reap()
-            raise WorkerCrashedError(self.driver, self.plugin, f"{self.last_exit} before the handshake") from None
+            raise WorkerCrashedError(self.driver, self._plugin, f"{self.last_exit} before the handshake") from None
         if op == "error" and isinstance(value, GreeterError):
             raise value
         problem = check_hello(op, value, peer="worker", me="host")
         if problem:
-            raise HandshakeError(self.driver, self.plugin, problem)
-        self.plugin = PluginInfo(**value["plugin"])
-        self.language = value.get("language", "")
+            raise HandshakeError(self.driver, self._plugin, problem)
+        self._plugin = PluginInfo(**value["plugin"])
+        self.language = str(value.get("language", ""))
         self._channel.set_timeout(self.call_timeout)
 
     def _note_crash(self) -> None:
@@ -277,9 +284,6 @@ class WorkerClient(Greeter):
             channel.close()
         for reader in self._readers:
             reader.join(timeout=GRACE)
-
-    def _plugin_logger(self) -> logging.Logger:
-        return self.context.logger
 
 
 def next_backoff(previous: float, uptime: float) -> float:

@@ -1,6 +1,6 @@
 """The worker: load one plugin with the host's loader, then answer greet calls until told to stop.
 
-Started by :class:`~greeter_core.worker.client.WorkerClient` as
+Started by :class:`~greeter_core.worker.client.WorkerPlugin` as
 ``python -m greeter_core.worker FD``, where FD is its end of the channel. It
 never writes to the channel anything but protocol frames; the plugin's stdout
 and stderr are pipes the host drains into its logging.
@@ -18,12 +18,12 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from ..api import API_VERSION
-from ..discovery import PluginInfo, find
+from ..discovery import PluginInfo
 from ..errors import GreeterError, HandshakeError
-from ..loading import call_greet, close_quietly, load
+from ..loaded import LoadedPlugin
+from ..loading import load_in_process
 from .protocol import COOKIE, COOKIE_ENV, LOG_MARK, PROTOCOL_VERSION, Channel, check_hello
 
 #: How often the worker checks that the host is still its parent.
@@ -63,16 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(channel: Channel) -> int:
     op, hello = channel.recv()
-    driver = str(hello.get("driver", "?")) if isinstance(hello, dict) else "?"
     problem = check_hello(op, hello, peer="host", me="worker")
     if problem:
-        channel.send(("error", HandshakeError(driver, None, problem)))
+        channel.send(("error", HandshakeError("?", None, problem)))
         return 3
     _setup_logging(hello["log_level"])
     sys.path[:] = hello["sys_path"]  # see the plugins the host sees
+    record = PluginInfo(**hello["plugin"])  # resolved by the host: no rescan of installed metadata here
     try:
-        info = find(driver)
-        greeter = load(info, config=hello["config"], verify=hello["verify"])
+        loaded = load_in_process(record, hello["config"], verify=hello["verify"])
     except GreeterError as error:
         channel.send(("error", error))
         return 1
@@ -82,29 +81,29 @@ def _serve(channel: Channel) -> int:
             {
                 "protocol": PROTOCOL_VERSION,
                 "api_version": API_VERSION,
-                "plugin": info._asdict(),
-                "language": str(getattr(greeter, "language", "") or ""),
+                "plugin": loaded.plugin._asdict(),
+                "language": loaded.language,
                 "pid": os.getpid(),
             },
         )
     )
     try:
-        _answer_calls(channel, greeter, driver, info)
+        _answer_calls(channel, loaded)
     finally:
-        close_quietly(greeter, driver)
+        loaded.close()
     return 0
 
 
-def _answer_calls(channel: Channel, greeter: Any, driver: str, info: PluginInfo) -> None:
+def _answer_calls(channel: Channel, loaded: LoadedPlugin) -> None:
     while True:
         op, argument = channel.recv()
         if op == "bye":
             return
-        if op != "greet":
-            channel.send(("error", HandshakeError(driver, info, f"unknown request {op!r}")))
+        if op != "greet" or not isinstance(argument, str):
+            channel.send(("error", HandshakeError(loaded.driver, loaded.plugin, f"unknown request {op!r}")))
             continue
         try:
-            reply: tuple[str, object] = ("ok", str(call_greet(greeter, argument, driver, info)))
+            reply: tuple[str, object] = ("ok", loaded.greet(argument))
         except GreeterError as error:
             reply = ("error", error)
         channel.send(reply)

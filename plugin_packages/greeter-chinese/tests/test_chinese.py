@@ -14,10 +14,10 @@ def greeter():
 @pytest.mark.parametrize(
     ("name", "greeting"),
     [
-        ('Universe', '你好宇宙'),
-        ('小明', '你好，小明'),
-        ('Alice', '你好，Alice'),
-        ('', '你好宇宙'),
+        ("Universe", "你好宇宙"),
+        ("小明", "你好，小明"),
+        ("Alice", "你好，Alice"),
+        ("", "你好宇宙"),
     ],
 )
 def test_greets_the_name_in_chinese(greeter, name, greeting):

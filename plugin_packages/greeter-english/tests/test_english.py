@@ -14,10 +14,10 @@ def greeter():
 @pytest.mark.parametrize(
     ("name", "greeting"),
     [
-        ('Universe', 'Hello Universe'),
-        ('Alice', 'Hello Alice'),
-        ('Zoë', 'Hello Zoë'),
-        ('', 'Hello Universe'),
+        ("Universe", "Hello Universe"),
+        ("Alice", "Hello Alice"),
+        ("Zoë", "Hello Zoë"),
+        ("", "Hello Universe"),
     ],
 )
 def test_greets_the_name_in_english(greeter, name, greeting):

@@ -14,9 +14,9 @@ def greeter():
 @pytest.mark.parametrize(
     ("name", "greeting"),
     [
-        ('Universe', 'Hallo Universum'),
-        ('Jürgen', 'Hallo Jürgen'),
-        ('', 'Hallo Universum'),
+        ("Universe", "Hallo Universum"),
+        ("Jürgen", "Hallo Jürgen"),
+        ("", "Hallo Universum"),
     ],
 )
 def test_greets_the_name_in_german(greeter, name, greeting):

@@ -14,9 +14,9 @@ def greeter():
 @pytest.mark.parametrize(
     ("name", "greeting"),
     [
-        ('Universe', 'Hola Universo'),
-        ('Íñigo', 'Hola Íñigo'),
-        ('', 'Hola Universo'),
+        ("Universe", "Hola Universo"),
+        ("Íñigo", "Hola Íñigo"),
+        ("", "Hola Universo"),
     ],
 )
 def test_greets_the_name_in_spanish(greeter, name, greeting):

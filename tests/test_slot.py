@@ -1,18 +1,19 @@
-"""The runtime's driver slot, in process: atomic, serialized swaps and when replaced plugins are closed."""
+"""The driver slot, in process: atomic, serialized swaps, and when replaced plugins are closed."""
 
 from __future__ import annotations
 
 import io
 import threading
-import time
 from itertools import pairwise
 from typing import Any
 
 import pytest
-from run_helpers import ALPHA, BETA, GAMMA
+from helpers import ALPHA, BETA, GAMMA, wait_for
 
-from greeter_core import NoSuchDriverError
-from greeter_core.runtime import GreetingLoop, Runtime, RuntimeStoppedError, Swap
+from greeter_core import NoSuchDriverError, RuntimeStoppedError
+from greeter_core.loading import InProcessPlugin
+from greeter_core.loop import GreetingLoop
+from greeter_core.slot import DriverSlot, Swap
 
 pytestmark = pytest.mark.usefixtures("on_path")
 
@@ -33,58 +34,58 @@ class Recorded:
 
 @pytest.fixture
 def built(install) -> list[Recorded]:
-    """Every greeter the runtime below builds, in order."""
+    """Every plugin object the slot below builds, in order."""
     install(ALPHA, BETA, GAMMA)
     return []
 
 
 @pytest.fixture
-def runtime(built: list[Recorded]) -> Runtime:
-    def loader(info: Any, **options: Any) -> Recorded:
+def slot(built: list[Recorded]) -> DriverSlot:
+    def loader(info: Any, **options: Any) -> InProcessPlugin:
         built.append(Recorded(info.name))
-        return built[-1]
+        return InProcessPlugin(built[-1], info.name, info.target, info)
 
-    runtime = Runtime(loader=loader)
-    runtime.start("alpha")
-    return runtime
+    slot = DriverSlot(loader=loader)
+    slot.start("alpha")
+    return slot
 
 
-def test_a_plugin_replaced_while_greeting_is_closed_only_when_the_greeting_is_done(runtime, built) -> None:
+def test_a_plugin_replaced_while_greeting_is_closed_only_when_the_greeting_is_done(slot, built) -> None:
     """A swap during a greeting leaves that plugin open until the loop gives it back, then closes it."""
-    with runtime.borrowed() as (greeter, _):
-        runtime.swap("beta")
-        assert not greeter.closed
+    with slot.borrowed() as loaded:
+        slot.swap("beta")
+        assert not loaded.obj.closed
     assert built[0].closed and not built[1].closed
 
 
-def test_a_replaced_plugin_nobody_uses_is_closed_at_once(runtime, built) -> None:
+def test_a_replaced_plugin_nobody_uses_is_closed_at_once(slot, built) -> None:
     """A swap between greetings closes the old plugin right away."""
-    runtime.swap("beta")
+    slot.swap("beta")
     assert built[0].closed
 
 
-def test_a_failed_swap_keeps_and_does_not_close_the_current_plugin(runtime, built) -> None:
+def test_a_failed_swap_keeps_and_does_not_close_the_current_plugin(slot, built) -> None:
     """A swap to an unknown name raises and leaves the current plugin in place and open."""
     with pytest.raises(NoSuchDriverError):
-        runtime.swap("french")
-    assert (runtime.current.name, built[0].closed, runtime.swaps) == ("alpha", False, 0)
+        slot.swap("french")
+    assert (slot.current.name, built[0].closed, slot.swaps) == ("alpha", False, 0)
 
 
-def test_after_close_every_plugin_is_closed_and_swaps_are_refused(runtime, built) -> None:
+def test_after_close_every_plugin_is_closed_and_swaps_are_refused(slot, built) -> None:
     """close() closes the current plugin; a later swap raises RuntimeStoppedError."""
-    runtime.close()
+    slot.close()
     assert built[0].closed
     with pytest.raises(RuntimeStoppedError):
-        runtime.swap("beta")
+        slot.swap("beta")
 
 
-def test_concurrent_swaps_form_one_chain_with_exact_counts(runtime) -> None:
+def test_concurrent_swaps_form_one_chain_with_exact_counts(slot) -> None:
     """Swaps from many threads are serialized: numbered 1..N, each one's old plugin the previous one's new."""
     results: list[Swap] = []
 
     def swapper(names: list[str]) -> None:
         for name in names * 10:
-            results.append(runtime.swap(name))
+            results.append(slot.swap(name))
 
     threads = [threading.Thread(target=swapper, args=(["alpha", "beta", "gamma"][i:],)) for i in range(3)]
     for thread in threads:
@@ -92,21 +93,19 @@ def test_concurrent_swaps_form_one_chain_with_exact_counts(runtime) -> None:
     for thread in threads:
         thread.join()
     chain = sorted(results, key=lambda swap: swap.swaps)
-    assert [swap.swaps for swap in chain] == list(range(1, len(results) + 1)) == list(range(1, runtime.swaps + 1))
+    assert [swap.swaps for swap in chain] == list(range(1, len(results) + 1)) == list(range(1, slot.swaps + 1))
     assert all(prev.new.name == swap.old.name for prev, swap in pairwise(chain))
-    assert chain[-1].new.name == runtime.current.name
+    assert chain[-1].new.name == slot.current.name
 
 
-def test_stop_wakes_a_loop_sleeping_a_long_interval(runtime) -> None:
+def test_stop_wakes_a_loop_sleeping_a_long_interval(slot) -> None:
     """stop() from another thread ends a loop that would otherwise sleep for an hour."""
     out = io.StringIO()
-    loop = GreetingLoop(runtime, who="Universe", interval=3600, out=out)
+    loop = GreetingLoop(slot, who="Universe", interval=3600, out=out)
     thread = threading.Thread(target=loop.run)
     thread.start()
     try:
-        deadline = time.monotonic() + 60
-        while runtime.greetings < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: slot.greetings >= 1, what="the first greeting")
         loop.stop()
         thread.join(60)
         assert not thread.is_alive()

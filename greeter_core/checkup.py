@@ -1,16 +1,21 @@
-"""``greeter check``: load each plugin, validate it, greet once, and say how it went."""
+"""``greeter check``: load each plugin, greet once, and report how each went, independently.
+
+The contract itself (what makes an object a Greeter) is checked in
+:mod:`greeter_core.contract`; this module runs every installed plugin
+through the whole greeting path and collects one result per plugin.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from .api import DEFAULT_NAME
 from .discovery import PluginInfo, discover, find
+from .drive import LoadOptions, load
 from .errors import GreeterError
-from .loading import call_greet, close_quietly, load
 
-__all__ = ["CheckResult", "check"]
+__all__ = ["CheckResult", "check_plugins"]
 
 
 class CheckResult(NamedTuple):
@@ -33,38 +38,21 @@ class CheckResult(NamedTuple):
         return self._asdict()
 
 
-def check(
-    names: Iterable[str] | None = None,
-    *,
-    config: Mapping[str, str] | None = None,
-    isolation: str = "none",
-    verify: bool = False,
-    call_timeout: float = 5.0,
-) -> list[CheckResult]:
+def check_plugins(names: Iterable[str] | None = None, options: LoadOptions | None = None) -> list[CheckResult]:
     """Check the named plugins (default: every installed one), each independently."""
     plugins = discover()
     wanted = list(names) if names is not None else sorted({p.name for p in plugins})
-    return [_check_one(name, plugins, config, isolation, verify, call_timeout) for name in wanted]
+    return [_check_one(name, plugins, options or LoadOptions()) for name in wanted]
 
 
-def _check_one(
-    name: str,
-    plugins: tuple[PluginInfo, ...],
-    config: Mapping[str, str] | None,
-    isolation: str,
-    verify: bool,
-    call_timeout: float,
-) -> CheckResult:
+def _check_one(name: str, plugins: tuple[PluginInfo, ...], options: LoadOptions) -> CheckResult:
     distribution = version = language = ""
     try:
         info = find(name, plugins)
         distribution, version = info.distribution, info.version
-        greeter = load(info, config=config, isolation=isolation, verify=verify, call_timeout=call_timeout)
-        try:
-            language = str(getattr(greeter, "language", "") or "")
-            text = call_greet(greeter, DEFAULT_NAME, name, info)
-        finally:
-            close_quietly(greeter, name)
+        with load(info, **options._asdict()) as loaded:
+            language = loaded.language
+            text = loaded.greet(DEFAULT_NAME)
     except GreeterError as error:
         return CheckResult(name, distribution, version, language, False, str(error), error.exit_code)
     return CheckResult(name, distribution, version, language, True, text, 0)

@@ -1,0 +1,82 @@
+"""The Greeter contract, checked at the border between the host and a plugin object.
+
+Go's type assertion (``sym.(Greeter)``) is :func:`validate`: it runs once,
+when a plugin is built. What may come back out of ``greet()`` is
+:func:`greeting`: it runs on every call. Both run wherever the plugin runs,
+in the host or in a worker, through :mod:`greeter_core.loading`.
+
+Everything read from a plugin object is untrusted: an attribute may be a
+property that raises, a method may return a ``str`` subclass whose own
+methods raise. Each such surprise is a :class:`Violation`, which the caller
+turns into a :class:`~greeter_core.errors.PluginContractError` naming the
+plugin and its distribution (the caller knows them; this module does not).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .api import API_VERSION, Greeter
+from .errors import PluginAPIVersionError, PluginContractError, one_line
+
+if TYPE_CHECKING:
+    from .discovery import PluginInfo
+
+__all__ = ["Violation", "greeting", "validate"]
+
+
+class Violation(Exception):
+    """The plugin object breaks the contract; :meth:`error` names the plugin it came from."""
+
+    def __init__(self, problem: str, *, wanted_api: int | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.wanted_api = wanted_api
+
+    def error(self, driver: str, plugin: PluginInfo | None) -> PluginContractError:
+        """The error to raise for this violation by the plugin *driver* (from *plugin*)."""
+        if self.wanted_api is not None:
+            return PluginAPIVersionError(driver, plugin, self.wanted_api, API_VERSION)
+        return PluginContractError(driver, plugin, self.problem)
+
+
+def validate(obj: object) -> str:
+    """Check that *obj* is a usable Greeter, as Go's type assertion would; return its ``language``."""
+    name = type(obj).__name__
+    greet = _read(obj, "greet")
+    if greet is None:
+        raise Violation(f"{name} has no greet() method")
+    if not callable(greet):
+        raise Violation(f"{name}.greet is not callable")
+    if getattr(type(obj), "greet", None) is Greeter.greet:
+        raise Violation(f"{name} does not implement greet()")
+    wanted = _read(obj, "api_version", API_VERSION)
+    if not isinstance(wanted, int) or isinstance(wanted, bool):
+        raise Violation(f"api_version must be an int, not {type(wanted).__name__}")
+    if wanted > API_VERSION:
+        raise Violation(f"needs plugin API {wanted} > {API_VERSION}", wanted_api=wanted)
+    language = _read(obj, "language", "")
+    if not isinstance(language, str):
+        raise Violation(f"language must be a str, not {type(language).__name__}")
+    return str.join("", (language,))
+
+
+def greeting(text: object) -> str:
+    """What ``greet()`` returned, as a plain ``str`` the host can print.
+
+    A ``str`` subclass is copied into a plain ``str`` without calling any of
+    its methods, so a plugin cannot hand the host an object that raises later.
+    """
+    if not isinstance(text, str):
+        raise Violation(f"greet() returned {type(text).__name__}, not str")
+    return str.join("", (text,))
+
+
+def _read(obj: object, attribute: str, default: Any = None) -> Any:
+    """``getattr(obj, attribute, default)``, where anything the plugin raises breaks the contract."""
+    try:
+        return getattr(obj, attribute, default)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:
+        raise Violation(f"reading {attribute} raised {one_line(error)}") from error

@@ -1,0 +1,73 @@
+"""Drive a plugin in this process or in a worker: the one place that chooses.
+
+Everything that greets (the one-shot CLI, ``greeter check``, ``greeter run``,
+a program using the API) loads through :func:`load` and gets a
+:class:`~greeter_core.loaded.LoadedPlugin` back, so none of them asks which
+kind it holds. Below this level, :mod:`~greeter_core.loading` knows only this
+process and :mod:`~greeter_core.worker` only its worker; neither imports the
+other's host side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, NamedTuple
+
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .discovery import PluginInfo
+    from .loaded import LoadedPlugin
+
+__all__ = ["DEFAULT_CALL_TIMEOUT", "ISOLATION_MODES", "LoadOptions", "load"]
+
+#: ``none``: the plugin runs in this process (fastest). ``process``: in a worker
+#: process, which it cannot take down with it.
+ISOLATION_MODES = ("none", "process")
+
+#: Seconds an isolated ``greet()`` may take before its worker is killed.
+DEFAULT_CALL_TIMEOUT = 5.0
+
+
+class LoadOptions(NamedTuple):
+    """How a plugin is loaded: the keywords of :func:`load`, kept together for a whole run."""
+
+    config: Mapping[str, str] = MappingProxyType({})
+    """The user's ``--option`` values, the plugin's ``context.config``."""
+
+    isolation: str = "none"
+    """One of :data:`ISOLATION_MODES`."""
+
+    verify: bool = False
+    """Check the plugin's files against its ``RECORD`` before importing it."""
+
+    call_timeout: float = DEFAULT_CALL_TIMEOUT
+    """With ``isolation="process"``: the deadline of one ``greet()`` call."""
+
+
+def load(
+    plugin: str | PluginInfo,
+    *,
+    config: Mapping[str, str] | None = None,
+    isolation: str = "none",
+    verify: bool = False,
+    call_timeout: float = DEFAULT_CALL_TIMEOUT,
+) -> LoadedPlugin:
+    """A ready plugin for *plugin* (a driver name, or a record from ``discover()``/``find()``).
+
+    With ``isolation="process"`` it runs in a worker process; close the
+    result (or use ``with``) to stop the worker. With ``verify=True`` every
+    file of the plugin's distribution is checked against its ``RECORD`` first.
+    """
+    if isolation not in ISOLATION_MODES:
+        raise UsageError(f"unknown isolation mode {isolation!r}; use one of: {', '.join(ISOLATION_MODES)}")
+    if isolation == "process":
+        from .discovery import find
+        from .worker.client import WorkerPlugin
+
+        record = find(plugin) if isinstance(plugin, str) else plugin
+        return WorkerPlugin(record, config=config, verify=verify, call_timeout=call_timeout).start()
+    from .loading import load_in_process
+
+    return load_in_process(plugin, config, verify=verify)

@@ -1,0 +1,277 @@
+"""``greeter run``: greet every *interval* through a driver slot until stopped; signals and the driver file.
+
+:class:`GreetingLoop` owns the main thread. Signal handlers only set a flag
+(and, during an in-process ``greet()``, raise ``KeyboardInterrupt`` so Ctrl-C
+cuts a slow plugin short); the loop sleeps in ``select()`` on a socket pair
+that the signal wake-up fd writes to, and does the real work itself.
+:func:`run` puts a slot, a loop and an optional control plane together and
+owns all three until the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout, suppress
+from typing import Any, NamedTuple, Protocol, TextIO
+
+from .drive import LoadOptions
+from .errors import GreeterError, PluginCallError, PluginContractError, ReloadUnsupportedError, UsageError
+from .loaded import LoadedPlugin
+from .slot import MAX_NAME_LENGTH, DriverSlot, check_name, log
+
+__all__ = ["ControlPlane", "GreetingLoop", "RunPlan", "read_driver_file", "run", "signals_routed_to"]
+
+
+class GreetingLoop:
+    """Greet every *interval* seconds through a :class:`~greeter_core.slot.DriverSlot` until stopped.
+
+    Stop it with :meth:`stop` from any thread, or route signals to it with
+    :func:`signals_routed_to` (main thread only). Every greeting line is
+    written by the thread that calls :meth:`run`, and flushed at once.
+    """
+
+    def __init__(
+        self,
+        slot: DriverSlot,
+        *,
+        who: str,
+        interval: float = 1.0,
+        count: int | None = None,
+        driver_file: str | None = None,
+        out: TextIO | None = None,
+    ) -> None:
+        self.slot = slot
+        self.who = who
+        self.interval = interval
+        self.count = count
+        self.driver_file = driver_file
+        self._out = out
+        self._stopping = False
+        self._hup = False
+        self._in_plugin = False
+        # Only an in-process greet() may be cut short: a worker call has its own timeout.
+        self._may_interrupt = slot.options.isolation == "none"
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+
+    @property
+    def wakeup_fd(self) -> int:
+        """The fd that ``signal.set_wakeup_fd`` should write to."""
+        return self._wake_w.fileno()
+
+    def stop(self) -> None:
+        """Ask the loop to stop after the current greeting (thread-safe)."""
+        self._stopping = True
+        self._wake()
+
+    def on_stop_signal(self, signum: int, frame: object) -> None:
+        """SIGINT/SIGTERM handler: set a flag; during an in-process greet(), interrupt it."""
+        self._stopping = True
+        if self._in_plugin:
+            raise KeyboardInterrupt
+
+    def on_hup_signal(self, signum: int, frame: object) -> None:
+        """SIGHUP handler: set a flag; the loop does the work."""
+        self._hup = True
+
+    def _wake(self) -> None:
+        # OSError: full (a wake-up is already pending) or closed (the loop is gone).
+        with suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def run(self) -> None:
+        """Greet until stopped or until ``count`` attempts (a failed greeting counts too)."""
+        attempts = 0
+        try:
+            while not self._stopping:
+                self._handle_hup()
+                if self._stopping:
+                    break
+                self._tick()
+                attempts += 1
+                if self.count is not None and attempts >= self.count:
+                    break
+                self._pause(self.interval)
+        except _Interrupted:
+            pass
+
+    def close(self) -> None:
+        """Release the wake-up socket pair; call it once :meth:`run` has returned."""
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _tick(self) -> None:
+        try:
+            with self.slot.borrowed() as loaded:
+                text = self._call(loaded)
+            self._emit(text, loaded)
+        except GreeterError as error:
+            self.slot.record_error(error)
+            log.error("%s", error, exc_info=error if log.isEnabledFor(logging.DEBUG) else None)
+        else:
+            self.slot.record_greeting()
+
+    def _call(self, loaded: LoadedPlugin) -> str:
+        try:
+            self._in_plugin = self._may_interrupt
+            try:
+                return loaded.greet(self.who)
+            finally:
+                self._in_plugin = False  # first thing out of the plugin: no signal may raise past here
+        except KeyboardInterrupt:
+            self._in_plugin = False
+            if self._stopping:  # ours: Ctrl-C or SIGTERM cut the plugin short
+                raise _Interrupted from None
+            raise PluginCallError(loaded.driver, loaded.plugin, "KeyboardInterrupt") from None
+
+    def _emit(self, text: str, loaded: LoadedPlugin) -> None:
+        out = self._out or sys.stdout
+        try:
+            out.write(text + "\n")
+        except UnicodeEncodeError as error:
+            raise PluginContractError(
+                loaded.driver, loaded.plugin, f"greet() returned text that stdout cannot encode ({error.reason})"
+            ) from error
+        out.flush()
+
+    def _pause(self, seconds: float) -> None:
+        if seconds <= 0:
+            # Hand the CPU and the GIL over for a moment: without it, a loop at
+            # --interval 0 starves the control plane (swaps took ~10x longer).
+            os.sched_yield()
+            return
+        deadline = time.monotonic() + seconds
+        while not self._stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            readable, _, _ = select.select([self._wake_r], [], [], remaining)
+            if readable:
+                self._drain()
+            self._handle_hup()
+
+    def _drain(self) -> None:
+        with suppress(BlockingIOError):  # drained
+            while self._wake_r.recv(4096):
+                pass
+
+    def _handle_hup(self) -> None:
+        if not self._hup:
+            return
+        self._hup = False
+        try:
+            name = read_driver_file(self.driver_file) if self.driver_file is not None else None
+        except UsageError as error:
+            log.warning("SIGHUP: %s; still greeting with %r", error, self.slot.current.name)
+            return
+        try:
+            if name is None or name == self.slot.current.name:
+                self.slot.reload()
+            else:
+                self.slot.swap(name)
+        except ReloadUnsupportedError as error:
+            log.warning("SIGHUP: %s", error)
+        except GreeterError:
+            pass  # the slot logged why it kept the current driver
+
+
+class _Interrupted(Exception):
+    """Ctrl-C or SIGTERM arrived while an in-process greet() was running."""
+
+
+def read_driver_file(path: str) -> str:
+    """The driver name held in *path* (surrounding whitespace ignored)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read(4 * MAX_NAME_LENGTH)
+    except OSError as error:
+        raise UsageError(f"cannot read --driver-file {path!r}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"cannot read --driver-file {path!r}: it is not UTF-8 text") from None
+    name = text.strip()
+    if not name:
+        raise UsageError(f"--driver-file {path!r} is empty; write a driver name in it (see: greeter list)")
+    try:
+        return check_name(name)
+    except UsageError as error:
+        raise UsageError(f"--driver-file {path!r}: {error}") from None
+
+
+class ControlPlane(Protocol):
+    """What :func:`run` needs of a control server: start serving a slot, stop serving."""
+
+    def start(self, slot: DriverSlot) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class RunPlan(NamedTuple):
+    """What ``greeter run`` was asked to do, checked."""
+
+    driver: str
+    who: str
+    interval: float
+    stop_after: int | None
+    driver_file: str | None
+    options: LoadOptions
+
+
+@contextmanager
+def signals_routed_to(loop: GreetingLoop) -> Iterator[None]:
+    """SIGINT/SIGTERM stop *loop*, SIGHUP asks it to switch; the handlers only set flags."""
+    handlers: dict[signal.Signals, Any] = {
+        signal.SIGINT: loop.on_stop_signal,
+        signal.SIGTERM: loop.on_stop_signal,
+        signal.SIGHUP: loop.on_hup_signal,
+    }
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
+    previous_fd = signal.set_wakeup_fd(loop.wakeup_fd, warn_on_full_buffer=False)
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def run(plan: RunPlan, control: ControlPlane | None = None) -> int:
+    """Greet until stopped, then print the summary; return the exit status.
+
+    Owns *control* from here on: it is closed when the loop ends, whatever ends it.
+    """
+    slot = DriverSlot(plan.options)
+    loop = GreetingLoop(
+        slot,
+        who=plan.who,
+        interval=plan.interval,
+        count=plan.stop_after,
+        driver_file=plan.driver_file,
+        out=sys.stdout,
+    )
+    # stdout carries the greetings only: whatever a plugin prints goes to stderr.
+    with redirect_stdout(sys.stderr):
+        try:
+            slot.start(plan.driver)
+            if control is not None:
+                control.start(slot)
+            with signals_routed_to(loop):
+                loop.run()
+        finally:
+            if control is not None:
+                control.close()
+            slot.close()
+            loop.close()
+    print(
+        f"greeter run: stopped after {slot.summary()}; last driver: {slot.current.name}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 0
