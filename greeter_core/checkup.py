@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from .api import DEFAULT_NAME
 from .discovery import PluginInfo, discover, find
-from .drive import LoadOptions, load
+from .drive import CHECK_ISOLATION, LoadOptions, load
 from .errors import GreeterError
 
 __all__ = ["CheckResult", "check_plugins"]
@@ -39,10 +39,15 @@ class CheckResult(NamedTuple):
 
 
 def check_plugins(names: Iterable[str] | None = None, options: LoadOptions | None = None) -> list[CheckResult]:
-    """Check the named plugins (default: every installed one), each independently."""
+    """Check the named plugins (default: every installed one), each independently.
+
+    By default each runs in a worker process (:data:`~greeter_core.drive.CHECK_ISOLATION`),
+    so that a plugin calling ``os._exit`` or crashing cannot end the report.
+    """
     plugins = discover()
     wanted = list(names) if names is not None else sorted({p.name for p in plugins})
-    return [_check_one(name, plugins, options or LoadOptions()) for name in wanted]
+    options = options or LoadOptions(isolation=CHECK_ISOLATION)
+    return [_check_one(name, plugins, options) for name in wanted]
 
 
 def _check_one(name: str, plugins: tuple[PluginInfo, ...], options: LoadOptions) -> CheckResult:

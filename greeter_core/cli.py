@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from .api import DEFAULT_NAME
-from .drive import DEFAULT_CALL_TIMEOUT, ISOLATION_MODES, LoadOptions
+from .drive import CHECK_ISOLATION, DEFAULT_CALL_TIMEOUT, ISOLATION_MODES, LoadOptions
 from .errors import GreeterError, UsageError
 
 if TYPE_CHECKING:
@@ -65,7 +65,27 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
 
 
-def _loading(parser: argparse.ArgumentParser) -> None:
+def _whole(minimum: int) -> Callable[[str], int]:
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < 0 or 0 < value < minimum:
+            raise argparse.ArgumentTypeError(f"must be 0 (no limit) or at least {minimum}, got {value}")
+        return value
+
+    return whole
+
+
+def _env_item(text: str) -> tuple[str, str | None]:
+    name, sep, value = text.partition("=")
+    if not name or "\0" in text:
+        raise argparse.ArgumentTypeError(f"expected NAME or NAME=VALUE, got {text!r}")
+    return name, value if sep else None
+
+
+def _loading(parser: argparse.ArgumentParser, isolation: str = LoadOptions().isolation) -> None:
     parser.add_argument(
         "--option",
         dest="options",
@@ -78,21 +98,50 @@ def _loading(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--isolation",
         choices=ISOLATION_MODES,
-        default=LoadOptions().isolation,
+        default=isolation,
         help="run the plugin in this process (none, fastest) or in a worker process that "
-        "cannot take the host down (process); default: none",
-    )
-    parser.add_argument(
-        "--call-timeout",
-        type=_positive_seconds,
-        default=DEFAULT_CALL_TIMEOUT,
-        metavar="SECONDS",
-        help=f"with --isolation process: kill a worker whose greet() takes longer (default: {DEFAULT_CALL_TIMEOUT:g})",
+        f"cannot take the host down (process); default: {isolation}",
     )
     parser.add_argument(
         "--verify",
         action="store_true",
         help="check every file of the plugin's distribution against its RECORD before loading",
+    )
+    defaults = LoadOptions()
+    worker = parser.add_argument_group("with --isolation process (see docs/isolation.md)")
+    worker.add_argument(
+        "--call-timeout",
+        type=_positive_seconds,
+        default=DEFAULT_CALL_TIMEOUT,
+        metavar="SECONDS",
+        help=f"kill a worker whose greet() takes longer (default: {DEFAULT_CALL_TIMEOUT:g})",
+    )
+    worker.add_argument(
+        "--worker-memory",
+        type=_whole(1),
+        metavar="MIB",
+        help=f"stop a worker using more memory (default: {defaults.worker_memory}; 0: no limit)",
+    )
+    worker.add_argument(
+        "--worker-cpu",
+        type=_seconds,
+        metavar="SECONDS",
+        help="stop a worker that used more CPU time in its life (default: no limit)",
+    )
+    worker.add_argument(
+        "--worker-files",
+        type=_whole(16),
+        metavar="N",
+        help=f"stop a worker holding more open files (default: {defaults.worker_files}; 0: no limit)",
+    )
+    worker.add_argument(
+        "--worker-env",
+        type=_env_item,
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="give the worker this environment variable (the host's value, or VALUE); repeatable. "
+        "Otherwise a worker gets only PATH, HOME, the locale and a few more, never greeter's own",
     )
 
 
@@ -122,11 +171,12 @@ def _list_parser(prog: str) -> argparse.ArgumentParser:
 def _check_parser(prog: str) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=f"{prog} check",
-        description="Load each plugin, check the Greeter contract and greet once; exit 1 if any fails.",
+        description="Load each plugin, check the Greeter contract and greet once; exit 1 if any fails. "
+        "Each plugin runs in a worker process unless --isolation none: none can silence the report.",
     )
     parser.add_argument("names", nargs="*", metavar="NAME", help="plugins to check (default: all installed)")
     parser.add_argument("--json", action="store_true", help="print a JSON array of results")
-    _loading(parser)
+    _loading(parser, isolation=CHECK_ISOLATION)
     _common(parser)
     return parser
 
@@ -215,7 +265,30 @@ def _setup_logging(verbose: int, debug: bool, default: int = logging.WARNING) ->
 
 
 def _load_options(args: argparse.Namespace) -> LoadOptions:
-    return LoadOptions(dict(args.options), args.isolation, args.verify, args.call_timeout)
+    defaults = LoadOptions()
+    worker = {
+        "--worker-memory": args.worker_memory,
+        "--worker-cpu": args.worker_cpu,
+        "--worker-files": args.worker_files,
+        "--worker-env": args.worker_env or None,
+    }
+    given = [flag for flag, value in worker.items() if value is not None]
+    if given and args.isolation != "process":
+        raise UsageError(f"{given[0]} applies to the worker of --isolation process only")
+    return LoadOptions(
+        dict(args.options),
+        args.isolation,
+        args.verify,
+        args.call_timeout,
+        worker_memory=defaults.worker_memory if args.worker_memory is None else args.worker_memory,
+        worker_cpu=defaults.worker_cpu if args.worker_cpu is None else args.worker_cpu,
+        worker_files=defaults.worker_files if args.worker_files is None else args.worker_files,
+        worker_env={
+            name: value if value is not None else os.environ[name]
+            for name, value in args.worker_env
+            if value is not None or name in os.environ
+        },
+    )
 
 
 def _cmd_greet(args: argparse.Namespace) -> int:

@@ -20,11 +20,15 @@ if TYPE_CHECKING:
     from .discovery import PluginInfo
     from .loaded import LoadedPlugin
 
-__all__ = ["DEFAULT_CALL_TIMEOUT", "ISOLATION_MODES", "LoadOptions", "load"]
+__all__ = ["CHECK_ISOLATION", "DEFAULT_CALL_TIMEOUT", "ISOLATION_MODES", "LoadOptions", "load"]
 
 #: ``none``: the plugin runs in this process (fastest). ``process``: in a worker
 #: process, which it cannot take down with it.
 ISOLATION_MODES = ("none", "process")
+
+#: How ``greeter check`` (and :func:`~greeter_core.checkup.check_plugins`) load by
+#: default: the diagnostic tool must not be silenced by what it diagnoses.
+CHECK_ISOLATION = "process"
 
 #: Seconds an isolated ``greet()`` may take before its worker is killed.
 DEFAULT_CALL_TIMEOUT = 5.0
@@ -43,7 +47,24 @@ class LoadOptions(NamedTuple):
     """Check the plugin's files against its ``RECORD`` before importing it."""
 
     call_timeout: float = DEFAULT_CALL_TIMEOUT
-    """With ``isolation="process"``: the deadline of one ``greet()`` call."""
+    """With ``isolation="process"``: the deadline of one whole ``greet()`` call."""
+
+    worker_memory: int = 1024
+    """With ``isolation="process"``: MiB of memory (data segment) a worker may use; 0: no limit."""
+
+    worker_cpu: float = 0
+    """With ``isolation="process"``: seconds of CPU time a worker may use in its life; 0: no limit
+    (a busy worker lives as long as ``greeter run``; ``call_timeout`` bounds each call)."""
+
+    worker_files: int = 256
+    """With ``isolation="process"``: file descriptors a worker may hold open; 0: no limit."""
+
+    worker_env: Mapping[str, str] = MappingProxyType({})
+    """With ``isolation="process"``: environment variables for the worker beyond the few it always
+    gets (``PATH``, ``HOME``, the locale...: see ``greeter_core.worker.client.WORKER_ENV``)."""
+
+
+_DEFAULTS = LoadOptions()
 
 
 def load(
@@ -53,21 +74,34 @@ def load(
     isolation: str = "none",
     verify: bool = False,
     call_timeout: float = DEFAULT_CALL_TIMEOUT,
+    worker_memory: int = _DEFAULTS.worker_memory,
+    worker_cpu: float = _DEFAULTS.worker_cpu,
+    worker_files: int = _DEFAULTS.worker_files,
+    worker_env: Mapping[str, str] | None = None,
 ) -> LoadedPlugin:
     """A ready plugin for *plugin* (a driver name, or a record from ``discover()``/``find()``).
 
-    With ``isolation="process"`` it runs in a worker process; close the
-    result (or use ``with``) to stop the worker. With ``verify=True`` every
-    file of the plugin's distribution is checked against its ``RECORD`` first.
+    With ``isolation="process"`` it runs in a worker process, within the
+    ``worker_*`` limits and environment (see :class:`LoadOptions`); close
+    the result (or use ``with``) to stop the worker. With ``verify=True``
+    every file of the plugin's distribution is checked against its
+    ``RECORD`` first.
     """
     if isolation not in ISOLATION_MODES:
         raise UsageError(f"unknown isolation mode {isolation!r}; use one of: {', '.join(ISOLATION_MODES)}")
     if isolation == "process":
         from .discovery import find
         from .worker.client import WorkerPlugin
+        from .worker.protocol import Limits
 
+        limits = Limits(worker_memory, worker_cpu, worker_files)
+        for field, value in limits._asdict().items():
+            if not value >= 0:
+                raise UsageError(f"worker limit {field} must be a number >= 0 (0: no limit), not {value!r}")
         record = find(plugin) if isinstance(plugin, str) else plugin
-        return WorkerPlugin(record, config=config, verify=verify, call_timeout=call_timeout).start()
+        return WorkerPlugin(
+            record, config=config, verify=verify, call_timeout=call_timeout, limits=limits, env=worker_env
+        ).start()
     from .loading import load_in_process
 
     return load_in_process(plugin, config, verify=verify)

@@ -3,18 +3,23 @@
 Each error carries the plugin it is about (``.plugin``, a
 :class:`~greeter_core.discovery.PluginInfo` when the distribution is known,
 and ``.driver``, the entry-point name) and a message that says what to do
-next. Errors pickle, because an isolated worker sends them to the host.
+next. Errors cross process borders as plain data (:func:`to_data`,
+:func:`from_data`: a kind and the fields of its constructor, rebuilt from this
+module's own classes only), which is how an isolated worker reports them to
+the host; they pickle too, for programs with process borders of their own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .discovery import PluginInfo
 
 __all__ = [
+    "CircuitOpenError",
     "DuplicateDriverError",
     "GreeterError",
     "HandshakeError",
@@ -25,10 +30,15 @@ __all__ = [
     "PluginContractError",
     "PluginLoadError",
     "PluginTimeoutError",
+    "ProtocolError",
     "ReloadUnsupportedError",
     "RuntimeStoppedError",
     "UsageError",
     "WorkerCrashedError",
+    "WorkerLimitError",
+    "WorkerUnavailableError",
+    "from_data",
+    "to_data",
 ]
 
 
@@ -195,6 +205,69 @@ class WorkerCrashedError(GreeterError):
         )
 
 
+class WorkerLimitError(WorkerCrashedError):
+    """The isolated worker went over one of its resource limits (``--worker-memory``...) and was stopped."""
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, limit: str) -> None:
+        self.limit = limit
+        self.what = f"exceeded {limit}"
+        GreeterError.__init__(
+            self,
+            f"{describe(driver, plugin)} exceeded {limit}; its worker was stopped (the host is unaffected "
+            f"and the next call starts a fresh worker; raise the limit if the plugin needs more)",
+            driver=driver,
+            plugin=plugin,
+        )
+
+
+class ProtocolError(WorkerCrashedError):
+    """The isolated worker sent something the protocol does not allow; it was stopped."""
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, problem: str) -> None:
+        self.problem = problem
+        self.what = f"broke the protocol: {problem}"
+        GreeterError.__init__(
+            self,
+            f"{describe(driver, plugin)}: its worker broke the protocol ({problem}) and was stopped; "
+            f"the host is unaffected and the next call starts a fresh worker",
+            driver=driver,
+            plugin=plugin,
+        )
+
+
+class WorkerUnavailableError(WorkerCrashedError):
+    """The isolated worker crashed a moment ago: calls fail at once, starting nothing, until its restart is due."""
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, last_exit: str, retry_in: float) -> None:
+        self.last_exit = last_exit
+        self.retry_in = retry_in
+        self.what = last_exit
+        GreeterError.__init__(
+            self,
+            f"{describe(driver, plugin)} is not running: its worker crashed ({last_exit}); "
+            f"the next restart is in {retry_in:.1f} s",
+            driver=driver,
+            plugin=plugin,
+        )
+
+
+class CircuitOpenError(WorkerUnavailableError):
+    """The isolated worker crashed too often: it is not restarted until the window passes, a swap or a reload."""
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, crashes: int, window: float, retry_in: float) -> None:
+        self.crashes = crashes
+        self.window = window
+        self.last_exit = self.what = f"{crashes} crashes in {window:g} s"
+        self.retry_in = retry_in
+        GreeterError.__init__(
+            self,
+            f"circuit open for {describe(driver, plugin)} after {crashes} crashes in {window:g} s; "
+            f"calls fail at once for {retry_in:.1f} s more, or until a swap or a reload",
+            driver=driver,
+            plugin=plugin,
+        )
+
+
 class PluginTimeoutError(GreeterError):
     """A call to an isolated plugin did not answer in time; its worker was killed."""
 
@@ -254,3 +327,147 @@ class RuntimeStoppedError(GreeterError):
 
     def __init__(self) -> None:
         super().__init__("greeter run is stopping; no more swaps")
+
+
+# -- errors as data: how they cross a process border -------------------------------------------
+
+#: Longest text accepted in one field from the other side; longer text is cut, saying so.
+MAX_TEXT = 8192
+
+
+def to_data(error: GreeterError) -> dict[str, object]:
+    """*error* as plain JSON data: its kind (the class name) and the arguments of its constructor."""
+    kind = type(error).__name__
+    if _kinds().get(kind) is not type(error):
+        raise TypeError(f"{kind} is not one of greeter_core.errors' classes and cannot cross a process border")
+    fields = {}
+    for name, annotation in _fields(type(error)):
+        value = error.message if name == "message" else getattr(error, name)
+        fields[name] = _ENCODE.get(annotation, _same)(value)
+    return {"kind": kind, "fields": fields}
+
+
+def from_data(data: object, **overrides: object) -> GreeterError:
+    """Rebuild an error from :func:`to_data`'s output, checking every field; ``ValueError`` for anything else.
+
+    Only this module's classes are built, only through their constructors,
+    only from fields of the types those declare: the other side names no
+    code, it sends data. Text is kept printable and at most :data:`MAX_TEXT`
+    long. *overrides* (e.g. the ``driver`` and ``plugin`` the receiver
+    knows) replace the fields of the same name.
+    """
+    if not isinstance(data, dict) or set(data) != {"kind", "fields"}:
+        raise ValueError("an error must be an object with 'kind' and 'fields'")
+    kind, fields = data["kind"], data["fields"]
+    cls = _kinds().get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ValueError(f"unknown error kind {str(kind)[:80]!r}")
+    expected = _fields(cls)
+    if not isinstance(fields, dict) or set(fields) != {name for name, _ in expected}:
+        raise ValueError(f"{kind} needs exactly the fields {', '.join(name for name, _ in expected) or '(none)'}")
+    arguments: dict[str, Any] = {}
+    for name, annotation in expected:
+        if name in overrides:
+            arguments[name] = overrides[name]
+            continue
+        try:
+            arguments[name] = _DECODE[annotation](fields[name])
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{kind}.{name}: {error}") from None
+    return cls(**arguments)
+
+
+def _kinds() -> dict[str, type[GreeterError]]:
+    """The fixed table of what may be rebuilt: every GreeterError class this module exports, by name."""
+    module = globals()
+    return {
+        name: module[name]
+        for name in __all__
+        if isinstance(module[name], type) and issubclass(module[name], GreeterError)
+    }
+
+
+def _fields(cls: type[GreeterError]) -> list[tuple[str, str]]:
+    """The constructor's parameters (name, annotation), which are also the error's attributes."""
+    init = cls.__init__
+    code = init.__code__
+    names = code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount]
+    annotations = init.__annotations__
+    fields = [(name, str(annotations.get(name))) for name in names]
+    for name, annotation in fields:
+        if annotation not in _DECODE:
+            raise TypeError(f"{cls.__name__}.{name}: a {annotation} cannot cross a process border")
+    return fields
+
+
+def _same(value: object) -> object:
+    return value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    if len(value) > MAX_TEXT:
+        value = f"{value[:MAX_TEXT]}... [{len(value) - MAX_TEXT} more characters]"
+    return printable(value)
+
+
+def printable(text: str) -> str:
+    """*text* on one line that a terminal shows as it is: control and other unprintable characters
+    escaped (``\\n``, ``\\r``, ``\\x1b``...), tabs kept."""
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char.isprintable() or char == "\t" else char.encode("unicode_escape").decode("ascii") for char in text
+    )
+
+
+def _optional(decode: Callable[[object], Any]) -> Callable[[object], Any]:
+    return lambda value: None if value is None else decode(value)
+
+
+def _int(value: object) -> int:
+    if type(value) is not int:
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _float(value: object) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value):  # type: ignore[arg-type]
+        raise TypeError(f"expected a finite number, got {value!r:.40}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def _plugin(value: object) -> PluginInfo:
+    from .discovery import PluginInfo
+
+    if not isinstance(value, dict) or set(value) != set(PluginInfo._fields):
+        raise TypeError(f"expected a plugin record with {', '.join(PluginInfo._fields)}")
+    return PluginInfo(**{name: _text(value[name]) for name in PluginInfo._fields})
+
+
+def _list(decode: Callable[[object], Any]) -> Callable[[object], Any]:
+    def decode_list(value: object) -> tuple[Any, ...]:
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, got {type(value).__name__}")
+        return tuple(map(decode, value))
+
+    return decode_list
+
+
+#: Constructor annotation -> how a value of that type is read from data. Anything else cannot cross.
+_DECODE: dict[str, Callable[[object], Any]] = {
+    "str": _text,
+    "str | None": _optional(_text),
+    "int": _int,
+    "float": _float,
+    "PluginInfo | None": _optional(_plugin),
+    "Iterable[str]": _list(_text),
+    "Iterable[PluginInfo]": _list(_plugin),
+}
+
+_ENCODE: dict[str, Callable[[Any], object]] = {
+    "PluginInfo | None": lambda plugin: None if plugin is None else plugin._asdict(),
+    "Iterable[str]": list,
+    "Iterable[PluginInfo]": lambda plugins: [plugin._asdict() for plugin in plugins],
+}

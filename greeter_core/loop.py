@@ -1,9 +1,10 @@
 """``greeter run``: greet every *interval* through a driver slot until stopped; signals and the driver file.
 
 :class:`GreetingLoop` owns the main thread. Signal handlers only set a flag
-(and, during an in-process ``greet()``, raise ``KeyboardInterrupt`` so Ctrl-C
-cuts a slow plugin short); the loop sleeps in ``select()`` on a socket pair
-that the signal wake-up fd writes to, and does the real work itself.
+(and, during a ``greet()``, raise ``KeyboardInterrupt`` so Ctrl-C cuts a slow
+plugin short: in process, in the plugin's own code; isolated, in the wait for
+its worker, which is then killed at once); the loop sleeps in ``select()`` on
+a socket pair that the signal wake-up fd writes to, and does the real work itself.
 :func:`run` puts a slot, a loop and an optional control plane together and
 owns all three until the end.
 """
@@ -22,7 +23,14 @@ from contextlib import contextmanager, redirect_stdout, suppress
 from typing import Any, NamedTuple, Protocol, TextIO
 
 from .drive import LoadOptions
-from .errors import GreeterError, PluginCallError, PluginContractError, ReloadUnsupportedError, UsageError
+from .errors import (
+    GreeterError,
+    PluginCallError,
+    PluginContractError,
+    ReloadUnsupportedError,
+    UsageError,
+    WorkerUnavailableError,
+)
 from .loaded import LoadedPlugin
 from .slot import MAX_NAME_LENGTH, DriverSlot, check_name, log
 
@@ -56,8 +64,6 @@ class GreetingLoop:
         self._stopping = False
         self._hup = False
         self._in_plugin = False
-        # Only an in-process greet() may be cut short: a worker call has its own timeout.
-        self._may_interrupt = slot.options.isolation == "none"
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -73,7 +79,7 @@ class GreetingLoop:
         self._wake()
 
     def on_stop_signal(self, signum: int, frame: object) -> None:
-        """SIGINT/SIGTERM handler: set a flag; during an in-process greet(), interrupt it."""
+        """SIGINT/SIGTERM handler: set a flag; during a greet(), interrupt it (an isolated one kills its worker)."""
         self._stopping = True
         if self._in_plugin:
             raise KeyboardInterrupt
@@ -95,8 +101,8 @@ class GreetingLoop:
                 self._handle_hup()
                 if self._stopping:
                     break
-                self._tick()
-                attempts += 1
+                if self._tick():
+                    attempts += 1
                 if self.count is not None and attempts >= self.count:
                     break
                 self._pause(self.interval)
@@ -108,20 +114,26 @@ class GreetingLoop:
         self._wake_r.close()
         self._wake_w.close()
 
-    def _tick(self) -> None:
+    def _tick(self) -> bool:
+        """Greet once; False if there was nobody to ask (an isolated plugin's worker is backing off)."""
         try:
             with self.slot.borrowed() as loaded:
                 text = self._call(loaded)
             self._emit(text, loaded)
+        except WorkerUnavailableError as error:
+            # Its crash was logged and counted once; wait for the restart (or a swap) in silence.
+            self._pause(error.retry_in, until_swapped=True)
+            return False
         except GreeterError as error:
             self.slot.record_error(error)
             log.error("%s", error, exc_info=error if log.isEnabledFor(logging.DEBUG) else None)
         else:
             self.slot.record_greeting()
+        return True
 
     def _call(self, loaded: LoadedPlugin) -> str:
         try:
-            self._in_plugin = self._may_interrupt
+            self._in_plugin = True
             try:
                 return loaded.greet(self.who)
             finally:
@@ -142,18 +154,19 @@ class GreetingLoop:
             ) from error
         out.flush()
 
-    def _pause(self, seconds: float) -> None:
+    def _pause(self, seconds: float, *, until_swapped: bool = False) -> None:
         if seconds <= 0:
             # Hand the CPU and the GIL over for a moment: without it, a loop at
             # --interval 0 starves the control plane (swaps took ~10x longer).
             os.sched_yield()
             return
         deadline = time.monotonic() + seconds
+        switched = self.slot.swaps + self.slot.reloads
         while not self._stopping:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or (until_swapped and self.slot.swaps + self.slot.reloads != switched):
                 return
-            readable, _, _ = select.select([self._wake_r], [], [], remaining)
+            readable, _, _ = select.select([self._wake_r], [], [], min(remaining, 0.1) if until_swapped else remaining)
             if readable:
                 self._drain()
             self._handle_hup()
@@ -184,7 +197,7 @@ class GreetingLoop:
 
 
 class _Interrupted(Exception):
-    """Ctrl-C or SIGTERM arrived while an in-process greet() was running."""
+    """Ctrl-C or SIGTERM arrived while a greet() was running."""
 
 
 def read_driver_file(path: str) -> str:

@@ -5,8 +5,10 @@ while the loop read it. Here that variable is :class:`DriverSlot`: a new
 plugin is found and built while the loop goes on greeting (outside the lock
 the loop takes), then published under that short lock, so a greeting never
 sees a half-built plugin; swaps are serialized by a second lock, so the
-counts in ``/status`` are exact. A replaced plugin is closed only once the
-loop has stopped using it.
+counts in ``/status`` are exact. Under process isolation a new plugin is
+published only after its worker answered one greeting; otherwise the old one
+keeps greeting and the swap raises the reason. A replaced plugin is closed
+only once the loop has stopped using it.
 
 The loop (``loop.py``), the control plane (``control.py``) and SIGHUP all
 act on a slot; it imports none of them.
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
+from .api import DEFAULT_NAME
 from .discovery import PluginInfo, discover, find
 from .drive import LoadOptions, load
 from .errors import GreeterError, ReloadUnsupportedError, RuntimeStoppedError, UsageError
@@ -119,7 +122,7 @@ class DriverSlot:
                     raise RuntimeStoppedError
                 importlib.invalidate_caches()  # see files installed or removed since the last look
                 info = find(driver or self.current.name)
-                return self._publish(self._build(info), reload=reload)
+                return self._publish(self._verified(self._build(info)), reload=reload)
         except GreeterError as error:
             what = f"reload of {self.current.name!r}" if reload else f"switch to {driver!r}"
             log.warning("%s refused: %s; still greeting with %r", what, error, self.current.name)
@@ -127,6 +130,16 @@ class DriverSlot:
 
     def _build(self, info: PluginInfo) -> _Active:
         return _Active(self._loader(info, **self.options._asdict()))
+
+    def _verified(self, new: _Active) -> _Active:
+        """Under isolation, a new plugin is published only once its worker answered a greeting."""
+        if self.options.isolation == "process":
+            try:
+                new.loaded.greet(DEFAULT_NAME)
+            except BaseException:
+                new.loaded.close()
+                raise
+        return new
 
     def _publish(self, new: _Active, *, reload: bool) -> Swap:
         with self._lock:

@@ -9,7 +9,7 @@ import pytest
 
 from greeter_core import errors
 from greeter_core.discovery import PluginInfo
-from greeter_core.worker.protocol import Channel
+from greeter_core.worker.protocol import ERROR, Channel, decode_json
 
 INFO = PluginInfo("panic", "greeter-panic", "1.0", "greeter_panic:Panic")
 OTHER = PluginInfo("panic", "greeter-other", "2.0", "other:Panic")
@@ -30,17 +30,21 @@ ALL_ERRORS = [
     errors.IntegrityError("panic", INFO, "greeter_panic/__init__.py", "sha256 mismatch"),
     errors.ReloadUnsupportedError("panic"),
     errors.RuntimeStoppedError(),
+    errors.WorkerLimitError("panic", INFO, "--worker-memory 256 MiB"),
+    errors.ProtocolError("panic", INFO, "reply of 20971520 bytes exceeds the 16 MiB limit"),
+    errors.WorkerUnavailableError("panic", INFO, "worker exited with code 3", 0.5),
+    errors.CircuitOpenError("panic", INFO, 5, 60.0, 42.0),
 ]
 
 
-def across_the_worker_border(message: object) -> object:
-    """*message* as the host receives it from a worker: sent and received on a real channel."""
+def across_the_worker_border(error: errors.GreeterError) -> errors.GreeterError:
+    """*error* as the host receives it from a worker: as data, sent and received on a real channel."""
     host, worker = socket.socketpair()
     try:
-        Channel(worker, trusted=True).send(("error", message))
-        op, received = Channel(host).recv()
-        assert op == "error"
-        return received
+        Channel(worker).send_json(ERROR, errors.to_data(error))
+        kind, payload = Channel(host).recv()
+        assert kind == ERROR
+        return errors.from_data(decode_json(payload))
     finally:
         host.close()
         worker.close()
@@ -53,6 +57,46 @@ def test_every_error_crosses_the_worker_border_intact(error: errors.GreeterError
     assert type(copy) is type(error)
     assert str(copy) == str(error)
     assert copy.__dict__ == error.__dict__
+
+
+def test_every_error_class_is_listed_above() -> None:
+    """The border tests above cover every error class greeter_core.errors exports."""
+    exported = {getattr(errors, name) for name in errors.__all__}
+    classes = {cls for cls in exported if isinstance(cls, type) and issubclass(cls, errors.GreeterError)}
+    assert classes == {type(error) for error in ALL_ERRORS}
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({"kind": "describe.__builtins__.get", "fields": {}}, "unknown error kind"),
+        ({"kind": "PluginInfo", "fields": {}}, "unknown error kind"),
+        ({"kind": "one_line", "fields": {}}, "unknown error kind"),
+        ({"kind": "__class__", "fields": {}}, "unknown error kind"),
+        ({"kind": "PluginCallError", "fields": {"driver": "x", "plugin": None}}, "needs exactly the fields"),
+        ({"kind": "PluginCallError", "fields": {"driver": "x", "plugin": None, "error": 3}}, "expected a string"),
+        ({"kind": "PluginTimeoutError", "fields": {"driver": "x", "plugin": None, "seconds": "5"}}, "finite"),
+        ({"kind": "PluginTimeoutError", "fields": {"driver": "x", "plugin": None, "seconds": float("nan")}}, "finite"),
+        ({"kind": "PluginCallError", "fields": {"driver": "x", "plugin": {"name": "x"}, "error": "e"}}, "record"),
+        ({"kind": "RuntimeStoppedError", "fields": {}, "extra": 1}, "'kind' and 'fields'"),
+        (["PluginCallError", {}], "'kind' and 'fields'"),
+    ],
+)
+def test_data_that_is_not_an_error_is_refused(data: object, problem: str) -> None:
+    """from_data builds only this module's error classes, from fields of the declared types."""
+    with pytest.raises(ValueError) as caught:
+        errors.from_data(data)
+    assert problem in str(caught.value)
+
+
+def test_text_from_the_other_side_is_printable_and_bounded() -> None:
+    """Control characters arrive escaped (no forged lines, no terminal escapes); huge text is cut."""
+    data = errors.to_data(errors.PluginCallError("panic", INFO, "one\ntwo\r\x1b[31m" + "x" * 20000))
+    error = errors.from_data(data)
+    assert isinstance(error, errors.PluginCallError)
+    assert "\n" not in str(error) and "\x1b" not in str(error) and "\r" not in str(error)
+    assert "one\\ntwo\\r\\x1b[31m" in str(error)
+    assert len(error.error) < errors.MAX_TEXT + 100 and "more characters]" in error.error
 
 
 @pytest.mark.parametrize("error", ALL_ERRORS, ids=lambda e: type(e).__name__)

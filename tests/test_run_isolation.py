@@ -5,19 +5,23 @@ from __future__ import annotations
 import signal
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from helpers import (
     ALPHA,
     ALPHA_V2,
     BETA,
+    HANG,
     OS_EXIT,
     SEGFAULT,
     PluginFactory,
+    PluginSpec,
     RunningGreeter,
     Venv,
     alive,
-    children,
+    descendants,
+    greet_body,
     uv,
     wait_for,
 )
@@ -37,17 +41,19 @@ def faults(install) -> None:
 
 @pytest.mark.parametrize("fault", ["exit", "segfault"])
 @pytest.mark.usefixtures("faults")
-def test_swapping_through_a_plugin_that_kills_its_process_and_back_keeps_greeting(start, fault: str) -> None:
-    """The Go post's failed experiment: swap to a plugin that exits (or segfaults), then back; the host lives on."""
+def test_a_swap_to_a_plugin_that_kills_its_process_is_refused_and_the_host_greets_on(start, fault: str) -> None:
+    """The Go post's failed experiment: swap to a plugin that exits (or segfaults); its worker dies while
+    the swap is verified, so the swap is refused with the reason, the old plugin keeps greeting, the host lives on."""
     greeter = isolated(start)
-    assert greeter.swap(fault).status == 200
-    greeter.wait_status(lambda s: s["errors"] >= 2)
+    reply = greeter.swap(fault)
+    expected = "worker exited with code 3" if fault == "exit" else "worker killed by signal SIGSEGV"
+    assert reply.status == 422 and expected in reply.data["error"] and reply.data["current"] == "alpha"
+    greeter.wait_greetings("Alpha Universe", 3)
     assert greeter.swap("beta").status == 200
     greeter.wait_greetings("Beta Universe", 3)
     status = greeter.status()
-    assert status["driver"] == "beta" and status["worker"]["state"] == "running"
-    expected = "worker exited with code 3" if fault == "exit" else "worker killed by signal SIGSEGV"
-    assert expected in greeter.stderr.text
+    assert (status["driver"], status["swaps"], status["errors"]) == ("beta", 1, 0)
+    assert status["worker"]["state"] == "running"
     assert greeter.process.poll() is None
     assert greeter.stop() == 0
 
@@ -58,7 +64,7 @@ def test_status_shows_the_workers_state_pid_and_restarts(start) -> None:
     greeter = isolated(start)
     worker = greeter.status()["worker"]
     assert worker["state"] == "running" and worker["restarts"] == 0
-    assert worker["pid"] in children(greeter.process.pid)
+    assert worker["pid"] in descendants(greeter.process.pid)
     subprocess.run(["kill", "-KILL", str(worker["pid"])], check=True)
     status = greeter.wait_status(lambda s: s["worker"]["restarts"] >= 1 and s["worker"]["state"] == "running")
     assert status["worker"]["pid"] != worker["pid"] and status["errors"] >= 1
@@ -127,3 +133,107 @@ def test_in_process_status_reports_the_code_that_runs_after_an_upgrade(venv, ven
     greeter.wait_greetings("Alpha Universe", 3)
     assert greeter.status()["version"] == "1.0"
     greeter.stderr.search(r"greeter-alpha 2\.0 is installed, but this process still runs the 1\.0 code")
+
+
+#: Greets, except while the file named by its option "flag" exists: then it kills its own process.
+FLAKY = PluginSpec(
+    "flaky",
+    code=greet_body(
+        'if os.path.exists(self.context.config["flag"]):\n    os._exit(3)\nreturn "Flaky " + (name or "Universe")',
+        "import os",
+    ),
+)
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_during_a_hung_isolated_greeting_stops_at_once(start, install, how) -> None:
+    """SIGTERM or Ctrl-C while a worker hangs: greeter run stops long before the call timeout, exit 0, summary."""
+    install(HANG)
+    greeter = start("--driver", "hang", "--isolation", "process", "--call-timeout", "600", "--control", "127.0.0.1:0")
+    worker = greeter.status()["worker"]["pid"]
+    greeter.stderr.search("greeter.plugins.hang: sleeping$")
+    greeter.send(how)
+    assert greeter.wait(timeout=60) == 0  # the call timeout is 600 s: only an immediate stop gets here
+    assert greeter.summary() == (0, 0, 0, 0)
+    wait_for(lambda: not alive(worker), what=f"worker {worker} to be killed")
+
+
+@pytest.mark.parametrize("passed", [False, True], ids=["default", "--worker-env"])
+def test_the_control_token_and_host_variables_never_reach_the_worker(start, install, passed: bool) -> None:
+    """/proc/<worker>/environ holds neither the control token nor other host variables, unless passed."""
+    install(ALPHA)
+    extra = ["--worker-env", "GT_PRIVATE"] if passed else []
+    greeter = start(
+        "--driver", "alpha", "--isolation", "process", "--control", "127.0.0.1:0", *extra,
+        env_extra={"GREETER_CONTROL_TOKEN": "s3cret-token", "GT_PRIVATE": "private"},
+    )  # fmt: skip
+    worker = greeter.status(headers={"Authorization": "Bearer s3cret-token"})["worker"]["pid"]
+    environ = Path(f"/proc/{worker}/environ").read_bytes()
+    assert b"s3cret-token" not in environ and b"GREETER_CONTROL_TOKEN" not in environ
+    assert (b"GT_PRIVATE=private" in environ) == passed
+    assert b"\0PATH=" in b"\0" + environ
+
+
+@pytest.mark.usefixtures("faults")
+def test_crashes_in_backoff_are_one_line_and_one_error_each_not_one_per_tick(start) -> None:
+    """At --interval 0 a worker that keeps crashing: the loop waits out each backoff; one line, one error per crash."""
+    greeter = start("--driver", "exit", "--interval", "0", "--isolation", "process", "--control", "127.0.0.1:0")
+    greeter.wait_status(lambda s: s["worker"]["crashes"] >= 3)
+    assert greeter.stop() == 0
+    greetings, errors, _, _ = greeter.summary()
+    lines = [line for line in greeter.stderr.lines if line.startswith("ERROR ")]
+    assert greetings == 0 and 3 <= errors <= 6
+    assert len(lines) == errors and all("crashed its worker: worker exited with code 3" in line for line in lines)
+
+
+def test_a_worker_healthy_again_after_crashes_is_said_once(start, install, tmp_path) -> None:
+    """A plugin crashes for a while, then greets again: one line per crash, one line when it answers again."""
+    install(FLAKY)
+    flag = tmp_path / "crash"
+    flag.touch()
+    greeter = start(
+        "--driver", "flaky", "--interval", "0", "--isolation", "process", "--option", f"flag={flag}",
+        "--control", "127.0.0.1:0",
+    )  # fmt: skip
+    greeter.wait_status(lambda s: s["worker"]["crashes"] >= 2)
+    flag.unlink()
+    greeter.wait_greetings("Flaky Universe", 3)
+    status = greeter.status()
+    assert greeter.stop() == 0
+    again = [line for line in greeter.stderr.lines if "answers again" in line]
+    assert len(again) == 1 and again[0].startswith("INFO greeter_core.worker.client: plugin 'flaky' (greeter-flaky")
+    crashed = [line for line in greeter.stderr.lines if "crashed its worker" in line]
+    assert len(crashed) == status["worker"]["crashes"] == status["errors"]
+
+
+def test_a_swap_is_published_only_once_the_new_worker_answered(start, install, tmp_path) -> None:
+    """Verified swap: a plugin whose worker dies on its first greeting is refused; once healthy it is taken."""
+    install(ALPHA, FLAKY)
+    flag = tmp_path / "crash"
+    flag.touch()
+    greeter = start(
+        "--driver", "alpha", "--interval", "0.02", "--isolation", "process", "--option", f"flag={flag}",
+        "--control", "127.0.0.1:0",
+    )  # fmt: skip
+    reply = greeter.request("POST", "/driver", '{"driver": "flaky"}', {"Content-Type": "application/json"})
+    assert reply.status == 422 and "plugin 'flaky' (greeter-flaky 1.0) crashed its worker" in reply.data["error"]
+    assert greeter.status()["driver"] == "alpha"
+    greeter.wait_greetings("Alpha Universe", 3)
+    flag.unlink()
+    assert greeter.request("POST", "/driver", '{"driver": "flaky"}', {"Content-Type": "application/json"}).status == 200
+    greeter.wait_greetings("Flaky Universe", 3)
+
+
+@pytest.mark.usefixtures("faults")
+def test_status_shows_an_open_circuit_and_a_swap_clears_it(start) -> None:
+    """After 5 crashes in 60 s the circuit opens (once in the log, visible in /status); a swap starts afresh."""
+    greeter = start("--driver", "exit", "--interval", "0", "--isolation", "process", "--control", "127.0.0.1:0")
+    status = greeter.wait_status(lambda s: s["worker"]["circuit"] == "open")
+    assert status["worker"]["state"] == "circuit-open" and status["worker"]["crashes"] == 5
+    assert status["worker"]["retry_in"] > 0 and status["errors"] == 5
+    greeter.stderr.search(r"circuit open for plugin 'exit' \(greeter-exit 1\.0\) after 5 crashes in 60 s")
+    assert greeter.swap("alpha").status == 200
+    greeter.wait_greetings("Alpha Universe", 3)
+    worker = greeter.status()["worker"]
+    assert (worker["circuit"], worker["crashes"], worker["state"]) == ("closed", 0, "running")
+    assert sum("circuit open for" in line for line in greeter.stderr.lines) == 1

@@ -1,9 +1,12 @@
 """The host side of a worker: one object owns its whole life.
 
-Start, handshake, log forwarding, calls with a deadline, crash detection,
-restart with capped exponential backoff, and a shutdown ladder (ask, then
-SIGTERM, then SIGKILL). The lessons of hashicorp/go-plugin and jupyter_client
-are noted where they shaped the code.
+Start (a deliberate environment, the host's ``sys.path``, isolated mode),
+handshake (versions, the same greeter-core both sides), log forwarding
+(bounded), calls with a deadline for the whole call, crash detection,
+restart with capped exponential backoff, a circuit breaker for a crash loop,
+and a shutdown ladder (ask, then SIGTERM, then SIGKILL of the whole process
+tree). The lessons of hashicorp/go-plugin and jupyter_client are noted where
+they shaped the code. Everything the worker sends is untrusted data.
 """
 
 from __future__ import annotations
@@ -20,16 +23,57 @@ import sys
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import IO
 
 from ..api import API_VERSION, GROUP
 from ..discovery import PluginInfo
-from ..errors import GreeterError, HandshakeError, PluginTimeoutError, WorkerCrashedError
+from ..errors import (
+    CircuitOpenError,
+    GreeterError,
+    HandshakeError,
+    PluginTimeoutError,
+    ProtocolError,
+    UsageError,
+    WorkerCrashedError,
+    WorkerLimitError,
+    WorkerUnavailableError,
+    describe,
+    from_data,
+    one_line,
+    printable,
+)
 from ..loaded import LoadedPlugin
-from .protocol import COOKIE, COOKIE_ENV, LOG_MARK, PROTOCOL_VERSION, Channel, check_hello
+from . import tree
+from .output import forward
+from .protocol import (
+    BYE,
+    COOKIE,
+    COOKIE_ENV,
+    ERROR,
+    GREET,
+    HELLO,
+    MAX_FRAME,
+    OK,
+    PROTOCOL_VERSION,
+    SENDABLE_ERRORS,
+    Channel,
+    FrameTooLarge,
+    Limits,
+    check_hello,
+    core_identity,
+    decode_json,
+)
 
-__all__ = ["WorkerPlugin"]
+__all__ = [
+    "WORKER_ENV",
+    "WORKER_ENV_PREFIXES",
+    "WorkerPlugin",
+    "next_backoff",
+    "worker_command",
+    "worker_environment",
+    "worker_sys_path",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +84,24 @@ BACKOFF_CAP = 10.0
 STABLE_AFTER = 10.0
 #: How long each rung of the shutdown ladder waits.
 GRACE = 1.0
+#: The circuit breaker: after this many crashes within CIRCUIT_WINDOW seconds no worker is started
+#: for CIRCUIT_WINDOW seconds; then one is tried, and one more crash opens the circuit again.
+CIRCUIT_CRASHES = 5
+CIRCUIT_WINDOW = 60.0
+
+#: The host's environment variables a worker gets: what Python, the locale and an ordinary plugin
+#: need (go-plugin's SkipHostEnv, as an allow-list). Never greeter's own settings or secrets; pass
+#: more with ``--worker-env NAME`` (``worker_env=`` in the API).
+WORKER_ENV = frozenset(
+    {"HOME", "LANG", "LANGUAGE", "LOGNAME", "PATH", "SHELL", "TEMP", "TERM", "TMP", "TMPDIR", "TZ", "USER"}
+)
+WORKER_ENV_PREFIXES = ("LC_", "XDG_")
+
+#: The worker's first line of Python: the host's sys.path, then the worker itself.
+BOOTSTRAP = (
+    "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
+    "from greeter_core.worker.main import main; sys.exit(main(sys.argv[2:]))"
+)
 
 _live: weakref.WeakSet[WorkerPlugin] = weakref.WeakSet()
 
@@ -51,12 +113,50 @@ def _close_all() -> None:
         client.close()
 
 
+def worker_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a worker starts with: the allow-listed host variables, then *extra*."""
+    env = {k: v for k, v in os.environ.items() if k in WORKER_ENV or k.startswith(WORKER_ENV_PREFIXES)}
+    env.update(extra or {})
+    env[COOKIE_ENV] = COOKIE
+    return env
+
+
+def worker_sys_path() -> list[str]:
+    """The host's ``sys.path`` for a worker, made absolute, without the directory greeter was started in.
+
+    ``-c`` and ``-m`` put the current directory first; a worker imports what
+    the host runs and what is installed, not whatever lies there (unless the
+    host's own greeter-core lives there: its directory is always included).
+    """
+    core = os.path.dirname(core_identity()["location"])
+    here = os.getcwd()
+    paths: list[str] = []
+    for entry in sys.path:
+        path = os.path.abspath(entry) if entry else here
+        if (path != here or path == core) and path not in paths:
+            paths.append(path)
+    return paths if core in paths else [core, *paths]
+
+
+def worker_command(sys_path: Sequence[str]) -> list[str]:
+    """How a worker is started: this interpreter in isolated mode (no current directory, no ``PYTHON*``
+    variables, no user site), given *sys_path*; the channel's fd is appended."""
+    flags = ["-I"]
+    if sys.flags.dont_write_bytecode:
+        flags.append("-B")
+    if sys.flags.utf8_mode:
+        flags += ["-X", "utf8"]
+    return [sys.executable, *flags, "-c", BOOTSTRAP, json.dumps(list(sys_path))]
+
+
 class WorkerPlugin(LoadedPlugin):
     """A plugin running in a worker process: the same ``greet()`` as in process, a crash-proof host.
 
-    A failed call raises a :class:`GreeterError` (the worker crashed, timed out,
-    or the plugin raised); the next call starts a fresh worker, unless repeated
-    crashes put it in backoff, when calls fail fast until the pause is over.
+    A failed call raises a :class:`GreeterError` (the worker crashed, timed
+    out, went over a limit, broke the protocol, or the plugin raised); the
+    next call starts a fresh worker, unless repeated crashes put it in
+    backoff (:class:`WorkerUnavailableError`) or opened its circuit
+    (:class:`CircuitOpenError`), when calls fail at once without starting one.
     """
 
     isolation = "process"
@@ -69,6 +169,8 @@ class WorkerPlugin(LoadedPlugin):
         verify: bool = False,
         call_timeout: float,
         start_timeout: float | None = None,
+        limits: Limits | None = None,
+        env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = None,
     ) -> None:
         self.driver = plugin.name
@@ -78,22 +180,31 @@ class WorkerPlugin(LoadedPlugin):
         self.verify = verify
         self.call_timeout = call_timeout
         self.start_timeout = start_timeout if start_timeout is not None else max(10.0, call_timeout)
-        self.command = list(command) if command else [sys.executable, "-m", "greeter_core.worker"]
+        self.limits = limits or Limits()
+        self.extra_env = dict(env or {})
+        self.command = list(command) if command else None
         self.restarts = 0
+        self.crashes = 0
         self.last_exit: str | None = None
         self._logger = logging.getLogger(f"{GROUP}.{self.driver}")
         self._lock = threading.RLock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._channel: Channel | None = None
+        self._worker_pid: int | None = None
         self._readers: list[threading.Thread] = []
         self._started_at = 0.0
         self._backoff = 0.0  # the first crash waits BACKOFF_BASE
         self._next_start = 0.0
+        self._crash_times: deque[float] = deque()
+        self._circuit_until = 0.0
+        self._circuit_crashes = 0
+        self._trial = False  # the circuit's window passed: one worker is tried
+        self._recovering = False  # crashed since the last answered greeting
         self._closed = False
 
     @property
     def plugin(self) -> PluginInfo:
-        """The record the worker loaded, as it reported it at the handshake."""
+        """The record the worker loaded, as the host resolved it and the worker confirmed it."""
         return self._plugin
 
     # -- life cycle ---------------------------------------------------------
@@ -105,12 +216,12 @@ class WorkerPlugin(LoadedPlugin):
         return self
 
     def close(self) -> None:
-        """Stop the worker (ask, then SIGTERM, then SIGKILL); safe to call twice."""
+        """Stop the worker (ask, then SIGTERM, then SIGKILL of its whole tree); safe to call twice."""
         self._closed = True
         if not self._lock.acquire(timeout=GRACE):
             proc = self._proc
             if proc is not None:
-                _kill_group(proc)  # a call is stuck: end it, so the lock comes free
+                _kill_tree(proc)  # a call is stuck: end it, so the lock comes free
             self._lock.acquire()
         try:
             self._stop(polite=True)
@@ -119,171 +230,276 @@ class WorkerPlugin(LoadedPlugin):
         _live.discard(self)
 
     def status(self) -> dict[str, object]:
-        """State, pid and restarts, for ``/status`` and ``greeter check``."""
-        proc = self._proc
+        """State, pid, restarts, crashes, the circuit and the limits, for ``/status`` and ``greeter check``."""
+        now = time.monotonic()
+        running = self._proc is not None
         if self._closed:
             state = "closed"
-        elif proc is not None:
+        elif running:
             state = "running"
-        elif self._next_start > time.monotonic():
+        elif self._circuit_until > now:
+            state = "circuit-open"
+        elif self._next_start > now:
             state = "backoff"
         else:
             state = "stopped"
+        retry_at = self._circuit_until if self._circuit_until > now else self._next_start
         return {
             "state": state,
-            "pid": proc.pid if proc is not None else None,
+            "pid": self._worker_pid if running else None,
             "restarts": self.restarts,
+            "crashes": self.crashes,
             "last_exit": self.last_exit,
+            "circuit": "open" if self._circuit_until > now else "half-open" if self._trial else "closed",
+            "retry_in": round(max(0.0, retry_at - now), 3) if not running else 0.0,
+            "limits": self.limits._asdict(),
         }
 
     # -- calls ----------------------------------------------------------------
 
     def greet(self, name: str) -> str:
+        request = name.encode("utf-8", "surrogatepass")
+        if len(request) >= MAX_FRAME:
+            raise UsageError(f"a name of {len(request)} bytes is over the 16 MiB limit of --isolation process")
         with self._lock:
-            if self._closed:
-                raise WorkerCrashedError(self.driver, self._plugin, "the worker was closed")
-            if self._proc is None:
-                self._restart()
-            assert self._channel is not None
+            channel = self._channel or self._ready()
             try:
-                self._channel.send(("greet", name))
-                op, value = self._channel.recv()
+                channel.send(GREET, request)
+                kind, payload = channel.recv(self.call_timeout)
             except TimeoutError:
                 self._stop(polite=False)
-                self.last_exit = f"killed after {self.call_timeout:g} s without an answer"
-                self._note_crash()
+                self._crashed(f"killed after {self.call_timeout:g} s without an answer")
                 raise PluginTimeoutError(self.driver, self._plugin, self.call_timeout) from None
             except (EOFError, OSError):
-                self.last_exit = self._reap()
-                self._note_crash()
-                raise WorkerCrashedError(self.driver, self._plugin, self.last_exit) from None
+                raise self._ended() from None
+            except (FrameTooLarge, ValueError) as error:
+                raise self._broke_protocol(str(error)) from None
             except BaseException:
-                # Interrupted mid-call (Ctrl-C): the channel is out of step now.
+                # Interrupted mid-call (Ctrl-C, SIGTERM): the channel is out of step, and the
+                # user is waiting: kill the worker's tree now, no polite ladder.
                 self._stop(polite=False)
                 raise
-        if op == "ok" and isinstance(value, str):
-            return value
-        if op == "error" and isinstance(value, GreeterError):
-            raise value
-        raise HandshakeError(self.driver, self._plugin, f"unexpected reply {op!r} from the worker")
+            if kind == OK:
+                try:
+                    text = payload.decode("utf-8", "surrogatepass")
+                except UnicodeDecodeError:
+                    raise self._broke_protocol("a greeting that is not UTF-8") from None
+                if self._recovering:
+                    self._recovered()
+                return text
+            if kind == ERROR:
+                reported = self._error_from(payload)
+                if isinstance(reported, WorkerLimitError):  # the worker exits after saying so
+                    self._stop(polite=False)
+                    self._crashed(reported.what)
+                raise reported
+            raise self._broke_protocol(f"a frame of unknown kind {kind}")
 
     # -- internals -----------------------------------------------------------
 
-    def _restart(self) -> None:
-        wait = self._next_start - time.monotonic()
-        if wait > 0:
-            raise WorkerCrashedError(
-                self.driver, self._plugin, f"{self.last_exit}; restarting it in {wait:.1f} s (backoff)"
+    def _ready(self) -> Channel:
+        """A running worker's channel: start a fresh worker, unless backoff or the circuit forbids it."""
+        now = time.monotonic()
+        if self._closed:
+            raise WorkerCrashedError(self.driver, self._plugin, "the worker was closed")
+        if self._circuit_until > now:
+            raise CircuitOpenError(
+                self.driver, self._plugin, self._circuit_crashes, CIRCUIT_WINDOW, self._circuit_until - now
             )
+        if self._next_start > now:
+            raise WorkerUnavailableError(self.driver, self._plugin, str(self.last_exit), self._next_start - now)
+        if self._circuit_until:
+            self._circuit_until, self._trial = 0.0, True
         self.restarts += 1
-        log.info("starting a fresh worker for plugin %r (restart %d)", self.driver, self.restarts)
+        log.debug("starting a fresh worker for %s (restart %d)", describe(self.driver, self._plugin), self.restarts)
         try:
             self._spawn()
-        except GreeterError:
-            self._note_crash()
+        except GreeterError as error:
+            self._crashed(error.what if isinstance(error, WorkerCrashedError) else f"restart failed: {one_line(error)}")
             raise
+        assert self._channel is not None
+        return self._channel
 
     def _spawn(self) -> None:
+        sys_path, env = worker_sys_path(), worker_environment(self.extra_env)
+        command = self.command or worker_command(sys_path)
         host_end, worker_end = socket.socketpair()
         try:
             proc = subprocess.Popen(
-                [*self.command, str(worker_end.fileno())],
+                [*command, str(worker_end.fileno())],
                 pass_fds=[worker_end.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env={**os.environ, COOKIE_ENV: COOKIE},
-                # Its own process group: terminal signals stay with the host,
-                # and killing the group also ends anything the plugin started.
+                env=env,
+                # Its own session: terminal signals stay with the host.
                 start_new_session=True,
             )
+        except OSError as error:
+            host_end.close()
+            raise WorkerCrashedError(self.driver, self._plugin, f"could not start a worker: {error}") from error
         finally:
             worker_end.close()
-        self._proc, self._channel = proc, Channel(host_end)
+        self._proc, self._channel, self._worker_pid = proc, Channel(host_end), None
         self._started_at = time.monotonic()
         self._readers = [
-            _forward(proc.stdout, self._logger, "stdout"),  # type: ignore[arg-type]
-            _forward(proc.stderr, self._logger, "stderr"),  # type: ignore[arg-type]
+            forward(proc.stdout, self._logger, "stdout"),  # type: ignore[arg-type]
+            forward(proc.stderr, self._logger, "stderr"),  # type: ignore[arg-type]
         ]
         _live.add(self)
         try:
-            self._handshake()
+            self._handshake(sys_path, env)
         except BaseException:
             self._stop(polite=False)
             raise
 
-    def _handshake(self) -> None:
-        assert self._channel is not None
-        self._channel.set_timeout(self.start_timeout)
-        self._channel.send(
-            (
-                "hello",
-                {
-                    "protocol": PROTOCOL_VERSION,
-                    "api_version": API_VERSION,
-                    "plugin": self._plugin._asdict(),
-                    "config": self.config,
-                    "verify": self.verify,
-                    "log_level": min(self._logger.getEffectiveLevel(), logging.getLogger().getEffectiveLevel()),
-                    "sys_path": list(sys.path),
-                },
-            )
+    def _handshake(self, sys_path: list[str], env: dict[str, str]) -> None:
+        channel = self._channel
+        assert channel is not None
+        channel.set_send_timeout(max(self.call_timeout, 1.0))
+        channel.send_json(
+            HELLO,
+            {
+                "protocol": PROTOCOL_VERSION,
+                "api_version": API_VERSION,
+                "core": core_identity(),
+                "plugin": self._plugin._asdict(),
+                "config": self.config,
+                "verify": self.verify,
+                "log_level": min(self._logger.getEffectiveLevel(), logging.getLogger().getEffectiveLevel()),
+                "limits": self.limits._asdict(),
+                "sys_path": sys_path,
+                "env": env,
+            },
         )
         try:
-            op, value = self._channel.recv()
+            kind, payload = channel.recv(self.start_timeout)
         except TimeoutError:
             raise HandshakeError(
                 self.driver, self._plugin, f"the worker did not answer within {self.start_timeout:g} s of starting"
             ) from None
-        except EOFError:
-            self.last_exit = self._reap()
-            raise WorkerCrashedError(self.driver, self._plugin, f"{self.last_exit} before the handshake") from None
-        if op == "error" and isinstance(value, GreeterError):
-            raise value
-        problem = check_hello(op, value, peer="worker", me="host")
+        except (EOFError, OSError):
+            raise self._ended(counted=False, when=" before the handshake") from None
+        except (FrameTooLarge, ValueError) as error:
+            raise ProtocolError(self.driver, self._plugin, str(error)) from None
+        if kind == ERROR:
+            raise self._error_from(payload, counted=False)
+        try:
+            hello = decode_json(payload) if kind == HELLO else None
+        except ValueError as error:
+            raise ProtocolError(self.driver, self._plugin, f"a malformed hello: {error}") from None
+        problem = check_hello(hello, peer="worker", me="host") if kind == HELLO else "expected the worker's hello"
+        if problem is None:
+            assert isinstance(hello, dict)
+            if hello.get("plugin") != self._plugin._asdict():
+                problem = f"the worker loaded {str(hello.get('plugin'))[:200]}, not {self._plugin._asdict()}"
+            elif not isinstance(hello.get("language"), str) or type(hello.get("pid")) is not int:
+                problem = "the worker's hello lacks its language or its pid"
         if problem:
             raise HandshakeError(self.driver, self._plugin, problem)
-        self._plugin = PluginInfo(**value["plugin"])
-        self.language = str(value.get("language", ""))
-        self._channel.set_timeout(self.call_timeout)
+        assert isinstance(hello, dict)
+        self.language = printable(hello["language"][:200])
+        self._worker_pid = hello["pid"]
 
-    def _note_crash(self) -> None:
-        self._backoff = next_backoff(self._backoff, time.monotonic() - self._started_at)
-        self._next_start = time.monotonic() + self._backoff
+    def _error_from(self, payload: bytes, *, counted: bool = True) -> GreeterError:
+        """The error a worker reported, rebuilt as data naming *this* plugin; anything else breaks the protocol."""
+        try:
+            data = decode_json(payload)
+            kind = data.get("kind") if isinstance(data, dict) else None
+            if kind not in SENDABLE_ERRORS:
+                raise ValueError(f"a worker may not report {str(kind)[:80]!r}")
+            return from_data(data, driver=self.driver, plugin=self._plugin)
+        except ValueError as error:
+            problem = f"a malformed error: {error}"
+            if not counted:
+                return ProtocolError(self.driver, self._plugin, problem)
+            return self._broke_protocol(problem)
 
-    def _reap(self) -> str:
-        """Wait for a worker whose channel closed; say how it ended."""
+    def _broke_protocol(self, problem: str) -> ProtocolError:
+        """Stop a worker that sent what the protocol does not allow; it counts as a crash."""
+        self._stop(polite=False)
+        error = ProtocolError(self.driver, self._plugin, problem)
+        self._crashed(error.what)
+        return error
+
+    def _ended(self, *, counted: bool = True, when: str = "") -> WorkerCrashedError:
+        """The worker closed its channel: reap it, say how it ended (by name when it was a limit)."""
         proc = self._proc
         assert proc is not None
         try:
-            code = proc.wait(timeout=GRACE * 5)
+            code: int | None = proc.wait(timeout=GRACE)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            code = proc.wait()
-            self._stop(polite=False)
-            return "closed its channel and stopped answering; it was killed"
+            code = None
         self._stop(polite=False)
-        return _describe_exit(code)
+        if code == -signal.SIGXCPU and self.limits.cpu_seconds:
+            error: WorkerCrashedError = WorkerLimitError(self.driver, self._plugin, self.limits.name("cpu"))
+        else:
+            what = "closed its channel and stopped answering; it was killed" if code is None else _describe_exit(code)
+            error = WorkerCrashedError(self.driver, self._plugin, what + when)
+        if counted:
+            self._crashed(error.what)
+        else:
+            self.last_exit = error.what
+        return error
+
+    def _crashed(self, what: str) -> None:
+        """Count a crash: back off before the next start, and open the circuit after too many."""
+        now = time.monotonic()
+        self.crashes += 1
+        self.last_exit = what
+        self._recovering = True
+        self._backoff = next_backoff(self._backoff, now - self._started_at)
+        self._next_start = now + self._backoff
+        self._crash_times.append(now)
+        while now - self._crash_times[0] > CIRCUIT_WINDOW:
+            self._crash_times.popleft()
+        if self._trial or len(self._crash_times) >= CIRCUIT_CRASHES:
+            self._trial = False
+            self._circuit_crashes = len(self._crash_times)
+            self._circuit_until = now + CIRCUIT_WINDOW
+            log.warning(
+                "circuit open for %s after %d crashes in %g s (last: %s); no worker is started for %g s, "
+                "or until a swap or a reload",
+                describe(self.driver, self._plugin),
+                self._circuit_crashes,
+                CIRCUIT_WINDOW,
+                what,
+                CIRCUIT_WINDOW,
+            )
+
+    def _recovered(self) -> None:
+        self._recovering = False
+        if self._trial:
+            self._trial = False
+            self._crash_times.clear()
+        log.info(
+            "%s answers again: worker %s is up after %d crash(es)",
+            describe(self.driver, self._plugin),
+            self._worker_pid,
+            self.crashes,
+        )
 
     def _stop(self, *, polite: bool) -> None:
-        proc, channel = self._proc, self._channel
+        proc, channel, worker = self._proc, self._channel, self._worker_pid
         self._proc = self._channel = None
         if proc is None:
             return
-        if polite and proc.poll() is None and channel is not None:
-            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-                channel.send(("bye", None))
-                proc.wait(timeout=GRACE)
-        if proc.poll() is None:
-            proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=GRACE if polite else 0.1)
-        _kill_group(proc)
-        proc.wait()
-        if channel is not None:
-            channel.close()
-        for reader in self._readers:
-            reader.join(timeout=GRACE)
+        try:
+            if polite and proc.poll() is None and channel is not None:
+                with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                    channel.send(BYE)
+                    proc.wait(timeout=GRACE)
+                if proc.poll() is None and worker is not None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
+                        os.kill(worker, signal.SIGTERM)
+                        proc.wait(timeout=GRACE)
+            _kill_tree(proc)
+            proc.wait()
+        finally:
+            if channel is not None:
+                channel.close()
+            for reader in self._readers:
+                reader.join(timeout=GRACE)
 
 
 def next_backoff(previous: float, uptime: float) -> float:
@@ -302,29 +518,9 @@ def _describe_exit(code: int) -> str:
     return f"worker exited with code {code}"
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the worker's keeper and everything below it; then its process group, for good measure."""
+    if proc.poll() is None:
+        tree.kill_tree(proc.pid)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _forward(stream: IO[bytes], logger: logging.Logger, name: str) -> threading.Thread:
-    """Drain one of the worker's output pipes into the host's logging, for the worker's life."""
-
-    def pump() -> None:
-        fatal = False
-        for raw in stream:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            if line.startswith(LOG_MARK):
-                try:
-                    level, logger_name, message = json.loads(line[len(LOG_MARK) :])
-                    logging.getLogger(logger_name).log(level, "%s", message)
-                    continue
-                except (ValueError, TypeError):
-                    pass
-            fatal = fatal or line.startswith("Fatal Python error")
-            logger.log(logging.ERROR if fatal else logging.WARNING, "%s: %s", name, line)
-        stream.close()
-
-    thread = threading.Thread(target=pump, name=f"greeter-worker-{name}", daemon=True)
-    thread.start()
-    return thread

@@ -1,13 +1,20 @@
 """The worker: load one plugin with the host's loader, then answer greet calls until told to stop.
 
 Started by :class:`~greeter_core.worker.client.WorkerPlugin` as
-``python -m greeter_core.worker FD``, where FD is its end of the channel. It
-never writes to the channel anything but protocol frames; the plugin's stdout
-and stderr are pipes the host drains into its logging.
+``python -I -c BOOTSTRAP SYS_PATH FD`` (see :func:`~greeter_core.worker.client.worker_command`):
+isolated mode, so neither the current directory nor ``PYTHON*`` variables
+decide what it imports; the host's own ``sys.path`` is given explicitly, and
+FD is its end of the channel. The process first splits off its keeper (see
+:mod:`~greeter_core.worker.keeper`), then reads the host's hello,
+:func:`prepare`-s itself (environment, ``sys.path``, limits, watches,
+logging) and only then imports the plugin. It never writes to the channel
+anything but protocol frames; the plugin's stdout and stderr are pipes the
+host drains into its logging.
 """
 
 from __future__ import annotations
 
+import errno
 import faulthandler
 import json
 import logging
@@ -17,21 +24,63 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..api import API_VERSION
 from ..discovery import PluginInfo
-from ..errors import GreeterError, HandshakeError
-from ..loaded import LoadedPlugin
-from ..loading import load_in_process
-from .protocol import COOKIE, COOKIE_ENV, LOG_MARK, PROTOCOL_VERSION, Channel, check_hello
+from ..errors import (
+    GreeterError,
+    HandshakeError,
+    PluginCallError,
+    PluginLoadError,
+    WorkerLimitError,
+    one_line,
+    to_data,
+)
+from . import keeper, tree
+from .protocol import (
+    BYE,
+    COOKIE,
+    COOKIE_ENV,
+    ERROR,
+    GREET,
+    HELLO,
+    LOG_MARK,
+    OK,
+    PROTOCOL_VERSION,
+    SENDABLE_ERRORS,
+    Channel,
+    FrameTooLarge,
+    Limits,
+    check_hello,
+    core_identity,
+    decode_json,
+)
 
-#: How often the worker checks that the host is still its parent.
+if TYPE_CHECKING:
+    from ..loaded import LoadedPlugin
+
+__all__ = ["Settings", "main", "prepare"]
+
+#: How often the worker checks that its keeper (and so the host) is still there.
 PARENT_POLL_SECONDS = 0.2
 
 
+class Settings(NamedTuple):
+    """What the host's hello tells the worker: what to load and how to run it."""
+
+    plugin: PluginInfo
+    config: dict[str, str]
+    verify: bool
+    log_level: int
+    limits: Limits
+    sys_path: list[str]
+    env: dict[str, str]
+
+
 class _LogLineHandler(logging.Handler):
-    """Writes each record as one marked line on stderr, for the host to re-emit at its level."""
+    """Writes each record as one marked line on stderr, for the host to re-emit under the plugin's logger."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -52,9 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # Ctrl-C in a terminal is the host's to handle; it stops the worker itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    fd = int(argv[0])
+    keeper.split(os.getppid(), fd)  # from here on this is the worker; its parent is its keeper
     faulthandler.enable()  # a segfault leaves a trace on stderr, which the host logs
-    _exit_when_orphaned(os.getppid())
-    channel = Channel(socket.socket(fileno=int(argv[0])), trusted=True)
+    channel = Channel(socket.socket(fileno=fd))
     try:
         return _serve(channel)
     except EOFError:
@@ -62,51 +112,119 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(channel: Channel) -> int:
-    op, hello = channel.recv()
-    problem = check_hello(op, hello, peer="host", me="worker")
-    if problem:
-        channel.send(("error", HandshakeError("?", None, problem)))
-        return 3
-    _setup_logging(hello["log_level"])
-    sys.path[:] = hello["sys_path"]  # see the plugins the host sees
-    record = PluginInfo(**hello["plugin"])  # resolved by the host: no rescan of installed metadata here
+    kind, payload = channel.recv()
+    settings: Settings | None = None
     try:
-        loaded = load_in_process(record, hello["config"], verify=hello["verify"])
-    except GreeterError as error:
-        channel.send(("error", error))
+        hello = decode_json(payload) if kind == HELLO else None
+        problem = check_hello(hello, peer="host", me="worker") if kind == HELLO else "expected the host's hello"
+        if problem is None and isinstance(hello, dict):
+            settings = _settings(hello)
+    except ValueError as error:
+        problem = f"a malformed hello: {error}"
+    if settings is None:
+        channel.send_json(ERROR, to_data(HandshakeError("?", None, problem or "no hello")))
+        return 3
+    prepare(settings)
+    record = settings.plugin  # resolved by the host: no rescan of installed metadata here
+    from ..loading import load_in_process  # stevedore, then the plugin: only now, with the limits in place
+
+    try:
+        loaded = load_in_process(record, settings.config, verify=settings.verify)
+    except BaseException as error:
+        channel.send_json(ERROR, to_data(_failure(error, record.name, record, settings.limits, loading=True)))
         return 1
-    channel.send(
-        (
-            "hello",
-            {
-                "protocol": PROTOCOL_VERSION,
-                "api_version": API_VERSION,
-                "plugin": loaded.plugin._asdict(),
-                "language": loaded.language,
-                "pid": os.getpid(),
-            },
-        )
+    channel.send_json(
+        HELLO,
+        {
+            "protocol": PROTOCOL_VERSION,
+            "api_version": API_VERSION,
+            "core": core_identity(),
+            "plugin": loaded.plugin._asdict(),
+            "language": loaded.language,
+            "pid": os.getpid(),
+        },
     )
     try:
-        _answer_calls(channel, loaded)
+        _answer_calls(channel, loaded, settings.limits)
     finally:
         loaded.close()
     return 0
 
 
-def _answer_calls(channel: Channel, loaded: LoadedPlugin) -> None:
+def _answer_calls(channel: Channel, loaded: LoadedPlugin, limits: Limits) -> None:
+    driver, record = loaded.driver, loaded.plugin
     while True:
-        op, argument = channel.recv()
-        if op == "bye":
+        kind, payload = channel.recv()
+        if kind == BYE:
             return
-        if op != "greet" or not isinstance(argument, str):
-            channel.send(("error", HandshakeError(loaded.driver, loaded.plugin, f"unknown request {op!r}")))
-            continue
         try:
-            reply: tuple[str, object] = ("ok", loaded.greet(argument))
-        except GreeterError as error:
-            reply = ("error", error)
-        channel.send(reply)
+            if kind != GREET:
+                raise HandshakeError(driver, record, f"unknown request {kind!r}")
+            channel.send(OK, loaded.greet(payload.decode("utf-8", "surrogatepass")).encode("utf-8", "surrogatepass"))
+        except FrameTooLarge as error:
+            channel.send_json(ERROR, to_data(PluginCallError(driver, record, str(error))))
+        except BaseException as error:
+            # Any KeyboardInterrupt here is the plugin's own: this process ignores SIGINT.
+            failure = _failure(error, driver, record, limits, loading=False)
+            channel.send_json(ERROR, to_data(failure))
+            if isinstance(failure, WorkerLimitError):
+                return  # over a limit: this worker is spent, the host starts a fresh one
+
+
+def _failure(error: BaseException, driver: str, record: PluginInfo, limits: Limits, *, loading: bool) -> GreeterError:
+    """What to report for *error*: a resource limit by name, one of the errors a worker may send as it
+    is, or any other failure (a plugin's own error class, a BaseException) as the plugin's failure."""
+    cause = error.__cause__ if isinstance(error, GreeterError) and error.__cause__ is not None else error
+    if isinstance(cause, MemoryError) and limits.memory_mib:
+        return WorkerLimitError(driver, record, limits.name("memory"))
+    if isinstance(cause, OSError) and cause.errno == errno.EMFILE and limits.files:
+        return WorkerLimitError(driver, record, limits.name("files"))
+    if isinstance(error, GreeterError) and type(error).__name__ in SENDABLE_ERRORS:
+        return error
+    if loading:
+        return PluginLoadError(driver, record, one_line(error))
+    return PluginCallError(driver, record, one_line(error))
+
+
+def prepare(settings: Settings) -> None:
+    """Make this process a worker for *settings*, before any plugin code runs: the one place that does.
+
+    The environment and ``sys.path`` are the host's choice (the process was
+    started with them already; setting them again costs nothing and lets a
+    process forked from a ready interpreter be prepared alike), then the
+    resource limits, the watch on the parent, a subreaper for orphans, and
+    logging to the host.
+    """
+    os.environ.clear()
+    os.environ.update(settings.env)
+    sys.path[:] = settings.sys_path
+    tree.become_subreaper()
+    _exit_when_orphaned(os.getppid())
+    _apply_limits(settings.limits)
+    _setup_logging(settings.log_level)
+
+
+def _apply_limits(limits: Limits) -> None:
+    import resource
+
+    if limits.memory_mib:
+        _set_limit(resource.RLIMIT_DATA, limits.memory_mib * 1024 * 1024)
+    if limits.cpu_seconds:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        _set_limit(resource.RLIMIT_CPU, int(usage.ru_utime + usage.ru_stime + limits.cpu_seconds + 0.999), slack=1)
+    if limits.files:
+        _set_limit(resource.RLIMIT_NOFILE, limits.files)
+
+
+def _set_limit(which: int, value: int, slack: int = 0) -> None:
+    """Lower the soft limit to *value* and the hard one to *value* + *slack* (never above what it was)."""
+    import resource
+
+    _, hard = resource.getrlimit(which)
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+        slack = min(slack, hard - value)
+    resource.setrlimit(which, (value, value + slack))
 
 
 def _setup_logging(level: int) -> None:
@@ -118,16 +236,48 @@ def _setup_logging(level: int) -> None:
 
 
 def _exit_when_orphaned(parent: int) -> None:
-    """Exit as soon as the host is gone, even while a plugin call hangs (no orphans).
+    """End this worker and all it started as soon as its keeper is gone, even while a plugin call hangs.
 
-    The channel's EOF tells an idle worker; this thread tells a busy one. Not
-    prctl(PR_SET_PDEATHSIG): it fires when the *thread* that started us ends,
-    and hosts start workers from short-lived HTTP request threads.
+    The keeper ends the tree when the host goes; this covers the keeper
+    itself being killed. Not prctl(PR_SET_PDEATHSIG): it fires when the
+    *thread* that started the process ends, and hosts start workers from
+    short-lived HTTP request threads.
     """
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_POLL_SECONDS)
+        tree.kill_tree(os.getpid(), include_root=False)
         os._exit(0)
 
     threading.Thread(target=watch, name="greeter-parent-watch", daemon=True).start()
+
+
+def _settings(hello: Mapping[str, Any]) -> Settings:
+    """The host's hello, checked field by field (``ValueError`` naming the first bad one)."""
+    plugin, limits = hello.get("plugin"), hello.get("limits")
+    checks = {
+        "plugin": isinstance(plugin, dict) and set(plugin) == set(PluginInfo._fields) and _strings(plugin.values()),
+        "config": isinstance(hello.get("config"), dict) and _strings([*hello["config"], *hello["config"].values()]),
+        "verify": isinstance(hello.get("verify"), bool),
+        "log_level": type(hello.get("log_level")) is int,
+        "limits": isinstance(limits, dict) and set(limits) == set(Limits._fields),
+        "sys_path": isinstance(hello.get("sys_path"), list) and _strings(hello["sys_path"]),
+        "env": isinstance(hello.get("env"), dict) and _strings([*hello["env"], *hello["env"].values()]),
+    }
+    for field, ok in checks.items():
+        if not ok:
+            raise ValueError(f"field {field!r}")
+    return Settings(
+        PluginInfo(**hello["plugin"]),
+        hello["config"],
+        hello["verify"],
+        hello["log_level"],
+        Limits(**hello["limits"]),
+        hello["sys_path"],
+        hello["env"],
+    )
+
+
+def _strings(values: Any) -> bool:
+    return all(isinstance(value, str) for value in values)

@@ -1,0 +1,92 @@
+"""The keeper: the first process of a worker's tree, which outlives the worker so that nothing else does.
+
+A worker runs plugin code, so it can end any way at all (``os._exit``, a
+segfault, a kill from outside); a worker cannot clean up after its own
+sudden end. So the process the host starts forks right away: the child
+becomes the worker, and the parent stays behind as its keeper. The keeper is
+a subreaper (see :mod:`~greeter_core.worker.tree`), so whatever a plugin
+starts stays in its tree even after ``setsid()`` and a double fork. When the
+worker ends, however it ends, the keeper kills what is left of the tree and
+exits *the way the worker did* (same exit code, same signal), so the host
+reports the worker's end as it was. When the host goes away, the keeper kills
+the whole tree. It runs no plugin code and holds no channel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from typing import NoReturn
+
+from .tree import become_subreaper, kill_tree
+
+__all__ = ["split"]
+
+#: How often the keeper checks that the host is still its parent.
+POLL_SECONDS = 0.2
+
+
+def split(host: int, channel: int) -> None:
+    """Fork off the worker, which returns from here; this process stays behind as its keeper for good."""
+    become_subreaper()
+    worker = os.fork()
+    if worker == 0:
+        return
+    os.close(channel)  # the worker's alone: when the worker ends, the host sees the channel close
+    _keep(worker, host)
+
+
+def _keep(worker: int, host: int) -> NoReturn:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    while True:
+        if os.getppid() != host:  # the host is gone, whatever killed it
+            _end_tree()
+            os._exit(0)
+        signal.sigtimedwait({signal.SIGCHLD}, POLL_SECONDS)
+        for pid, status in _reaped():
+            if pid == worker:
+                _end_tree()
+                _exit_as(status)
+
+
+def _reaped() -> list[tuple[int, int]]:
+    """Every child that ended since the last look (orphans adopted from deeper down included)."""
+    ended: list[tuple[int, int]] = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return ended
+        if pid == 0:
+            return ended
+        ended.append((pid, status))
+
+
+def _end_tree() -> None:
+    """Kill everything below the keeper and reap it (bounded: a process we may not kill is left behind)."""
+    kill_tree(os.getpid(), include_root=False)
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                time.sleep(0.005)
+        except ChildProcessError:
+            return
+
+
+def _exit_as(status: int) -> NoReturn:
+    """End this process as the worker ended: with its exit code, or by its signal."""
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        with contextlib.suppress(ValueError, OSError):
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the worker's fault, not worth a core of ours
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
+            signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        os._exit(128 + signum)  # a signal that does not end a process by default
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
