@@ -326,6 +326,20 @@ def test_a_module_in_the_hosts_working_directory_is_not_importable_in_the_worker
     assert (result.returncode, result.stdout) == (0, "probe missing\n"), result.stderr
 
 
+def test_plugins_on_an_explicit_pythonpath_of_the_working_directory_still_load(install, greeter_env, site) -> None:
+    """`PYTHONPATH=. python -m greeter_core` from the plugins' directory: the worker keeps what the user set."""
+    install(ALPHA)
+    result = subprocess.run(
+        [sys.executable, "-m", "greeter_core", "--driver", "alpha", "--isolation", "process"],
+        env={**greeter_env, "PYTHONPATH": "."},
+        cwd=site,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout) == (0, "Alpha Universe\n"), result.stderr
+
+
 def test_a_greeter_core_in_the_working_directory_is_not_the_one_the_worker_runs(install, greeter_env, tmp_path) -> None:
     """From a directory holding another greeter_core (a checkout), the worker still runs the host's."""
     install(ALPHA)

@@ -178,7 +178,7 @@ def test_the_control_token_and_host_variables_never_reach_the_worker(start, inst
 def test_crashes_in_backoff_are_one_line_and_one_error_each_not_one_per_tick(start) -> None:
     """At --interval 0 a worker that keeps crashing: the loop waits out each backoff; one line, one error per crash."""
     greeter = start("--driver", "exit", "--interval", "0", "--isolation", "process", "--control", "127.0.0.1:0")
-    greeter.wait_status(lambda s: s["worker"]["crashes"] >= 3)
+    greeter.stderr.wait_for(lambda lines: sum("crashed its worker" in line for line in lines) >= 3)
     assert greeter.stop() == 0
     greetings, errors, _, _ = greeter.summary()
     lines = [line for line in greeter.stderr.lines if line.startswith("ERROR ")]
@@ -195,7 +195,7 @@ def test_a_worker_healthy_again_after_crashes_is_said_once(start, install, tmp_p
         "--driver", "flaky", "--interval", "0", "--isolation", "process", "--option", f"flag={flag}",
         "--control", "127.0.0.1:0",
     )  # fmt: skip
-    greeter.wait_status(lambda s: s["worker"]["crashes"] >= 2)
+    greeter.stderr.wait_for(lambda lines: sum("crashed its worker" in line for line in lines) >= 2)
     flag.unlink()
     greeter.wait_greetings("Flaky Universe", 3)
     status = greeter.status()
@@ -237,3 +237,20 @@ def test_status_shows_an_open_circuit_and_a_swap_clears_it(start) -> None:
     worker = greeter.status()["worker"]
     assert (worker["circuit"], worker["crashes"], worker["state"]) == ("closed", 0, "running")
     assert sum("circuit open for" in line for line in greeter.stderr.lines) == 1
+
+
+def test_worker_limits_from_the_command_line_are_applied_and_shown_in_status(start, install) -> None:
+    """--worker-memory/-cpu/-files become the worker's rlimits (its /proc/<pid>/limits) and /status shows them."""
+    install(ALPHA)
+    greeter = start(
+        "--driver", "alpha", "--isolation", "process", "--control", "127.0.0.1:0",
+        "--worker-memory", "300", "--worker-cpu", "50", "--worker-files", "100",
+    )  # fmt: skip
+    worker = greeter.status()["worker"]
+    assert worker["limits"] == {"memory_mib": 300, "cpu_seconds": 50, "files": 100}
+    table = Path(f"/proc/{worker['pid']}/limits").read_text().splitlines()
+    limits = {line[:26].strip(): line[26:].split()[:2] for line in table}
+    assert limits["Max data size"] == [str(300 * 1024 * 1024)] * 2
+    assert limits["Max open files"] == ["100", "100"]
+    soft, hard = map(int, limits["Max cpu time"])
+    assert 50 <= soft <= 52 and hard == soft + 1

@@ -122,18 +122,22 @@ def worker_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]
 
 
 def worker_sys_path() -> list[str]:
-    """The host's ``sys.path`` for a worker, made absolute, without the directory greeter was started in.
+    """The host's ``sys.path`` for a worker, made absolute, without the current directory that Python put first.
 
-    ``-c`` and ``-m`` put the current directory first; a worker imports what
-    the host runs and what is installed, not whatever lies there (unless the
-    host's own greeter-core lives there: its directory is always included).
+    ``-c``, ``-m`` and a script started from here put the current directory
+    first on the host's path; a worker imports what the host runs and what is
+    installed, not whatever lies where greeter was started. Entries the user
+    set (``PYTHONPATH``, ``.pth`` files) are kept, and so is the directory of
+    the host's own greeter-core (first, if it was not on the path at all).
     """
     core = os.path.dirname(core_identity()["location"])
     here = os.getcwd()
+    explicit = {os.path.abspath(entry) for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry}
     paths: list[str] = []
-    for entry in sys.path:
+    for index, entry in enumerate(sys.path):
         path = os.path.abspath(entry) if entry else here
-        if (path != here or path == core) and path not in paths:
+        implicit = index == 0 and path == here and path not in explicit and path != core
+        if not implicit and path not in paths:
             paths.append(path)
     return paths if core in paths else [core, *paths]
 
