@@ -191,7 +191,7 @@ class WorkerPlugin(LoadedPlugin):
         self.crashes = 0
         self.last_exit: str | None = None
         self._logger = logging.getLogger(f"{GROUP}.{self.driver}")
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._channel: Channel | None = None
         self._worker_pid: int | None = None
@@ -268,8 +268,7 @@ class WorkerPlugin(LoadedPlugin):
         with self._lock:
             channel = self._channel or self._ready()
             try:
-                channel.send(GREET, request)
-                kind, payload = channel.recv(self.call_timeout)
+                kind, payload = channel.call(GREET, request, self.call_timeout)
             except TimeoutError:
                 self._stop(polite=False)
                 self._crashed(f"killed after {self.call_timeout:g} s without an answer")

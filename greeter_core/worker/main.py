@@ -153,14 +153,15 @@ def _serve(channel: Channel) -> int:
 
 def _answer_calls(channel: Channel, loaded: LoadedPlugin, limits: Limits) -> None:
     driver, record = loaded.driver, loaded.plugin
+    recv, send, greet = channel.recv, channel.send, loaded.greet  # the hot loop: no attribute lookups
     while True:
-        kind, payload = channel.recv()
+        kind, payload = recv()
         if kind == BYE:
             return
         try:
             if kind != GREET:
                 raise HandshakeError(driver, record, f"unknown request {kind!r}")
-            channel.send(OK, loaded.greet(payload.decode("utf-8", "surrogatepass")).encode("utf-8", "surrogatepass"))
+            send(OK, greet(payload.decode("utf-8", "surrogatepass")).encode("utf-8", "surrogatepass"))
         except FrameTooLarge as error:
             channel.send_json(ERROR, to_data(PluginCallError(driver, record, str(error))))
         except BaseException as error:

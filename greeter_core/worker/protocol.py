@@ -80,7 +80,10 @@ SENDABLE_ERRORS = frozenset(
     }
 )
 
-_HEADER = struct.Struct("!I")
+_HEADER = struct.Struct("!I")  # the frame's length, its kind byte included
+_HEAD = struct.Struct("!IB")  # the length and the kind, as a frame starts
+_unpack_size = _HEADER.unpack_from
+_monotonic = time.monotonic
 
 #: Largest frame either side accepts (its kind byte included).
 MAX_FRAME = 16 * 1024 * 1024
@@ -168,14 +171,16 @@ class Channel:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self._sendall = sock.sendall
+        self._recv = sock.recv
         self._buffer = bytearray()
-        self._armed: float | None = None  # the SO_RCVTIMEO set in the kernel (None: never set)
+        self._armed: float | None = None  # the SO_RCVTIMEO set in the kernel (None: none)
 
     def send(self, kind: int, payload: bytes = b"") -> None:
         """Send one frame; ``FrameTooLarge`` if it is over the limit (nothing is sent then)."""
         if len(payload) >= MAX_FRAME:
             raise FrameTooLarge(len(payload))
-        self.sock.sendall(_HEADER.pack(len(payload) + 1) + bytes((kind,)) + payload)
+        self._sendall(_HEAD.pack(len(payload) + 1, kind) + payload)
 
     def send_json(self, kind: int, value: object) -> None:
         self.send(kind, json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
@@ -184,25 +189,60 @@ class Channel:
         """Make a send that cannot complete within *seconds* raise ``TimeoutError`` (a peer that never reads)."""
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(seconds))
 
+    def call(self, kind: int, payload: bytes, timeout: float) -> tuple[int, bytes]:
+        """Send a request frame and return the reply, all of it within *timeout* seconds: the host's hot path.
+
+        The same as :meth:`send` then :meth:`recv`, in one piece: a greeting
+        round trip should cost little more than the two system calls.
+        """
+        started = _monotonic()
+        if timeout != self._armed:
+            self._arm(timeout)
+        self._sendall(_HEAD.pack(len(payload) + 1, kind) + payload)
+        if not self._buffer:
+            try:
+                chunk = self._recv(65536)
+            except BlockingIOError:  # SO_RCVTIMEO expired
+                raise TimeoutError from None
+            except ConnectionResetError:
+                chunk = b""
+            size = len(chunk) - _HEADER.size
+            if size > 0 and _unpack_size(chunk)[0] == size:
+                return chunk[_HEADER.size], chunk[_HEADER.size + 1 :]
+            if not chunk:
+                raise EOFError("the other end closed the channel")
+            self._buffer += chunk
+        return self._recv_rest(started + timeout)
+
     def recv(self, timeout: float | None = None) -> tuple[int, bytes]:
         """The next frame, as (kind, payload), all of it within *timeout* seconds (None: wait forever).
 
         ``EOFError`` when the other end is gone, ``TimeoutError`` at the
         deadline, :class:`FrameTooLarge` as soon as a header announces one.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self._arm(timeout)
+        deadline = None if timeout is None else _monotonic() + timeout
+        if timeout != self._armed:
+            self._arm(timeout)
+        if not self._buffer:  # the usual case: one read holds the whole frame
+            try:
+                chunk = self._recv(65536)
+            except BlockingIOError:  # SO_RCVTIMEO expired
+                raise TimeoutError from None
+            except ConnectionResetError:
+                chunk = b""
+            size = len(chunk) - _HEADER.size
+            if size > 0 and _unpack_size(chunk)[0] == size:
+                return chunk[_HEADER.size], chunk[_HEADER.size + 1 :]
+            if not chunk:
+                raise EOFError("the other end closed the channel")
+            self._buffer += chunk
+        return self._recv_rest(deadline)
+
+    def _recv_rest(self, deadline: float | None) -> tuple[int, bytes]:
         buffer = self._buffer
-        if not buffer:  # the usual case: one read holds the whole frame
-            chunk = self._read()
-            if len(chunk) > _HEADER.size:
-                (size,) = _HEADER.unpack_from(chunk)
-                if len(chunk) == _HEADER.size + size:
-                    return chunk[_HEADER.size], chunk[_HEADER.size + 1 :]
-            buffer += chunk
         while True:
             if len(buffer) >= _HEADER.size:
-                (size,) = _HEADER.unpack_from(buffer)
+                (size,) = _unpack_size(buffer)
                 if size > MAX_FRAME:
                     raise FrameTooLarge(size - 1)
                 if size == 0:
@@ -213,7 +253,7 @@ class Channel:
                     del buffer[:end]
                     return kind, payload
             if deadline is not None:
-                remaining = deadline - time.monotonic()
+                remaining = deadline - _monotonic()
                 if remaining <= 0:
                     raise TimeoutError
                 self._arm(remaining)
@@ -221,7 +261,7 @@ class Channel:
 
     def _read(self) -> bytes:
         try:
-            chunk = self.sock.recv(65536)
+            chunk = self._recv(65536)
         except BlockingIOError:  # SO_RCVTIMEO expired
             raise TimeoutError from None
         except ConnectionResetError:
@@ -231,9 +271,8 @@ class Channel:
         return chunk
 
     def _arm(self, seconds: float | None) -> None:
-        if seconds != self._armed:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
-            self._armed = seconds
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
+        self._armed = seconds
 
     def close(self) -> None:
         self.sock.close()
