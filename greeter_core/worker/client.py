@@ -100,7 +100,7 @@ WORKER_ENV_PREFIXES = ("LC_", "XDG_")
 #: The worker's first line of Python: the host's sys.path, then the worker itself.
 BOOTSTRAP = (
     "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
-    "from greeter_core.worker.main import main; sys.exit(main(sys.argv[2:]))"
+    "from greeter_core.worker.keeper import start; sys.exit(start(sys.argv[2:]))"
 )
 
 _live: weakref.WeakSet[WorkerPlugin] = weakref.WeakSet()

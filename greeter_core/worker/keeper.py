@@ -22,14 +22,25 @@ from typing import NoReturn
 
 from .tree import become_subreaper, kill_tree
 
-__all__ = ["split"]
+__all__ = ["split", "start"]
 
 #: How often the keeper checks that the host is still its parent.
 POLL_SECONDS = 0.2
 
 
+def start(argv: list[str]) -> int:
+    """A started worker process: split off the keeper first, while the process is still small, then be the
+    worker (:func:`greeter_core.worker.main.main`, which checks that greeter started it)."""
+    if len(argv) == 1 and argv[0].isdigit():
+        split(os.getppid(), int(argv[0]))
+    from .main import main
+
+    return main(argv)
+
+
 def split(host: int, channel: int) -> None:
     """Fork off the worker, which returns from here; this process stays behind as its keeper for good."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
     become_subreaper()
     worker = os.fork()
     if worker == 0:

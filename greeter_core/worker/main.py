@@ -4,8 +4,8 @@ Started by :class:`~greeter_core.worker.client.WorkerPlugin` as
 ``python -I -c BOOTSTRAP SYS_PATH FD`` (see :func:`~greeter_core.worker.client.worker_command`):
 isolated mode, so neither the current directory nor ``PYTHON*`` variables
 decide what it imports; the host's own ``sys.path`` is given explicitly, and
-FD is its end of the channel. The process first splits off its keeper (see
-:mod:`~greeter_core.worker.keeper`), then reads the host's hello,
+FD is its end of the channel. The process first splits off its keeper
+(:func:`greeter_core.worker.keeper.start`), then, as the worker, reads the host's hello,
 :func:`prepare`-s itself (environment, ``sys.path``, limits, watches,
 logging) and only then imports the plugin. It never writes to the channel
 anything but protocol frames; the plugin's stdout and stderr are pipes the
@@ -38,7 +38,7 @@ from ..errors import (
     one_line,
     to_data,
 )
-from . import keeper, tree
+from . import tree
 from .protocol import (
     BYE,
     COOKIE,
@@ -102,7 +102,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Ctrl-C in a terminal is the host's to handle; it stops the worker itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     fd = int(argv[0])
-    keeper.split(os.getppid(), fd)  # from here on this is the worker; its parent is its keeper
     faulthandler.enable()  # a segfault leaves a trace on stderr, which the host logs
     channel = Channel(socket.socket(fileno=fd))
     try:
@@ -262,7 +261,9 @@ def _settings(hello: Mapping[str, Any]) -> Settings:
         "config": isinstance(hello.get("config"), dict) and _strings([*hello["config"], *hello["config"].values()]),
         "verify": isinstance(hello.get("verify"), bool),
         "log_level": type(hello.get("log_level")) is int,
-        "limits": isinstance(limits, dict) and set(limits) == set(Limits._fields),
+        "limits": isinstance(limits, dict)
+        and set(limits) == set(Limits._fields)
+        and all(type(value) in (int, float) and value >= 0 for value in limits.values()),
         "sys_path": isinstance(hello.get("sys_path"), list) and _strings(hello["sys_path"]),
         "env": isinstance(hello.get("env"), dict) and _strings([*hello["env"], *hello["env"].values()]),
     }
