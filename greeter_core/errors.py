@@ -336,13 +336,20 @@ MAX_TEXT = 8192
 
 
 def to_data(error: GreeterError) -> dict[str, object]:
-    """*error* as plain JSON data: its kind (the class name) and the arguments of its constructor."""
+    """*error* as plain JSON data: its kind (the class name) and the arguments of its constructor.
+
+    Each class keeps every argument of its constructor as an attribute of the
+    same name (``self.path = path``), and annotates it with one of the types
+    that can cross (:data:`_DECODE`): that is what lets it be rebuilt.
+    """
     kind = type(error).__name__
     if _kinds().get(kind) is not type(error):
         raise TypeError(f"{kind} is not one of greeter_core.errors' classes and cannot cross a process border")
     fields = {}
     for name, annotation in _fields(type(error)):
-        value = error.message if name == "message" else getattr(error, name)
+        if name != "message" and name not in error.__dict__:
+            raise TypeError(f"{kind} does not keep its argument {name!r} (self.{name} = {name}): it cannot be rebuilt")
+        value = error.message if name == "message" else error.__dict__[name]
         fields[name] = _ENCODE.get(annotation, _same)(value)
     return {"kind": kind, "fields": fields}
 
