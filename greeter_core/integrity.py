@@ -4,12 +4,16 @@ go-plugin's ``SecureConfig`` checks a checksum of the plugin binary before it
 runs it. A Python distribution already carries one per file: every installer
 writes a ``RECORD`` listing each installed file with its sha256 (PEP 376/627).
 
-What this guards: a listed file that was changed or removed, and a stray
-module dropped into the plugin's own package directories. What it does not:
-byte-code caches (``RECORD`` lists ``.pyc`` files without a hash) and code
-outside the distribution (a ``.pth`` file, another package it imports). It
-detects corruption and tampering of the plugin itself, not a hostile user
-who can write to site-packages.
+What this guards: a listed file that was changed or removed, and any
+importable file (every suffix Python imports: ``.py``, ``.pyc``, extension
+modules) added anywhere under the distribution's own packages, or beside its
+top-level modules, where it could shadow or extend the plugin's code. What it
+does not: byte-code caches in ``__pycache__`` (``RECORD`` lists them without a
+hash, and Python checks them against their source itself), code outside the
+distribution (a ``.pth`` file, another package it imports), and someone who can
+rewrite ``RECORD`` along with the files (a lock file guards that). An editable
+install is refused: its ``RECORD`` hashes none of the plugin's modules, so
+there is nothing to verify against.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
+from importlib.machinery import all_suffixes
 from importlib.metadata import Distribution, FileHash, PackagePath, distribution
 from pathlib import Path
 
@@ -32,10 +37,20 @@ def verify_plugin(plugin: PluginInfo) -> None:
     files = _record(dist)
     if files is None:
         raise IntegrityError(plugin.name, plugin, "RECORD", "the distribution has no RECORD to verify against")
+    roots = _import_roots(files)
+    top = plugin.target.partition(":")[0].split(".")[0]
+    if top not in roots:
+        raise IntegrityError(
+            plugin.name,
+            plugin,
+            "RECORD",
+            f"it lists none of the plugin's modules ({top!r}): an editable or otherwise unverifiable install, "
+            f"so nothing could be verified; install it normally to use --verify",
+        )
     for file in files:
         if file.hash is not None:
             _check_file(plugin, dist, file)
-    _check_no_strays(plugin, dist, files)
+    _check_no_strays(plugin, dist, files, roots)
 
 
 def _record(dist: Distribution) -> list[PackagePath] | None:
@@ -57,6 +72,24 @@ def _record(dist: Distribution) -> list[PackagePath] | None:
     return files
 
 
+def _importable(name: str) -> bool:
+    return name.endswith(tuple(all_suffixes()))
+
+
+def _import_roots(files: list[PackagePath]) -> set[str]:
+    """The top-level import names the distribution installs: its packages and its top-level modules."""
+    roots = set()
+    for file in files:
+        first = file.parts[0]
+        if first == ".." or first.endswith((".dist-info", ".data")) or first == "__pycache__":
+            continue
+        if len(file.parts) > 1:
+            roots.add(first)
+        elif _importable(first) and not first.endswith(".pth"):
+            roots.add(first.partition(".")[0])
+    return roots
+
+
 def _check_file(plugin: PluginInfo, dist: Distribution, file: PackagePath) -> None:
     assert file.hash is not None
     path = Path(str(dist.locate_file(file)))
@@ -71,13 +104,22 @@ def _check_file(plugin: PluginInfo, dist: Distribution, file: PackagePath) -> No
         raise IntegrityError(plugin.name, plugin, str(file), f"{file.hash.mode} does not match RECORD")
 
 
-def _check_no_strays(plugin: PluginInfo, dist: Distribution, files: list[PackagePath]) -> None:
-    """A ``.py`` file in the plugin's own package directories must be one RECORD lists."""
+def _check_no_strays(plugin: PluginInfo, dist: Distribution, files: list[PackagePath], roots: set[str]) -> None:
+    """Every importable file under the distribution's packages, or named like one of its top-level
+    modules, must be one RECORD lists: anything else could be imported instead of, or beside, its code."""
     listed = {Path(str(dist.locate_file(f))).resolve() for f in files}
-    packages = {Path(str(dist.locate_file(f))).resolve().parent for f in files if f.name == "__init__.py"}
-    for package in sorted(packages):
-        for path in sorted(package.glob("*.py")):
+    site = Path(str(dist.locate_file("")))
+    for root in sorted(roots):
+        package = site / root
+        candidates = sorted(package.rglob("*")) if package.is_dir() else []
+        candidates += sorted(site.glob(f"{root}.*"))
+        for path in candidates:
+            if "__pycache__" in path.relative_to(site).parts or not _importable(path.name) or not path.is_file():
+                continue
             if path.resolve() not in listed:
                 raise IntegrityError(
-                    plugin.name, plugin, str(path), "not listed in RECORD (a file was added to the package)"
+                    plugin.name,
+                    plugin,
+                    str(path.relative_to(site)),
+                    "not listed in RECORD (an importable file was added to the distribution's modules)",
                 )
