@@ -23,13 +23,13 @@ from pathlib import Path
 from .discovery import PluginInfo
 from .errors import IntegrityError
 
-__all__ = ["verify_plugin"]
+__all__ = ["read_record", "unlisted_files", "verify_plugin"]
 
 
 def verify_plugin(plugin: PluginInfo) -> None:
     """Raise :class:`IntegrityError` naming the first file that does not match ``RECORD``."""
     dist = distribution(plugin.distribution)
-    files = _record(dist)
+    files = read_record(dist)
     if files is None:
         raise IntegrityError(plugin.name, plugin, "RECORD", "the distribution has no RECORD to verify against")
     for file in files:
@@ -38,7 +38,7 @@ def verify_plugin(plugin: PluginInfo) -> None:
     _check_no_strays(plugin, dist, files)
 
 
-def _record(dist: Distribution) -> list[PackagePath] | None:
+def read_record(dist: Distribution) -> list[PackagePath] | None:
     """Every file RECORD lists, read directly: since Python 3.12 ``Distribution.files``
     silently leaves out the ones that are missing, which is exactly what we look for."""
     text = dist.read_text("RECORD")
@@ -73,11 +73,15 @@ def _check_file(plugin: PluginInfo, dist: Distribution, file: PackagePath) -> No
 
 def _check_no_strays(plugin: PluginInfo, dist: Distribution, files: list[PackagePath]) -> None:
     """A ``.py`` file in the plugin's own package directories must be one RECORD lists."""
+    for path in unlisted_files(dist, files):
+        raise IntegrityError(plugin.name, plugin, str(path), "not listed in RECORD (a file was added to the package)")
+
+
+def unlisted_files(dist: Distribution, files: list[PackagePath]) -> list[Path]:
+    """Modules in the distribution's own package directories that *files* does not list: code
+    Python would import that nobody recorded (the lock file checks these too)."""
     listed = {Path(str(dist.locate_file(f))).resolve() for f in files}
     packages = {Path(str(dist.locate_file(f))).resolve().parent for f in files if f.name == "__init__.py"}
-    for package in sorted(packages):
-        for path in sorted(package.glob("*.py")):
-            if path.resolve() not in listed:
-                raise IntegrityError(
-                    plugin.name, plugin, str(path), "not listed in RECORD (a file was added to the package)"
-                )
+    return [
+        path for package in sorted(packages) for path in sorted(package.glob("*.py")) if path.resolve() not in listed
+    ]

@@ -159,7 +159,8 @@ def test_list_json_is_a_machine_readable_array(cli, install) -> None:
     spec = PluginSpec("klingon", version="2.5")
     install(spec)
     records = json.loads(cli("list", "--json").stdout)
-    assert {"name": "klingon", "distribution": "greeter-klingon", "version": "2.5", "target": spec.target} in records
+    klingon = {"name": "klingon", "distribution": "greeter-klingon", "version": "2.5", "target": spec.target}
+    assert {**klingon, "disabled": False, "disabled_by": None} in records
 
 
 def test_list_does_not_import_plugins(cli, install) -> None:
