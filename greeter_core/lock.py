@@ -128,17 +128,17 @@ class PluginLock:
         """
         locked = []
         for dist in _plugin_distributions():
-            if read_record(dist) is None:
-                log.warning(
-                    "%s has no RECORD, so greeter cannot tell which files it installed; it is left out "
-                    "(under --lock it will be refused)",
-                    dist.metadata["Name"],
-                )
-                continue
             if _editable(dist):
                 log.warning(
                     "%s is an editable install: its code lives in a source tree, not in files an installer "
                     "recorded, so it cannot be locked; it is left out (under --lock it will be refused)",
+                    dist.metadata["Name"],
+                )
+                continue
+            if read_record(dist) is None:
+                log.warning(
+                    "%s has no RECORD, so greeter cannot tell which files it installed; it is left out "
+                    "(under --lock it will be refused)",
                     dist.metadata["Name"],
                 )
                 continue
