@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.utils import floatToGoString
 
 from .slot import DriverSlot
 from .stats import DriverStats
@@ -68,10 +67,14 @@ class SlotCollector:
             "greeter_greet_duration_seconds", "Time of one greet() call, failed ones included.", labels=["driver"]
         )
         for driver, stats in drivers.items():
-            cumulative = stats.latency.cumulative()
-            buckets = [(floatToGoString(bound), float(n)) for bound, n in cumulative]  # type: ignore[no-untyped-call]
+            buckets = [(_le(bound), float(n)) for bound, n in stats.latency.cumulative()]
             latency.add_metric([driver], buckets, stats.latency.total)
         yield latency
+
+
+def _le(bound: float) -> str:
+    """A bucket's ``le`` label: ``+Inf`` for the last one."""
+    return "+Inf" if bound == float("inf") else repr(bound)
 
 
 def _number(value: object) -> float:

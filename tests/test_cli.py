@@ -69,7 +69,7 @@ def test_python_dash_m_is_the_same_command(cli) -> None:
 def test_help_lists_the_commands(cli) -> None:
     """The top-level help names every subcommand."""
     out = cli("--help").stdout
-    for command in ("list", "check", "run", "new-plugin"):
+    for command in ("list", "check", "run", "lock", "new-plugin"):
         assert f"greeter {command}" in out
 
 

@@ -239,6 +239,14 @@ def test_a_lock_file_that_cannot_be_read_is_one_line_and_exit_2(cli, install, tm
     assert result.returncode == 2 and message in one_line(result.stderr)
 
 
+def test_a_lock_file_that_cannot_be_written_is_one_line_and_exit_2(cli, install, tmp_path: Path) -> None:
+    """`greeter lock --output` into a directory that does not exist: exit 2, one line, nothing half-written."""
+    install(KLINGON)
+    result = cli("lock", "--output", str(tmp_path / "missing" / "greeter.lock"))
+    assert result.returncode == 2 and "cannot write the lock file" in one_line(result.stderr)
+    assert not (tmp_path / "missing").exists()
+
+
 def test_a_swap_to_a_plugin_that_does_not_match_the_lock_is_422_and_the_current_one_keeps_greeting(
     start, locked: Path, site: Path
 ) -> None:
