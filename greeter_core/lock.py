@@ -36,6 +36,7 @@ import json
 import logging
 import marshal
 import os
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from importlib.metadata import Distribution, PackageNotFoundError, PackagePath, distribution
@@ -272,11 +273,19 @@ def _installed(dist: Distribution, also: Iterable[str]) -> LockedDistribution:
 
 
 def _digest(path: Path) -> str:
+    """``sha256:<hex>`` of a regular file; "" for anything else. RECORD is as untrusted as the files
+    it lists: a line naming a FIFO or ``/dev/zero`` must not hang the check."""
     try:
-        with open(path, "rb") as file:
-            return "sha256:" + hashlib.file_digest(file, "sha256").hexdigest()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return ""
+    with open(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        try:
+            return "sha256:" + hashlib.file_digest(file, "sha256").hexdigest()
+        except OSError:
+            return ""
 
 
 def _compare(locked: LockedDistribution, dist: Distribution) -> list[Difference]:
@@ -327,6 +336,8 @@ def _bytecode_problem(source: Path) -> str | None:
 
     try:
         cache = Path(cache_from_source(str(source)))
+        if not cache.is_file():  # none, or not one Python would read (no FIFO may hang us)
+            return None
         pyc = cache.read_bytes()
         data = source.read_bytes()
     except (NotImplementedError, OSError):
@@ -338,8 +349,8 @@ def _bytecode_problem(source: Path) -> str | None:
         if flags & 0b10 and pyc[8:16] != source_hash(data):
             return None
     else:  # timestamp-based: used when the source's mtime and size match the header
-        stat = source.stat()
-        header = (int(stat.st_mtime) & 0xFFFFFFFF, stat.st_size & 0xFFFFFFFF)
+        info = source.stat()
+        header = (int(info.st_mtime) & 0xFFFFFFFF, info.st_size & 0xFFFFFFFF)
         if (int.from_bytes(pyc[8:12], "little"), int.from_bytes(pyc[12:16], "little")) != header:
             return None
     problem = "the byte-code cache Python would import instead of the locked source does not hold its code"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import py_compile
 import signal
 import subprocess
@@ -237,6 +238,19 @@ def test_a_lock_file_that_cannot_be_read_is_one_line_and_exit_2(cli, install, tm
         lock.write_text(content)
     result = cli("--driver", "klingon", "--lock", str(lock))
     assert result.returncode == 2 and message in one_line(result.stderr)
+
+
+def test_a_record_line_naming_a_fifo_hangs_neither_lock_nor_check(cli, install, site: Path, tmp_path: Path) -> None:
+    """RECORD is as hostile as the files: a line naming a FIFO is hashed as unreadable, not waited on forever."""
+    install(KLINGON)
+    fifo = f"{KLINGON.module}/pipe"
+    os.mkfifo(site / fifo)
+    [record] = site.glob("greeter_klingon-1.0.dist-info/RECORD")
+    record.write_text(record.read_text() + f"{fifo},,\n")
+    lock = tmp_path / "greeter.lock"
+    assert cli("lock", "--output", str(lock), timeout=30).returncode == 0
+    result = cli("--driver", "klingon", "--lock", str(lock), timeout=30)
+    assert result.returncode == 1 and f"{fifo}: is locked but missing (or unreadable)" in one_line(result.stderr)
 
 
 def test_a_lock_file_that_cannot_be_written_is_one_line_and_exit_2(cli, install, tmp_path: Path) -> None:
