@@ -173,7 +173,7 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
         description="Greet in a loop. Swap the driver while running over HTTP (--control) or with "
         "SIGHUP (--driver-file). A failing plugin is logged and counted; the loop goes on. "
         "SIGINT or SIGTERM stops it with a summary on stderr.",
-        epilog="control endpoint (JSON in, JSON out):\n"
+        epilog="control endpoint (JSON in, JSON out; /metrics: the Prometheus text format):\n"
         + "".join(f"  {route.method:<4} {route.usage:<25} {route.does}\n" for route in ROUTES)
         + "SIGHUP re-reads --driver-file and switches to the driver named there (the same name: reload).",
         formatter_class=argparse.RawDescriptionHelpFormatter,

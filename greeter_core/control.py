@@ -83,7 +83,13 @@ ROUTES = (
         "a new instance of the current driver, running newly installed code (--isolation process)",
         (200, 404, 409, 411, 413, 422),
     ),
-    Route("GET", "/status", "/status", "driver, distribution, version, counters, last error, uptime, worker", (200,)),
+    Route(
+        "GET",
+        "/status",
+        "/status",
+        "driver, distribution, version, counters, last error, uptime, per-driver numbers, worker",
+        (200,),
+    ),
     Route("GET", "/plugins", "/plugins", "the installed plugins, as greeter list --json", (200,)),
     Route(
         "GET",
