@@ -34,15 +34,33 @@ class CheckResult(NamedTuple):
     exit_code: int
     """0 when ok, else the exit status the failure maps to."""
 
+    disabled: bool = False
+    """Left out, never imported: ``--plugins``/``--disable`` say so (only when not named explicitly)."""
+
     def as_dict(self) -> dict[str, object]:
         return self._asdict()
 
 
 def check_plugins(names: Iterable[str] | None = None, options: LoadOptions | None = None) -> list[CheckResult]:
-    """Check the named plugins (default: every installed one), each independently."""
+    """Check the named plugins (default: every installed one that the policy allows), each independently.
+
+    A plugin the policy disables is never imported: by default it is
+    reported as disabled; named explicitly, it fails as the CLI would.
+    """
     plugins = discover()
-    wanted = list(names) if names is not None else sorted({p.name for p in plugins})
-    return [_check_one(name, plugins, options or LoadOptions()) for name in wanted]
+    options = options or LoadOptions()
+    if names is not None:
+        return [_check_one(name, plugins, options) for name in names]
+    results = []
+    for name in sorted({p.name for p in plugins}):
+        setting = options.policy.disabled_by(name) if options.policy is not None else None
+        if setting is None:
+            results.append(_check_one(name, plugins, options))
+        else:
+            info = next(p for p in plugins if p.name == name)
+            detail = f"disabled by {setting}; not imported"
+            results.append(CheckResult(name, info.distribution, info.version, "", False, detail, 0, disabled=True))
+    return results
 
 
 def _check_one(name: str, plugins: tuple[PluginInfo, ...], options: LoadOptions) -> CheckResult:

@@ -2,7 +2,8 @@
 
 A thin shell over :class:`~greeter_core.slot.DriverSlot`: it parses a
 request, calls the slot and maps a :class:`~greeter_core.errors.GreeterError`
-to a status code. Every reply is JSON, errors included. The routes, what
+to a status code. Every reply is JSON, errors included (``/metrics`` alone
+answers in the Prometheus text format). The routes, what
 they do and their status codes are :data:`ROUTES`, the one list that the
 CLI's help, the error replies and the docs are made from.
 
@@ -26,18 +27,22 @@ import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs
 
 from .errors import (
     DuplicateDriverError,
     GreeterError,
     NoSuchDriverError,
+    PluginDisabledError,
     ReloadUnsupportedError,
     RuntimeStoppedError,
     UsageError,
 )
 from .slot import DriverSlot
+
+if TYPE_CHECKING:
+    from .metrics import SlotMetrics
 
 __all__ = ["MAX_BODY", "ROUTES", "TOKEN_ENV", "ControlServer", "Route", "bind", "parse_address", "status_for"]
 
@@ -69,8 +74,8 @@ class Route(NamedTuple):
 
 
 ROUTES = (
-    Route("GET", "/", "/?mod=NAME", "switch the driver (as in the Go original)", (200, 400, 404, 409, 422)),
-    Route("POST", "/driver", '/driver {"driver": NAME}', "switch the driver", (200, 400, 404, 409, 411, 413, 422)),
+    Route("GET", "/", "/?mod=NAME", "switch the driver (as in the Go original)", (200, 400, 403, 404, 409, 422)),
+    Route("POST", "/driver", '/driver {"driver": NAME}', "switch the driver", (200, 400, 403, 404, 409, 411, 413, 422)),
     Route(
         "POST",
         "/reload",
@@ -78,8 +83,21 @@ ROUTES = (
         "a new instance of the current driver, running newly installed code (--isolation process)",
         (200, 404, 409, 411, 413, 422),
     ),
-    Route("GET", "/status", "/status", "driver, distribution, version, counters, last error, uptime, worker", (200,)),
+    Route(
+        "GET",
+        "/status",
+        "/status",
+        "driver, distribution, version, counters, last error, uptime, per-driver numbers, worker",
+        (200,),
+    ),
     Route("GET", "/plugins", "/plugins", "the installed plugins, as greeter list --json", (200,)),
+    Route(
+        "GET",
+        "/metrics",
+        "/metrics",
+        "counters and greet() latency in the Prometheus text format (needs greeter-core[metrics])",
+        (200, 501),
+    ),
 )
 
 #: path -> {method: what it does}: the routes as error replies list them.
@@ -92,11 +110,20 @@ def status_for(error: GreeterError) -> int:
     """The HTTP status for a slot's error: whose fault, and can it be retried."""
     if isinstance(error, NoSuchDriverError):
         return 404
+    if isinstance(error, PluginDisabledError):
+        return 403  # installed, understood, and forbidden by the operator's --plugins/--disable
     if isinstance(error, (DuplicateDriverError, ReloadUnsupportedError, RuntimeStoppedError)):
         return 409
     if isinstance(error, UsageError):
         return 400
     return 422  # the plugin failed to load or broke the contract
+
+
+class _Text(NamedTuple):
+    """A reply that is not JSON: ``/metrics``."""
+
+    body: bytes
+    content_type: str
 
 
 class _Reject(Exception):
@@ -174,6 +201,8 @@ class ControlServer(ThreadingHTTPServer):
         self.token = token
         self.slot: DriverSlot | None = None
         self._thread: threading.Thread | None = None
+        self._metrics: SlotMetrics | None = None
+        self._metrics_lock = threading.Lock()
         super().__init__(sockaddr, _Handler)
 
     def server_bind(self) -> None:
@@ -201,6 +230,31 @@ class ControlServer(ThreadingHTTPServer):
         )
         self._thread.start()
         log.info("control endpoint on %s", self.url)
+
+    def metrics(self) -> _Text:
+        """``GET /metrics``: the slot's numbers in the Prometheus text format, from a registry of its own.
+
+        ``prometheus_client`` is imported here, on the first request, never before.
+        """
+        slot = self.slot
+        if slot is None:
+            raise RuntimeStoppedError
+        with self._metrics_lock:
+            if self._metrics is None:
+                try:
+                    from .metrics import SlotMetrics
+                except ImportError as error:
+                    raise _Reject(
+                        501,
+                        f"GET /metrics needs the metrics extra, which is not installed here ({error}); "
+                        "install it with: pip install 'greeter-core[metrics]'",
+                        extra="greeter-core[metrics]",
+                    ) from None
+                self._metrics = SlotMetrics(slot)
+            metrics = self._metrics
+        from .metrics import CONTENT_TYPE
+
+        return _Text(metrics.exposition(), CONTENT_TYPE)
 
     def close(self) -> None:
         """Stop serving and release the port; requests in flight finish on their own threads."""
@@ -266,6 +320,8 @@ class _Handler(BaseHTTPRequestHandler):
             return slot.status()
         if path == "/plugins":
             return slot.plugins()
+        if path == "/metrics":
+            return self.server.metrics()
         if path == "/reload":
             self._read_body()
             return slot.reload().as_dict()
@@ -345,10 +401,14 @@ class _Handler(BaseHTTPRequestHandler):
         return status, payload, {}
 
     def _reply(self, status: int, payload: object, headers: dict[str, str]) -> None:
-        body = (json.dumps(payload, ensure_ascii=False) + "\n").encode("utf-8")
+        if isinstance(payload, _Text):
+            body, content_type = payload
+        else:
+            body = (json.dumps(payload, ensure_ascii=False) + "\n").encode("utf-8")
+            content_type = "application/json; charset=utf-8"
         self.close_connection = True
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("Connection", "close")

@@ -19,10 +19,12 @@ __all__ = [
     "GreeterError",
     "HandshakeError",
     "IntegrityError",
+    "LockMismatchError",
     "NoSuchDriverError",
     "PluginAPIVersionError",
     "PluginCallError",
     "PluginContractError",
+    "PluginDisabledError",
     "PluginLoadError",
     "PluginTimeoutError",
     "ReloadUnsupportedError",
@@ -233,6 +235,33 @@ class IntegrityError(GreeterError):
             driver=driver,
             plugin=plugin,
         )
+
+
+class LockMismatchError(IntegrityError):
+    """The plugin's distribution differs from the lock file: not locked, another version, or a file changed."""
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, lock_file: str, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        self.lock_file = lock_file
+        where = f"{path}: " if path else ""
+        GreeterError.__init__(
+            self,
+            f"{describe(driver, plugin)} does not match the lock file {lock_file}: {where}{problem}; refusing to "
+            f"load it (review the change, then run greeter lock again, or reinstall the locked version)",
+            driver=driver,
+            plugin=plugin,
+        )
+
+
+class PluginDisabledError(GreeterError):
+    """The plugin is installed, but an allow-list or deny-list setting says never to load it."""
+
+    exit_code = 2
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, setting: str, why: str) -> None:
+        self.setting = setting
+        super().__init__(f"{describe(driver, plugin)} is disabled by {setting}: {why}", driver=driver, plugin=plugin)
 
 
 class ReloadUnsupportedError(GreeterError):

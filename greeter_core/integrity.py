@@ -21,6 +21,8 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
+import os
+import stat
 from importlib.machinery import all_suffixes
 from importlib.metadata import Distribution, FileHash, PackagePath, distribution
 from pathlib import Path
@@ -28,18 +30,17 @@ from pathlib import Path
 from .discovery import PluginInfo
 from .errors import IntegrityError
 
-__all__ = ["verify_plugin"]
+__all__ = ["read_record", "unlisted_files", "verify_plugin"]
 
 
 def verify_plugin(plugin: PluginInfo) -> None:
     """Raise :class:`IntegrityError` naming the first file that does not match ``RECORD``."""
     dist = distribution(plugin.distribution)
-    files = _record(dist)
+    files = read_record(dist)
     if files is None:
         raise IntegrityError(plugin.name, plugin, "RECORD", "the distribution has no RECORD to verify against")
-    roots = _import_roots(files)
     top = plugin.target.partition(":")[0].split(".")[0]
-    if top not in roots:
+    if top not in _import_roots(files):
         raise IntegrityError(
             plugin.name,
             plugin,
@@ -50,10 +51,16 @@ def verify_plugin(plugin: PluginInfo) -> None:
     for file in files:
         if file.hash is not None:
             _check_file(plugin, dist, file)
-    _check_no_strays(plugin, dist, files, roots)
+    for path in unlisted_files(dist, files):
+        raise IntegrityError(
+            plugin.name,
+            plugin,
+            path.relative_to(Path(str(dist.locate_file("")))).as_posix(),
+            "not listed in RECORD (an importable file was added to the distribution's modules)",
+        )
 
 
-def _record(dist: Distribution) -> list[PackagePath] | None:
+def read_record(dist: Distribution) -> list[PackagePath] | None:
     """Every file RECORD lists, read directly: since Python 3.12 ``Distribution.files``
     silently leaves out the ones that are missing, which is exactly what we look for."""
     text = dist.read_text("RECORD")
@@ -92,24 +99,33 @@ def _import_roots(files: list[PackagePath]) -> set[str]:
 
 def _check_file(plugin: PluginInfo, dist: Distribution, file: PackagePath) -> None:
     assert file.hash is not None
-    path = Path(str(dist.locate_file(file)))
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise IntegrityError(plugin.name, plugin, str(file), "listed in RECORD but missing") from None
     if file.hash.mode not in hashlib.algorithms_guaranteed:
         raise IntegrityError(plugin.name, plugin, str(file), f"unsupported hash {file.hash.mode!r} in RECORD")
-    digest = base64.urlsafe_b64encode(hashlib.new(file.hash.mode, data).digest()).rstrip(b"=").decode()
-    if digest != file.hash.value:
+    path = Path(str(dist.locate_file(file)))
+    try:
+        # Non-blocking and regular files only: RECORD is as untrusted as the files it lists,
+        # and a line naming a FIFO or a device must not hang the check.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise IntegrityError(plugin.name, plugin, str(file), "listed in RECORD but missing") from None
+    except OSError as error:
+        raise IntegrityError(plugin.name, plugin, str(file), f"cannot be read: {error.strerror}") from None
+    with open(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IntegrityError(plugin.name, plugin, str(file), "listed in RECORD but not a regular file")
+        digest = hashlib.file_digest(handle, file.hash.mode).digest()
+    if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != file.hash.value:
         raise IntegrityError(plugin.name, plugin, str(file), f"{file.hash.mode} does not match RECORD")
 
 
-def _check_no_strays(plugin: PluginInfo, dist: Distribution, files: list[PackagePath], roots: set[str]) -> None:
-    """Every importable file under the distribution's packages, or named like one of its top-level
-    modules, must be one RECORD lists: anything else could be imported instead of, or beside, its code."""
+def unlisted_files(dist: Distribution, files: list[PackagePath]) -> list[Path]:
+    """Importable files that *files* (its RECORD) does not list, under the distribution's packages or
+    named like one of its top-level modules: code Python could import instead of, or beside, the
+    recorded code. ``__pycache__`` is left to Python, which checks it against the source."""
     listed = {Path(str(dist.locate_file(f))).resolve() for f in files}
     site = Path(str(dist.locate_file("")))
-    for root in sorted(roots):
+    found = []
+    for root in sorted(_import_roots(files)):
         package = site / root
         candidates = sorted(package.rglob("*")) if package.is_dir() else []
         candidates += sorted(site.glob(f"{root}.*"))
@@ -117,9 +133,5 @@ def _check_no_strays(plugin: PluginInfo, dist: Distribution, files: list[Package
             if "__pycache__" in path.relative_to(site).parts or not _importable(path.name) or not path.is_file():
                 continue
             if path.resolve() not in listed:
-                raise IntegrityError(
-                    plugin.name,
-                    plugin,
-                    str(path.relative_to(site)),
-                    "not listed in RECORD (an importable file was added to the distribution's modules)",
-                )
+                found.append(path)
+    return found

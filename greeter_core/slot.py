@@ -9,7 +9,9 @@ counts in ``/status`` are exact. A replaced plugin is closed only once the
 loop has stopped using it.
 
 The loop (``loop.py``), the control plane (``control.py``) and SIGHUP all
-act on a slot; it imports none of them.
+act on a slot; it imports none of them. Each borrow is one ``greet()`` call:
+the slot times it and counts its outcome per driver (``stats.py``), the
+numbers behind ``/status`` and ``/metrics``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from .discovery import PluginInfo, discover, find
 from .drive import LoadOptions, load
 from .errors import GreeterError, ReloadUnsupportedError, RuntimeStoppedError, UsageError
 from .loaded import LoadedPlugin
+from .policy import listing
+from .stats import DriverStats
 
 __all__ = ["MAX_NAME_LENGTH", "DriverSlot", "Swap", "check_name", "log"]
 
@@ -51,11 +55,12 @@ class Swap(NamedTuple):
 class _Active:
     """One loaded plugin in the slot; ``retired`` once a swap replaced it."""
 
-    __slots__ = ("loaded", "retired")
+    __slots__ = ("loaded", "retired", "worker_counts")
 
     def __init__(self, loaded: LoadedPlugin) -> None:
         self.loaded = loaded
         self.retired = False
+        self.worker_counts = (0, 0, 0)  # (starts, crashes, restarts) already added to the driver's stats
 
 
 def check_name(name: str) -> str:
@@ -85,6 +90,9 @@ class DriverSlot:
         self._started = time.monotonic()
         self.greetings = self.errors = self.swaps = self.reloads = 0
         self.last_error: str | None = None
+        #: Driver name -> what it did since the start; one entry per driver that was ever loaded.
+        self.drivers: dict[str, DriverStats] = {}
+        self._last_call: tuple[str, float] | None = None  # (driver, seconds) of the borrow that just ended
 
     def start(self, driver: str) -> PluginInfo:
         """Load the first driver; its errors are the caller's (the CLI exits with them)."""
@@ -95,6 +103,7 @@ class DriverSlot:
             active = self._build(find(driver))
             with self._lock:
                 self._current = active
+                self._count_worker(active)
         return active.loaded.plugin
 
     @property
@@ -132,6 +141,7 @@ class DriverSlot:
         with self._lock:
             old = self._active()
             self._current = new
+            self._count_worker(new)
             if reload:
                 self.reloads += 1
             else:
@@ -162,33 +172,78 @@ class DriverSlot:
     def borrowed(self) -> Iterator[LoadedPlugin]:
         """The current plugin, kept open until the block ends even if a swap replaces it.
 
-        The greeting loop is the only borrower.
+        The greeting loop is the only borrower, and the block is one
+        ``greet()`` call: its time is the latency that :meth:`record_greeting`
+        or :meth:`record_error` then counts for that driver.
         """
         with self._lock:
             active = self._borrowed = self._active()
+        started = time.perf_counter()
         try:
             yield active.loaded
         finally:
+            elapsed = time.perf_counter() - started
             with self._lock:
                 self._borrowed = None
+                self._last_call = (active.loaded.driver, elapsed)
+                self._count_worker(active)  # a call may have crashed or restarted the worker
                 close_now = active.retired and not self._closed
             if close_now:
                 active.loaded.close()
 
     def record_greeting(self) -> None:
+        """Count a greeting of the call that just ended."""
         with self._lock:
             self.greetings += 1
+            self._call_stats().greetings += 1
 
     def record_error(self, error: GreeterError) -> None:
+        """Count a failure of the call that just ended."""
         with self._lock:
             self.errors += 1
             self.last_error = str(error)
+            self._call_stats(error.driver).errors += 1
+
+    def _call_stats(self, driver: str | None = None) -> DriverStats:
+        """The stats of the driver of the call that just ended, its latency counted once (lock held)."""
+        call, self._last_call = self._last_call, None
+        if call is not None:
+            stats = self._stats(call[0])
+            stats.latency.observe(call[1])
+            return stats
+        return self._stats(driver or self._active().loaded.driver)
+
+    def _stats(self, driver: str) -> DriverStats:
+        stats = self.drivers.get(driver)
+        if stats is None:
+            stats = self.drivers[driver] = DriverStats()
+        return stats
+
+    def _count_worker(self, active: _Active) -> None:
+        """Add what *active*'s worker did since last looked at to its driver's counts (lock held)."""
+        worker = active.loaded.status()
+        if worker is None:
+            return
+        restarts, crashes = (
+            value if isinstance(value := worker.get(key), int) else 0 for key in ("restarts", "crashes")
+        )
+        counts = (1 + restarts, crashes, restarts)
+        stats = self._stats(active.loaded.driver)
+        seen, active.worker_counts = active.worker_counts, counts
+        stats.worker_starts += counts[0] - seen[0]
+        stats.worker_crashes += counts[1] - seen[1]
+        stats.worker_restarts += counts[2] - seen[2]
 
     def status(self) -> dict[str, object]:
-        """What ``GET /status`` shows: the current driver, the counters, the worker if any."""
+        """What ``GET /status`` shows: the current driver, the counters, per-driver numbers, the worker if any."""
+        return self.snapshot()[0]
+
+    def snapshot(self) -> tuple[dict[str, object], dict[str, DriverStats]]:
+        """``/status`` and a copy of every driver's numbers, taken at one instant (``/metrics`` reads both)."""
         with self._lock:
             active = self._active()
             plugin = active.loaded.plugin
+            drivers = {name: stats.copy() for name, stats in sorted(self.drivers.items())}
             status: dict[str, object] = {
                 "driver": plugin.name,
                 "distribution": plugin.distribution,
@@ -200,14 +255,15 @@ class DriverSlot:
                 "reloads": self.reloads,
                 "last_error": self.last_error,
                 "uptime": round(time.monotonic() - self._started, 3),
+                "drivers": {name: stats.as_dict() for name, stats in drivers.items()},
             }
         status["worker"] = active.loaded.status()
-        return status
+        return status, drivers
 
-    def plugins(self) -> list[dict[str, str]]:
-        """Every installed plugin, fresh: the records of ``greeter list --json``."""
+    def plugins(self) -> list[dict[str, object]]:
+        """Every installed plugin, fresh, each marked disabled or not: the records of ``greeter list --json``."""
         importlib.invalidate_caches()
-        return [plugin.as_dict() for plugin in discover()]
+        return listing(discover(), self.options.policy)
 
     def close(self) -> None:
         """Refuse further swaps and close every plugin still held; call it after the loop stopped."""

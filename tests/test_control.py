@@ -55,7 +55,7 @@ def test_a_swap_replies_old_and_new_and_the_new_driver_greets_from_then_on(alpha
 
 
 def test_status_reports_the_driver_and_the_counters(alpha: RunningGreeter) -> None:
-    """GET /status: driver, distribution, version, greetings, errors, swaps, reloads, last error, uptime."""
+    """GET /status: driver, distribution, version, greetings, errors, swaps, reloads, last error, uptime, drivers."""
     status = alpha.wait_status(lambda s: s["greetings"] >= 1)
     assert status.keys() == {
         "driver",
@@ -68,6 +68,7 @@ def test_status_reports_the_driver_and_the_counters(alpha: RunningGreeter) -> No
         "reloads",
         "last_error",
         "uptime",
+        "drivers",
         "worker",
     }
     assert (status["driver"], status["distribution"], status["version"]) == ("alpha", "greeter-alpha", "1.0")
@@ -138,7 +139,7 @@ def test_a_missing_or_malformed_parameter_is_400(alpha: RunningGreeter, method, 
 def test_get_root_without_mod_lists_the_routes(alpha: RunningGreeter) -> None:
     """GET / with no ?mod= is a 400 whose reply lists the routes, as help."""
     reply = alpha.request("GET", "/")
-    assert set(reply.data["routes"]) == {"/", "/driver", "/reload", "/status", "/plugins"}
+    assert set(reply.data["routes"]) == {"/", "/driver", "/reload", "/status", "/plugins", "/metrics"}
 
 
 @pytest.mark.parametrize("name", ["french", ALPHA.module, ALPHA.target, "../alpha", "greeter_core.cli", "os:system"])

@@ -28,6 +28,8 @@ ALL_ERRORS = [
     errors.PluginTimeoutError("panic", INFO, 5.0),
     errors.HandshakeError("panic", INFO, "protocol 2 != 1"),
     errors.IntegrityError("panic", INFO, "greeter_panic/__init__.py", "sha256 mismatch"),
+    errors.LockMismatchError("panic", INFO, "greeter.lock", "greeter_panic/__init__.py", "sha256 differs"),
+    errors.PluginDisabledError("panic", INFO, "GREETER_DISABLE", "never imported"),
     errors.ReloadUnsupportedError("panic"),
     errors.RuntimeStoppedError(),
 ]

@@ -124,7 +124,7 @@ def test_a_plugin_exception_is_contained_inside_the_worker(isolated, plugin, exp
         with pytest.raises(PluginCallError) as caught:
             greeter.greet("Universe")
         assert expected in str(caught.value)
-    assert greeter.status() == {"state": "running", "pid": pid, "restarts": 0, "last_exit": None}
+    assert greeter.status() == {"state": "running", "pid": pid, "restarts": 0, "crashes": 0, "last_exit": None}
 
 
 def test_a_worker_killed_from_outside_is_reported_and_replaced(isolated, monkeypatch) -> None:

@@ -80,6 +80,8 @@ class WorkerPlugin(LoadedPlugin):
         self.start_timeout = start_timeout if start_timeout is not None else max(10.0, call_timeout)
         self.command = list(command) if command else [sys.executable, "-m", "greeter_core.worker"]
         self.restarts = 0
+        #: Workers that died or were killed (exit, signal, call timeout, failed start): /metrics counts them.
+        self.crashes = 0
         self.last_exit: str | None = None
         self._logger = logging.getLogger(f"{GROUP}.{self.driver}")
         self._lock = threading.RLock()
@@ -119,7 +121,7 @@ class WorkerPlugin(LoadedPlugin):
         _live.discard(self)
 
     def status(self) -> dict[str, object]:
-        """State, pid and restarts, for ``/status`` and ``greeter check``."""
+        """State, pid, restarts and crashes, for ``/status`` and ``greeter check``."""
         proc = self._proc
         if self._closed:
             state = "closed"
@@ -133,6 +135,7 @@ class WorkerPlugin(LoadedPlugin):
             "state": state,
             "pid": proc.pid if proc is not None else None,
             "restarts": self.restarts,
+            "crashes": self.crashes,
             "last_exit": self.last_exit,
         }
 
@@ -248,6 +251,7 @@ class WorkerPlugin(LoadedPlugin):
         self._channel.set_timeout(self.call_timeout)
 
     def _note_crash(self) -> None:
+        self.crashes += 1
         self._backoff = next_backoff(self._backoff, time.monotonic() - self._started_at)
         self._next_start = time.monotonic() + self._backoff
 
