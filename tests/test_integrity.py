@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.machinery
+import os
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,12 @@ def test_an_editable_install_is_refused_because_nothing_can_be_verified(editable
 def test_an_editable_install_loads_without_verify(editable: Path) -> None:
     """Without --verify, an editable install is an ordinary plugin (the fixture itself is sound)."""
     assert load("klingon").greet("Worf") == "nuqneH Worf"
+
+
+def test_a_record_line_naming_a_fifo_is_refused_not_waited_on(package: Path) -> None:
+    """RECORD is as untrusted as the files it lists: a line naming a FIFO is refused at once."""
+    os.mkfifo(package / "pipe.py")
+    record = next(package.parent.glob("greeter_klingon-*.dist-info")) / "RECORD"
+    record.write_text(record.read_text() + f"{package.name}/pipe.py,sha256=AAAA,4\n")
+    with pytest.raises(IntegrityError, match=r"pipe\.py: listed in RECORD but not a regular file"):
+        load("klingon", verify=True)
