@@ -8,7 +8,6 @@ that command runs, so the one-shot greeting pays for nothing else.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple, NoReturn
 from .api import DEFAULT_NAME
 from .drive import DEFAULT_CALL_TIMEOUT, ISOLATION_MODES, LoadOptions
 from .errors import GreeterError, UsageError
+from .guard import Command, plugin_output_to_stderr
 
 if TYPE_CHECKING:
     from .loop import RunPlan
@@ -133,6 +133,7 @@ def _check_parser(prog: str) -> argparse.ArgumentParser:
 
 def _run_parser(prog: str) -> argparse.ArgumentParser:
     from .control import ROUTES
+    from .slot import DEFAULT_LOAD_TIMEOUT
 
     parser = _Parser(
         prog=f"{prog} run",
@@ -174,6 +175,14 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
         "--driver-file",
         metavar="PATH",
         help="a file holding a driver name; SIGHUP re-reads it and switches to that driver",
+    )
+    parser.add_argument(
+        "--load-timeout",
+        type=_positive_seconds,
+        default=DEFAULT_LOAD_TIMEOUT,
+        metavar="SECONDS",
+        help="in process: give up on a plugin whose import and construction take longer; the current "
+        f"driver keeps greeting (default: {DEFAULT_LOAD_TIMEOUT:g})",
     )
     _loading(parser)
     _common(parser)
@@ -221,10 +230,11 @@ def _load_options(args: argparse.Namespace) -> LoadOptions:
 def _cmd_greet(args: argparse.Namespace) -> int:
     from .drive import load
 
-    # stdout carries the greeting only: whatever the plugin prints goes to stderr.
-    with contextlib.redirect_stdout(sys.stderr), load(args.driver, **_load_options(args)._asdict()) as loaded:
-        text = loaded.greet(args.name)
-    print(text, flush=True)
+    # stdout carries the greeting only: whatever the plugin writes, to sys.stdout or fd 1, goes to stderr.
+    with plugin_output_to_stderr() as out:
+        with load(args.driver, **_load_options(args)._asdict()) as loaded:
+            text = loaded.greet(args.name)
+        out.write(text + "\n")
     return 0
 
 
@@ -250,7 +260,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from .checkup import check_plugins
 
-    with contextlib.redirect_stdout(sys.stderr):  # plugin prints must not corrupt the report
+    with plugin_output_to_stderr():  # plugin output, to sys.stdout or fd 1, must not corrupt the report
         results = check_plugins(args.names or None, _load_options(args))
     if args.json:
         import json
@@ -282,6 +292,7 @@ def _run_plan(args: argparse.Namespace) -> RunPlan:
         stop_after=args.count,
         driver_file=args.driver_file,
         options=_load_options(args),
+        load_timeout=args.load_timeout,
     )
 
 
@@ -347,6 +358,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "greeter") -> int:
     command = _COMMANDS[argv.pop(0)] if argv and argv[0] in _COMMANDS else _GREET
     args = command.parser(prog).parse_args(argv)
     _setup_logging(args.verbose, args.debug, command.log_level)
+    # The user's Ctrl-C told from a plugin's; threads a plugin left behind do not keep the process alive.
+    with Command() as held:
+        return held.leave(_handle(command, args, prog))
+
+
+def _handle(command: _Command, args: argparse.Namespace, prog: str) -> int:
     try:
         return command.handler(args)
     except GreeterError as error:

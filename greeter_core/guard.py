@@ -1,0 +1,283 @@
+"""What keeps greeter in charge of its own process while plugin code runs in it.
+
+In process, a plugin shares everything with the host: the main thread,
+signals, file descriptors, the interpreter's exit. This module holds the
+few process-wide defences every command shares:
+
+- **The user's stop.** Ctrl-C and SIGTERM arrive as signals; greeter's
+  handlers call :func:`request_stop` before raising ``KeyboardInterrupt``.
+  A ``KeyboardInterrupt`` with no such request behind it was raised by
+  plugin code, and is that plugin's failure (:func:`is_user_stop`).
+- **Stopping for sure.** After a stop request, :func:`exit_if_stuck` ends the
+  process (``os._exit``) if plugin code keeps the main thread past a grace
+  period, e.g. a ``greet()`` that swallows ``KeyboardInterrupt``.
+- **Waiting with a deadline.** :func:`call_bounded` runs plugin code in a
+  daemon thread and gives up on it after a deadline; Python cannot kill a
+  thread, so the call is abandoned, not stopped.
+- **Clean output.** :func:`plugin_output_to_stderr` points fd 1 at stderr
+  while plugin code may run, and hands the caller a stream on the real
+  stdout: a plugin writing raw bytes to fd 1 cannot break "one greeting
+  per line".
+- **Exiting.** :class:`Command` notices the non-daemon threads plugin code
+  left behind, which would keep the interpreter from exiting, and abandons
+  them after a short grace.
+
+What only ``--isolation process`` can contain (``os._exit``, a segfault, a
+hang in C code that holds the GIL) is out of reach here; see
+``docs/hardening.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stdout, suppress
+from types import FrameType
+from typing import IO, NoReturn, TypeVar
+
+__all__ = [
+    "STOP_GRACE",
+    "THREAD_GRACE",
+    "Command",
+    "call_bounded",
+    "clear_stop",
+    "exit_if_stuck",
+    "is_user_stop",
+    "plugin_output_to_stderr",
+    "request_stop",
+    "stop_requested",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Seconds after a stop request before the process exits without waiting for plugin code.
+STOP_GRACE = 5.0
+
+#: Seconds the CLI waits, at exit, for non-daemon threads that plugin code started.
+THREAD_GRACE = 1.0
+
+_stop_requested = False
+#: The armed watchdog's switch: set it to disarm that watchdog.
+_watchdog: threading.Event | None = None
+
+
+def request_stop() -> None:
+    """Record that the user asked this process to stop (a signal handler calls it)."""
+    global _stop_requested
+    _stop_requested = True
+
+
+def stop_requested() -> bool:
+    """Whether the user asked this process to stop."""
+    return _stop_requested
+
+
+def clear_stop() -> None:
+    """Forget a stop request and disarm :func:`exit_if_stuck` (for a program that runs on)."""
+    global _stop_requested
+    _stop_requested = False
+    _disarm()
+
+
+def is_user_stop(error: BaseException) -> bool:
+    """True for the ``KeyboardInterrupt`` of the user's Ctrl-C or SIGTERM; False for one plugin code raised."""
+    return isinstance(error, KeyboardInterrupt) and _stop_requested
+
+
+def interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    """SIGINT handler of the one-shot commands: the user's Ctrl-C, recorded as such, ends the command."""
+    request_stop()
+    exit_if_stuck(STOP_GRACE, 130, lambda: ["greeter: interrupted, but plugin code did not stop; exiting without it"])
+    raise KeyboardInterrupt
+
+
+def exit_if_stuck(grace: float, code: int, last_words: Callable[[], list[str]]) -> None:
+    """Unless the process is gone within *grace* seconds, write *last_words* to stderr and exit *code*.
+
+    For stop requests: plugin code may swallow the ``KeyboardInterrupt`` that
+    was meant to end it. Armed once; later calls change nothing.
+    """
+    global _watchdog
+    if _watchdog is not None:
+        return
+    disarmed = _watchdog = threading.Event()
+
+    def watch() -> None:
+        if disarmed.wait(grace):
+            return
+        lines = []
+        with suppress(Exception):
+            lines = last_words()
+        _exit_now(code, lines)
+
+    threading.Thread(target=watch, name="greeter-stop-watchdog", daemon=True).start()
+
+
+def _disarm() -> None:
+    global _watchdog
+    if _watchdog is not None:
+        _watchdog.set()
+        _watchdog = None
+
+
+def _exit_now(code: int, lines: list[str]) -> NoReturn:
+    """Exit at once: Python's own exit would wait for the very threads that keep it from ending."""
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(Exception):
+            stream.flush()
+    with suppress(OSError):
+        os.write(2, "".join(f"{line}\n" for line in lines).encode("utf-8", "backslashreplace"))
+    os._exit(code)
+
+
+class _Outcome:
+    """What a bounded call came to; ``abandoned`` once its caller stopped waiting."""
+
+    __slots__ = ("abandoned", "done", "error", "lock", "value")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.abandoned = False
+        self.value: object = None
+        self.error: BaseException | None = None
+
+
+def call_bounded(call: Callable[[], T], seconds: float, *, name: str, late: Callable[[T], None] | None = None) -> T:
+    """``call()`` in a daemon thread: its result or its exception, or ``TimeoutError`` after *seconds*.
+
+    A call still running at the deadline is abandoned: it goes on in its
+    thread (Python cannot stop a thread), and if it ever returns, *late* gets
+    its result, so that whatever it built can be released.
+    """
+    outcome = _Outcome()
+
+    def run() -> None:
+        try:
+            value = call()
+        except BaseException as error:  # handed to the caller, who decides
+            with outcome.lock:
+                outcome.error = error
+                outcome.done.set()
+            return
+        with outcome.lock:
+            outcome.value = value
+            outcome.done.set()
+            release = outcome.abandoned
+        if release and late is not None:
+            with suppress(Exception):
+                late(value)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    try:
+        finished = outcome.done.wait(seconds)
+    except BaseException:  # the user's Ctrl-C while waiting: nobody will collect the result
+        with outcome.lock:
+            outcome.abandoned = True
+            built = outcome.done.is_set() and outcome.error is None
+        if built and late is not None:
+            with suppress(Exception):
+                late(outcome.value)  # type: ignore[arg-type]
+        raise
+    if not finished:
+        with outcome.lock:
+            if not outcome.done.is_set():
+                outcome.abandoned = True
+                raise TimeoutError(f"{name} did not finish within {seconds:g} s")
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome.value  # type: ignore[return-value]
+
+
+@contextmanager
+def plugin_output_to_stderr() -> Iterator[IO[str]]:
+    """Point fd 1 and ``sys.stdout`` at stderr; yield a stream on the real stdout, for greetings only.
+
+    Whatever plugin code prints, with ``print()`` or ``os.write(1, ...)``,
+    lands on stderr. Where stdout has no file descriptor (an embedding
+    program, a test capturing it), only ``sys.stdout`` is redirected.
+    """
+    stdout = sys.stdout
+    try:
+        fd, stderr_fd = stdout.fileno(), sys.stderr.fileno()
+        stdout.flush()
+        saved = os.dup(fd)
+    except (AttributeError, OSError, ValueError):
+        with redirect_stdout(sys.stderr):
+            yield stdout
+        stdout.flush()
+        return
+    try:
+        out = open(saved, "w", encoding=stdout.encoding, errors=stdout.errors, closefd=True)  # noqa: SIM115
+    except BaseException:
+        os.close(saved)
+        raise
+    try:
+        os.dup2(stderr_fd, fd)
+        with redirect_stdout(sys.stderr):
+            yield out
+        out.flush()
+    finally:
+        os.dup2(saved, fd)
+        with suppress(OSError):  # a reader that went away; the caller saw it on its own write
+            out.close()
+
+
+class Command:
+    """One CLI command's hold on the process: the user's Ctrl-C told apart, stray threads abandoned at exit.
+
+    Use it around the command, and pass the exit status through :meth:`leave`.
+    """
+
+    def __init__(self) -> None:
+        self._before = set(threading.enumerate())
+        self._previous: object = None
+
+    def __enter__(self) -> Command:
+        if threading.current_thread() is threading.main_thread():
+            import signal
+
+            self._previous = signal.signal(signal.SIGINT, interrupt)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+        _disarm()
+
+    def leave(self, code: int) -> int:
+        """Return *code*, or exit with it now if plugin code left threads that would keep the process alive."""
+        stray = self._stray()
+        if not stray:
+            return code
+        deadline = time.monotonic() + THREAD_GRACE
+        for thread in stray:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        stray = self._stray()
+        if not stray:
+            return code
+        names = ", ".join(repr(thread.name) for thread in stray[:3]) + (", ..." if len(stray) > 3 else "")
+        log.warning(
+            "plugin code left %d thread%s running (%s); exiting without waiting for %s",
+            len(stray),
+            "" if len(stray) == 1 else "s",
+            names,
+            "it" if len(stray) == 1 else "them",
+        )
+        _exit_now(code, [])
+
+    def _stray(self) -> list[threading.Thread]:
+        main = threading.main_thread()
+        return [
+            thread
+            for thread in threading.enumerate()
+            if thread not in self._before and thread is not main and not thread.daemon and thread.is_alive()
+        ]
