@@ -335,8 +335,6 @@ class ControlServer(ThreadingHTTPServer):
         self.slot: DriverSlot | None = None
         self._thread: threading.Thread | None = None
         nofile = _nofile()
-        #: Accepting a connection whose descriptor is this high or above would eat into the reserve.
-        self.fd_ceiling = max(16, nofile - FD_RESERVE)
         self.admission = _Admission(max(1, min(MAX_CONNECTIONS, (nofile - FD_RESERVE) // 2)), REQUEST_DEADLINE)
         self._refused = 0  # accepts failed for want of descriptors, in the current shortage
         super().__init__(sockaddr, _Handler)
@@ -399,7 +397,7 @@ class ControlServer(ThreadingHTTPServer):
         if self._refused:
             log.info("control endpoint: accepting again (%d refused for want of descriptors)", self._refused)
             self._refused = 0
-        if connection.fileno() >= self.fd_ceiling:
+        if connection.fileno() >= max(16, _nofile() - FD_RESERVE):  # the limit may have changed since
             # The process is close to its limit (a plugin holding files, say): keep the rest for it.
             self._refuse(connection, "greeter is short of file descriptors; try again later")
             self.admission.relieve()

@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, redirect_stdout, suppress
+from contextlib import ExitStack, contextmanager, redirect_stdout, suppress
 from types import FrameType
 from typing import IO, NoReturn, TypeVar
 
@@ -50,6 +50,7 @@ __all__ = [
     "plugin_output_to_stderr",
     "request_stop",
     "stop_requested",
+    "watching",
 ]
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,6 @@ STOP_GRACE = 5.0
 THREAD_GRACE = 1.0
 
 _stop_requested = False
-#: The armed watchdog's switch: set it to disarm that watchdog.
-_watchdog: threading.Event | None = None
 
 
 def request_stop() -> None:
@@ -79,10 +78,9 @@ def stop_requested() -> bool:
 
 
 def clear_stop() -> None:
-    """Forget a stop request and disarm :func:`exit_if_stuck` (for a program that runs on)."""
+    """Forget a stop request (for a program that runs on after handling one)."""
     global _stop_requested
     _stop_requested = False
-    _disarm()
 
 
 def is_user_stop(error: BaseException) -> bool:
@@ -97,40 +95,80 @@ def interrupt(signum: int, frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt
 
 
+class _Watchdog:
+    """A thread that, once armed, ends the process unless it is disarmed within the grace period.
+
+    It is started ahead of time, because it is armed from signal handlers:
+    starting a thread there could deadlock on a lock the interrupted main
+    thread holds. Arming only sets an event nobody else waits on.
+    """
+
+    def __init__(self) -> None:
+        self._armed = threading.Event()
+        self._disarmed = threading.Event()
+        self._grace = STOP_GRACE
+        self._code = 0
+        self._last_words: Callable[[], list[str]] = list
+        threading.Thread(target=self._watch, name="greeter-stop-watchdog", daemon=True).start()
+
+    def arm(self, grace: float, code: int, last_words: Callable[[], list[str]]) -> None:
+        if self._armed.is_set() or self._disarmed.is_set():
+            return
+        self._grace, self._code, self._last_words = grace, code, last_words
+        self._armed.set()
+
+    def disarm(self) -> None:
+        self._disarmed.set()
+        self._armed.set()  # wakes the thread, which sees it is disarmed and ends
+
+    def _watch(self) -> None:
+        self._armed.wait()
+        if self._disarmed.wait(self._grace):
+            return
+        lines: list[str] = []
+        with suppress(Exception):
+            lines = self._last_words()
+        # No flush of sys.stdout here: the stuck main thread may hold its lock.
+        _exit_now(self._code, lines, flush=False)
+
+
+_watchdog: _Watchdog | None = None
+
+
+@contextmanager
+def watching() -> Iterator[None]:
+    """Keep a watchdog ready for :func:`exit_if_stuck` during the block; disarm it at the end."""
+    global _watchdog
+    if _watchdog is not None:  # an enclosing block has one
+        yield
+        return
+    _watchdog = watchdog = _Watchdog()
+    try:
+        yield
+    finally:
+        _watchdog = None
+        watchdog.disarm()
+
+
 def exit_if_stuck(grace: float, code: int, last_words: Callable[[], list[str]]) -> None:
     """Unless the process is gone within *grace* seconds, write *last_words* to stderr and exit *code*.
 
     For stop requests: plugin code may swallow the ``KeyboardInterrupt`` that
-    was meant to end it. Armed once; later calls change nothing.
+    was meant to end it. Armed once; later calls change nothing. Call it
+    from a signal handler inside :func:`watching`.
     """
     global _watchdog
-    if _watchdog is not None:
-        return
-    disarmed = _watchdog = threading.Event()
-
-    def watch() -> None:
-        if disarmed.wait(grace):
-            return
-        lines = []
-        with suppress(Exception):
-            lines = last_words()
-        _exit_now(code, lines)
-
-    threading.Thread(target=watch, name="greeter-stop-watchdog", daemon=True).start()
+    if _watchdog is None:  # outside watching(): start one now, at the risk watching() avoids
+        _watchdog = _Watchdog()
+    _watchdog.arm(grace, code, last_words)
 
 
-def _disarm() -> None:
-    global _watchdog
-    if _watchdog is not None:
-        _watchdog.set()
-        _watchdog = None
-
-
-def _exit_now(code: int, lines: list[str]) -> NoReturn:
+def _exit_now(code: int, lines: list[str], *, flush: bool = True) -> NoReturn:
     """Exit at once: Python's own exit would wait for the very threads that keep it from ending."""
-    for stream in (sys.stdout, sys.stderr):
-        with suppress(Exception):
-            stream.flush()
+    if flush:
+        for stream in (sys.stdout, sys.stderr):
+            with suppress(Exception):
+                stream.flush()
     with suppress(OSError):
         os.write(2, "".join(f"{line}\n" for line in lines).encode("utf-8", "backslashreplace"))
     os._exit(code)
@@ -237,21 +275,18 @@ class Command:
 
     def __init__(self) -> None:
         self._before = set(threading.enumerate())
-        self._previous: object = None
+        self._held = ExitStack()
 
     def __enter__(self) -> Command:
+        self._held.enter_context(watching())
         if threading.current_thread() is threading.main_thread():
             import signal
 
-            self._previous = signal.signal(signal.SIGINT, interrupt)
+            self._held.callback(signal.signal, signal.SIGINT, signal.signal(signal.SIGINT, interrupt))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._previous is not None:
-            import signal
-
-            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
-        _disarm()
+        self._held.close()
 
     def leave(self, code: int) -> int:
         """Return *code*, or exit with it now if plugin code left threads that would keep the process alive."""

@@ -29,7 +29,7 @@ from typing import IO, Any, NamedTuple, Protocol
 
 from .drive import LoadOptions
 from .errors import GreeterError, PluginCallError, PluginContractError, ReloadUnsupportedError, UsageError
-from .guard import STOP_GRACE, exit_if_stuck, plugin_output_to_stderr, request_stop
+from .guard import STOP_GRACE, exit_if_stuck, plugin_output_to_stderr, request_stop, watching
 from .loaded import LoadedPlugin
 from .slot import DEFAULT_LOAD_TIMEOUT, MAX_NAME_LENGTH, DriverSlot, check_name, log
 
@@ -95,8 +95,7 @@ class GreetingLoop:
 
     def _last_words(self) -> list[str]:
         return [
-            f"greeter run: plugin {self.slot.current.name!r} did not let go within {STOP_GRACE:g} s of "
-            f"the stop request; exiting without it",
+            f"greeter run: plugin code did not let go within {STOP_GRACE:g} s of the stop request; exiting without it",
             summary_line(self.slot),
         ]
 
@@ -268,14 +267,15 @@ def signals_routed_to(loop: GreetingLoop) -> Iterator[None]:
         signal.SIGTERM: loop.on_stop_signal,
         signal.SIGHUP: loop.on_hup_signal,
     }
-    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
-    previous_fd = signal.set_wakeup_fd(loop.wakeup_fd, warn_on_full_buffer=False)
-    try:
-        yield
-    finally:
-        signal.set_wakeup_fd(previous_fd)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    with watching():  # ready before any handler may need it
+        previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
+        previous_fd = signal.set_wakeup_fd(loop.wakeup_fd, warn_on_full_buffer=False)
+        try:
+            yield
+        finally:
+            signal.set_wakeup_fd(previous_fd)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def run(plan: RunPlan, control: ControlPlane | None = None) -> int:

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -325,3 +326,41 @@ def test_a_worker_that_cannot_start_for_want_of_descriptors_is_not_blamed_on_the
         "HostResourceError: greeter could not start a worker for plugin 'alpha' (greeter-alpha 1.0): "
         "[Errno 24] Too many open files; this process is short of resources, not the plugin at fault"
     ), result.stderr
+
+
+#: Holds descriptors until only 40 are left under the limit; gives them back when closed.
+HALF_HOG = PluginSpec(
+    "halfhog",
+    code=greet_body(
+        """if not hasattr(self, "held"):
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    self.held = [os.open(os.devnull, os.O_RDONLY)]
+    while self.held[-1] < limit - 40:
+        self.held.append(os.open(os.devnull, os.O_RDONLY))
+    self.context.logger.warning("holding %d descriptors", len(self.held))
+return "Half hog"
+""",
+        "import os, resource",
+    )
+    + "\n    def close(self):\n        for fd in getattr(self, 'held', ()):\n            os.close(fd)\n",
+)
+
+
+def test_a_connection_that_would_eat_into_the_reserve_is_refused_503(start, install, tmp_path) -> None:
+    """With the process near its descriptor limit, a new connection gets 503 at once; the reserve stays free."""
+    install(ALPHA, HALF_HOG)
+    driver = tmp_path / "driver"
+    driver.write_text("alpha", encoding="utf-8")
+    greeter: RunningGreeter = start("--driver-file", str(driver), "--interval", "0.01", "--control", "127.0.0.1:0")
+    greeter.wait_greetings("Alpha Universe")
+    resource.prlimit(greeter.process.pid, resource.RLIMIT_NOFILE, (256, 256))
+    driver.write_text("halfhog", encoding="utf-8")
+    greeter.send(signal.SIGHUP)
+    greeter.stderr.search("greeter.plugins.halfhog: holding")
+    reply = greeter.request("GET", "/status")
+    assert (reply.status, reply.data["error"]) == (503, "greeter is short of file descriptors; try again later")
+    driver.write_text("alpha", encoding="utf-8")
+    greeter.send(signal.SIGHUP)
+    greeter.wait_greetings("Alpha Universe", 3)
+    assert greeter.status()["driver"] == "alpha"
+    assert greeter.stop() == 0
