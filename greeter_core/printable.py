@@ -19,7 +19,8 @@ __all__ = ["printable"]
 
 #: C0 controls, DEL, C1 controls (NEL among them), the Unicode line and
 #: paragraph separators, and the surrogates, which only appear alone in a str.
-_ESCAPED = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+#: Compiled on first use: the one-shot greeting rarely needs it.
+_ESCAPED = "[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]"
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -31,7 +32,7 @@ def printable(text: str) -> str:
     """
     if text.isprintable():  # the usual case, one pass in C
         return text
-    return _ESCAPED.sub(_escape, text)
+    return re.sub(_ESCAPED, _escape, text)  # re caches the compiled pattern
 
 
 def _escape(match: re.Match[str]) -> str:
