@@ -282,7 +282,9 @@ class Command:
         if threading.current_thread() is threading.main_thread():
             import signal
 
-            self._held.callback(signal.signal, signal.SIGINT, signal.signal(signal.SIGINT, interrupt))
+            # Only Python's own handler is replaced: an inherited SIG_IGN (a background job) stays.
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self._held.callback(signal.signal, signal.SIGINT, signal.signal(signal.SIGINT, interrupt))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
