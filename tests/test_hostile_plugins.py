@@ -376,6 +376,25 @@ def test_the_greeting_is_one_printable_line_in_both_modes(
     assert (result.returncode, result.stdout) == (0, (printed + "\n").encode("utf-8"))
 
 
+#: In a worker, sends the host a forged reply of its own on the worker's channel before greeting.
+FORGER = PluginSpec(
+    "forger",
+    code=greet_body(
+        "channel = next(o for o in gc.get_objects() if isinstance(o, Channel))\n"
+        'channel.send(("ok", "forged\\nsecond line"))\n'
+        'return "Hi " + name',
+        "import gc\nfrom greeter_core.worker.protocol import Channel",
+    ),
+)
+
+
+def test_a_greeting_forged_on_the_worker_channel_is_still_one_line(cli, install) -> None:
+    """The host applies the one-line rule to what a worker sends, not only the worker to what greet() returns."""
+    install(FORGER)
+    result = cli("--driver", "forger", "--isolation", "process")
+    assert (result.returncode, result.stdout) == (0, "forged\\nsecond line\n")
+
+
 @pytest.mark.parametrize(
     "command",
     [

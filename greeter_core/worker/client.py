@@ -28,6 +28,7 @@ from ..api import API_VERSION, GROUP
 from ..discovery import PluginInfo
 from ..errors import GreeterError, HandshakeError, HostResourceError, PluginTimeoutError, WorkerCrashedError
 from ..loaded import LoadedPlugin
+from ..printable import printable
 from .protocol import COOKIE, COOKIE_ENV, LOG_MARK, PROTOCOL_VERSION, Channel, check_hello
 
 __all__ = ["WorkerPlugin"]
@@ -163,7 +164,7 @@ class WorkerPlugin(LoadedPlugin):
                 self._stop(polite=False)
                 raise
         if op == "ok" and isinstance(value, str):
-            return value
+            return printable(value)  # the worker applied the one-line rule; a plugin may have forged the frame
         if op == "error" and isinstance(value, GreeterError):
             raise value
         raise HandshakeError(self.driver, self._plugin, f"unexpected reply {op!r} from the worker")
