@@ -20,6 +20,8 @@ distribution (the caller knows them; this module does not).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from types import MethodType
 from typing import TYPE_CHECKING, Any, cast
 
 from .api import API_VERSION, Greeter
@@ -30,7 +32,7 @@ from .printable import printable
 if TYPE_CHECKING:
     from .discovery import PluginInfo
 
-__all__ = ["Violation", "greeting", "validate"]
+__all__ = ["Violation", "closer", "greeting", "validate"]
 
 
 class Violation(Exception):
@@ -68,6 +70,20 @@ def validate(obj: object) -> str:
     if not issubclass(type(language), str):
         raise Violation(f"language must be a str, not {_type_name(language)}")
     return printable(str.join("", (language,)))
+
+
+def closer(obj: object) -> Callable[[], object] | None:
+    """The plugin's ``close`` to call when the host drops it; None when there is nothing to call.
+
+    Read once, when the plugin is built: the base class's empty ``close()``
+    (what most plugins have) then costs the host nothing, not even a thread.
+    """
+    close = _read(obj, "close")
+    if close is None or (type(close) is MethodType and close.__func__ is Greeter.close):
+        return None
+    if not callable(close):
+        raise Violation(f"{_type_name(obj)}.close is not callable")
+    return cast("Callable[[], object]", close)
 
 
 def greeting(text: object) -> str:

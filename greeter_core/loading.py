@@ -23,7 +23,7 @@ from stevedore import DriverManager
 from stevedore.exception import NoMatches
 
 from .api import GROUP, HostContext
-from .contract import Violation, greeting, validate
+from .contract import Violation, closer, greeting, validate
 from .errors import GreeterError, PluginCallError, PluginLoadError, describe, one_line
 from .guard import call_bounded, is_user_stop
 from .loaded import LoadedPlugin
@@ -88,6 +88,7 @@ class InProcessPlugin(LoadedPlugin):
         self._closed = False
         try:
             self.language = validate(obj)
+            self._close = closer(obj)
         except Violation as violation:
             raise violation.error(driver, self.plugin) from violation.__cause__
 
@@ -124,19 +125,14 @@ class InProcessPlugin(LoadedPlugin):
 
         It runs in a thread of its own, so that a ``close()`` that never
         returns is abandoned (and said so) rather than waited for forever.
+        The ``close`` called is the one the plugin had when it was built.
         """
-        if self._closed:
+        if self._closed or self._close is None:
+            self._closed = True
             return
         self._closed = True
-        obj = self.obj
-
-        def close() -> None:
-            method = getattr(obj, "close", None)
-            if method is not None:
-                method()
-
         try:
-            call_bounded(close, self.close_timeout, name=f"greeter-close-{self.driver}")
+            call_bounded(self._close, self.close_timeout, name=f"greeter-close-{self.driver}")
         except TimeoutError:
             log.warning(
                 "%s did not close within %g s; left it running (a plugin that hangs needs --isolation process)",

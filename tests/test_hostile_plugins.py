@@ -83,6 +83,7 @@ GREET_EVIL_STR = PluginSpec("evilstr", code=greet_body("return EvilStr('Hi ' + n
 PROPERTY_GREET = PluginSpec("propgreet", code=raising_property("greet"))
 PROPERTY_LANGUAGE = PluginSpec("proplanguage", code=raising_property("language"))
 PROPERTY_API_VERSION = PluginSpec("propapi", code=raising_property("api_version"))
+PROPERTY_CLOSE = PluginSpec("propclose", code=raising_property("close", "GeneratorExit"))
 METACLASS = PluginSpec(
     "metaclass",
     code="""
@@ -229,10 +230,11 @@ def test_the_users_ctrl_c_during_a_load_goes_through(install, on_path) -> None:
         (PROPERTY_GREET, "reading greet raised KeyboardInterrupt"),
         (PROPERTY_LANGUAGE, "reading language raised KeyboardInterrupt"),
         (PROPERTY_API_VERSION, "reading api_version raised KeyboardInterrupt"),
+        (PROPERTY_CLOSE, "reading close raised GeneratorExit"),
         (METACLASS, "reading greet raised RuntimeError: the metaclass says no"),
         (LANGUAGE_LIAR, "language must be a str, not Liar"),
     ],
-    ids=["greet", "language", "api_version", "metaclass", "language-liar"],
+    ids=["greet", "language", "api_version", "close", "metaclass", "language-liar"],
 )
 def test_every_attribute_read_from_a_plugin_is_a_contract_error(install, spec: PluginSpec, problem: str) -> None:
     """An attribute that raises (anything), a metaclass that raises, a value that lies: PluginContractError."""
