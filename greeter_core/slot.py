@@ -96,7 +96,7 @@ class DriverSlot:
         self.load_timeout = load_timeout
         self._loader = loader
         self._lock = threading.Lock()  # guards the fields below; held only for a few assignments
-        self._swap_lock = threading.Lock()  # serializes swaps, reloads and close
+        self._swap_lock = threading.Lock()  # serializes swaps and reloads (held for one bounded load and close)
         self._current: _Active | None = None
         self._borrowed: _Active | None = None
         self._closed = False
