@@ -8,7 +8,6 @@ that command runs, so the one-shot greeting pays for nothing else.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple, NoReturn
 from .api import DEFAULT_NAME
 from .drive import DEFAULT_CALL_TIMEOUT, ISOLATION_MODES, LoadOptions
 from .errors import GreeterError, UsageError
+from .guard import Command, plugin_output_to_stderr
 
 if TYPE_CHECKING:
     from .checkup import CheckResult
@@ -167,6 +167,7 @@ def _check_parser(prog: str) -> argparse.ArgumentParser:
 
 def _run_parser(prog: str) -> argparse.ArgumentParser:
     from .control import ROUTES
+    from .slot import DEFAULT_LOAD_TIMEOUT
 
     parser = _Parser(
         prog=f"{prog} run",
@@ -208,6 +209,14 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
         "--driver-file",
         metavar="PATH",
         help="a file holding a driver name; SIGHUP re-reads it and switches to that driver",
+    )
+    parser.add_argument(
+        "--load-timeout",
+        type=_positive_seconds,
+        default=DEFAULT_LOAD_TIMEOUT,
+        metavar="SECONDS",
+        help="in process: give up on a plugin whose import and construction take longer; the current "
+        f"driver keeps greeting (default: {DEFAULT_LOAD_TIMEOUT:g})",
     )
     _loading(parser)
     _policy_options(parser)
@@ -306,10 +315,11 @@ def _cmd_greet(args: argparse.Namespace) -> int:
 
     options = _load_options(args)
     _warn_unknown(options.policy)
-    # stdout carries the greeting only: whatever the plugin prints goes to stderr.
-    with contextlib.redirect_stdout(sys.stderr), load(args.driver, **options._asdict()) as loaded:
-        text = loaded.greet(args.name)
-    print(text, flush=True)
+    # stdout carries the greeting only: whatever the plugin writes, to sys.stdout or fd 1, goes to stderr.
+    with plugin_output_to_stderr() as out:
+        with load(args.driver, **options._asdict()) as loaded:
+            text = loaded.greet(args.name)
+        out.write(text + "\n")
     return 0
 
 
@@ -346,7 +356,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     options = _load_options(args)
     _warn_unknown(options.policy)
-    with contextlib.redirect_stdout(sys.stderr):  # plugin prints must not corrupt the report
+    with plugin_output_to_stderr():  # plugin output, to sys.stdout or fd 1, must not corrupt the report
         results = check_plugins(args.names or None, options)
     if args.json:
         import json
@@ -384,6 +394,7 @@ def _run_plan(args: argparse.Namespace) -> RunPlan:
         stop_after=args.count,
         driver_file=args.driver_file,
         options=options,
+        load_timeout=args.load_timeout,
     )
 
 
@@ -485,6 +496,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "greeter") -> int:
     command = _COMMANDS[argv.pop(0)] if argv and argv[0] in _COMMANDS else _GREET
     args = command.parser(prog).parse_args(argv)
     _setup_logging(args.verbose, args.debug, command.log_level)
+    # The user's Ctrl-C told from a plugin's; threads a plugin left behind do not keep the process alive.
+    with Command() as held:
+        return held.leave(_handle(command, args, prog))
+
+
+def _handle(command: _Command, args: argparse.Namespace, prog: str) -> int:
     try:
         return command.handler(args)
     except GreeterError as error:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .printable import printable
+
 if TYPE_CHECKING:
     from .discovery import PluginInfo
 
@@ -18,6 +20,7 @@ __all__ = [
     "DuplicateDriverError",
     "GreeterError",
     "HandshakeError",
+    "HostResourceError",
     "IntegrityError",
     "LockMismatchError",
     "NoSuchDriverError",
@@ -26,6 +29,7 @@ __all__ = [
     "PluginContractError",
     "PluginDisabledError",
     "PluginLoadError",
+    "PluginLoadTimeoutError",
     "PluginTimeoutError",
     "ReloadUnsupportedError",
     "RuntimeStoppedError",
@@ -42,12 +46,13 @@ def describe(driver: str, plugin: PluginInfo | None) -> str:
 
 
 def one_line(error: BaseException) -> str:
-    """A plugin's exception as messages quote it: ``Type: first line``."""
+    """A plugin's exception as messages quote it: ``Type: first line``, printable (see ``printable``)."""
+    name = type.__dict__["__name__"].__get__(type(error))  # not type(error).__name__: a metaclass may raise
     try:
-        text = str(error).strip().splitlines()
-    except Exception:  # a plugin's exception whose __str__ raises is still named
+        text = str.join("", (str(error),)).strip().splitlines()
+    except BaseException:  # an exception whose __str__ raises (anything) or lies is still named
         text = []
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    return printable(f"{name}: {text[0]}" if text else name)
 
 
 def _rebuild(cls: type[GreeterError], args: tuple[Any, ...], state: dict[str, Any]) -> GreeterError:
@@ -145,6 +150,23 @@ class PluginLoadError(GreeterError):
         super().__init__(message, driver=driver, plugin=plugin)
 
 
+class PluginLoadTimeoutError(PluginLoadError):
+    """Loading a plugin in process (its import and construction) did not finish in time; it was given up on."""
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, seconds: float) -> None:
+        self.error = f"did not finish loading within {seconds:g} s"
+        self.target = plugin.target if plugin else None
+        self.seconds = seconds
+        GreeterError.__init__(
+            self,
+            f"{describe(driver, plugin)} did not finish loading within {seconds:g} s; greeter gave up on it "
+            f"(its import goes on in the background: Python cannot stop it); raise --load-timeout if it is "
+            f"just slow, or use --isolation process for a plugin that hangs",
+            driver=driver,
+            plugin=plugin,
+        )
+
+
 class PluginContractError(GreeterError):
     """The loaded object is not a Greeter: the type assertion of the Go original."""
 
@@ -217,6 +239,20 @@ class HandshakeError(GreeterError):
         self.problem = problem
         super().__init__(
             f"{describe(driver, plugin)}: worker handshake refused: {problem}",
+            driver=driver,
+            plugin=plugin,
+        )
+
+
+class HostResourceError(GreeterError):
+    """greeter itself ran short of a resource (file descriptors...) while serving a plugin: not the plugin's fault."""
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, what: str, problem: str) -> None:
+        self.what = what
+        self.problem = problem
+        super().__init__(
+            f"greeter could not {what} for {describe(driver, plugin)}: {problem}; this process is short of "
+            f"resources, not the plugin at fault (raise the limit, e.g. ulimit -n, or find what holds them)",
             driver=driver,
             plugin=plugin,
         )

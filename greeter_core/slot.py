@@ -8,6 +8,12 @@ sees a half-built plugin; swaps are serialized by a second lock, so the
 counts in ``/status`` are exact. A replaced plugin is closed only once the
 loop has stopped using it.
 
+In process, a plugin is built in a thread of its own and waited for
+``load_timeout`` seconds at most: a plugin whose import or constructor never
+returns is given up on (the swap is refused, the old plugin keeps greeting)
+and never holds the swap lock for longer. Closing a plugin is bounded the
+same way (:attr:`~greeter_core.loading.InProcessPlugin.close_timeout`).
+
 The loop (``loop.py``), the control plane (``control.py``) and SIGHUP all
 act on a slot; it imports none of them. Each borrow is one ``greet()`` call:
 the slot times it and counts its outcome per driver (``stats.py``), the
@@ -16,6 +22,7 @@ numbers behind ``/status`` and ``/metrics``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import threading
@@ -26,18 +33,22 @@ from typing import NamedTuple
 
 from .discovery import PluginInfo, discover, find
 from .drive import LoadOptions, load
-from .errors import GreeterError, ReloadUnsupportedError, RuntimeStoppedError, UsageError
+from .errors import GreeterError, PluginLoadTimeoutError, ReloadUnsupportedError, RuntimeStoppedError, UsageError
+from .guard import call_bounded
 from .loaded import LoadedPlugin
 from .policy import listing
 from .stats import DriverStats
 
-__all__ = ["MAX_NAME_LENGTH", "DriverSlot", "Swap", "check_name", "log"]
+__all__ = ["DEFAULT_LOAD_TIMEOUT", "MAX_NAME_LENGTH", "DriverSlot", "Swap", "check_name", "log"]
 
 #: The log of ``greeter run`` (the slot and the loop): a name users filter on, kept stable.
 log = logging.getLogger("greeter_core.runtime")
 
 #: Longest driver name accepted from a request or a driver file.
 MAX_NAME_LENGTH = 128
+
+#: Seconds an in-process load (import and construction) may take before the slot gives up on it.
+DEFAULT_LOAD_TIMEOUT = 10.0
 
 
 class Swap(NamedTuple):
@@ -79,11 +90,18 @@ class DriverSlot:
     loads exactly the record it returns.
     """
 
-    def __init__(self, options: LoadOptions | None = None, loader: Callable[..., LoadedPlugin] = load) -> None:
+    def __init__(
+        self,
+        options: LoadOptions | None = None,
+        loader: Callable[..., LoadedPlugin] = load,
+        *,
+        load_timeout: float = DEFAULT_LOAD_TIMEOUT,
+    ) -> None:
         self.options = options or LoadOptions()
+        self.load_timeout = load_timeout
         self._loader = loader
         self._lock = threading.Lock()  # guards the fields below; held only for a few assignments
-        self._swap_lock = threading.Lock()  # serializes swaps, reloads and close
+        self._swap_lock = threading.Lock()  # serializes swaps and reloads (held for one bounded load and close)
         self._current: _Active | None = None
         self._borrowed: _Active | None = None
         self._closed = False
@@ -128,17 +146,38 @@ class DriverSlot:
                     raise RuntimeStoppedError
                 importlib.invalidate_caches()  # see files installed or removed since the last look
                 info = find(driver or self.current.name)
-                return self._publish(self._build(info), reload=reload)
+                new = self._build(info)
+                try:
+                    return self._publish(new, reload=reload)
+                except RuntimeStoppedError:  # closed while it was being built
+                    new.loaded.close()
+                    raise
         except GreeterError as error:
             what = f"reload of {self.current.name!r}" if reload else f"switch to {driver!r}"
             log.warning("%s refused: %s; still greeting with %r", what, error, self.current.name)
             raise
 
     def _build(self, info: PluginInfo) -> _Active:
-        return _Active(self._loader(info, **self.options._asdict()))
+        return _Active(self._load(info))
+
+    def _load(self, info: PluginInfo) -> LoadedPlugin:
+        """The loader's plugin for *info*; in process, given up on after ``load_timeout`` seconds.
+
+        A worker's start has a deadline of its own. A load given up on goes on
+        in its thread; if it ever finishes, what it built is closed.
+        """
+        load = functools.partial(self._loader, info, **self.options._asdict())
+        if self.options.isolation != "none":
+            return load()
+        try:
+            return call_bounded(load, self.load_timeout, name=f"greeter-load-{info.name}", late=_close_late)
+        except TimeoutError:
+            raise PluginLoadTimeoutError(info.name, info, self.load_timeout) from None
 
     def _publish(self, new: _Active, *, reload: bool) -> Swap:
         with self._lock:
+            if self._closed:
+                raise RuntimeStoppedError
             old = self._active()
             self._current = new
             self._count_worker(new)
@@ -266,16 +305,24 @@ class DriverSlot:
         return listing(discover(), self.options.policy)
 
     def close(self) -> None:
-        """Refuse further swaps and close every plugin still held; call it after the loop stopped."""
-        with self._swap_lock:
-            with self._lock:
-                if self._closed:
-                    return
-                self._closed = True
-                held = {id(a): a for a in (self._current, self._borrowed) if a is not None}
-            for active in held.values():
-                active.loaded.close()
+        """Refuse further swaps and close every plugin still held; call it after the loop stopped.
+
+        It does not wait for a swap in flight, whose load may never finish: that
+        swap finds the slot closed when it is done, and closes what it built.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            held = {id(a): a for a in (self._current, self._borrowed) if a is not None}
+        for active in held.values():
+            active.loaded.close()
 
     def summary(self) -> str:
         with self._lock:
             return f"{self.greetings} greetings, {self.errors} errors, {self.swaps} swaps, {self.reloads} reloads"
+
+
+def _close_late(loaded: LoadedPlugin) -> None:
+    log.warning("plugin %r finished loading after greeter gave up on it; closing it", loaded.driver)
+    loaded.close()

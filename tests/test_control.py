@@ -130,6 +130,8 @@ def test_a_failing_plugin_swapped_in_and_back_out_leaves_greetings_resuming(
 )
 def test_a_missing_or_malformed_parameter_is_400(alpha: RunningGreeter, method, path, body, headers) -> None:
     """A missing, repeated, oversized or malformed driver parameter or JSON body is 400 and changes nothing."""
+    if method == "POST":
+        headers = {"Content-Type": "application/json", **headers}
     reply = alpha.request(method, path, body, headers)
     assert (reply.status, reply.data["status"]) == (400, 400)
     assert reply.data["error"]
@@ -159,7 +161,12 @@ def test_an_unknown_path_is_404(alpha: RunningGreeter) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
-    [("PUT", "/status", "GET"), ("DELETE", "/", "GET"), ("GET", "/driver", "POST"), ("BREW", "/reload", "POST")],
+    [
+        ("PUT", "/status", "GET, HEAD"),
+        ("DELETE", "/", "GET, HEAD"),
+        ("GET", "/driver", "POST"),
+        ("BREW", "/reload", "POST"),
+    ],
 )
 def test_a_wrong_method_is_405_with_allow(alpha: RunningGreeter, method: str, path: str, allowed: str) -> None:
     """A route called with a method it does not take is 405, naming the allowed ones in Allow."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -20,13 +21,14 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import IO
 
 from ..api import API_VERSION, GROUP
 from ..discovery import PluginInfo
-from ..errors import GreeterError, HandshakeError, PluginTimeoutError, WorkerCrashedError
+from ..errors import GreeterError, HandshakeError, HostResourceError, PluginTimeoutError, WorkerCrashedError
 from ..loaded import LoadedPlugin
+from ..printable import printable
 from .protocol import COOKIE, COOKIE_ENV, LOG_MARK, PROTOCOL_VERSION, Channel, check_hello
 
 __all__ = ["WorkerPlugin"]
@@ -165,7 +167,7 @@ class WorkerPlugin(LoadedPlugin):
                 self._stop(polite=False)
                 raise
         if op == "ok" and isinstance(value, str):
-            return value
+            return printable(value)  # the worker applied the one-line rule; a plugin may have forged the frame
         if op == "error" and isinstance(value, GreeterError):
             raise value
         raise HandshakeError(self.driver, self._plugin, f"unexpected reply {op!r} from the worker")
@@ -187,19 +189,21 @@ class WorkerPlugin(LoadedPlugin):
             raise
 
     def _spawn(self) -> None:
-        host_end, worker_end = socket.socketpair()
+        with self._host_resources():
+            host_end, worker_end = socket.socketpair()
         try:
-            proc = subprocess.Popen(
-                [*self.command, str(worker_end.fileno())],
-                pass_fds=[worker_end.fileno()],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env={**os.environ, COOKIE_ENV: COOKIE},
-                # Its own process group: terminal signals stay with the host,
-                # and killing the group also ends anything the plugin started.
-                start_new_session=True,
-            )
+            with self._host_resources(host_end):
+                proc = subprocess.Popen(
+                    [*self.command, str(worker_end.fileno())],
+                    pass_fds=[worker_end.fileno()],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env={**os.environ, COOKIE_ENV: COOKIE},
+                    # Its own process group: terminal signals stay with the host,
+                    # and killing the group also ends anything the plugin started.
+                    start_new_session=True,
+                )
         finally:
             worker_end.close()
         self._proc, self._channel = proc, Channel(host_end)
@@ -214,6 +218,18 @@ class WorkerPlugin(LoadedPlugin):
         except BaseException:
             self._stop(polite=False)
             raise
+
+    @contextlib.contextmanager
+    def _host_resources(self, *opened: socket.socket) -> Iterator[None]:
+        """The host running out of descriptors or memory is the host's failure, never blamed on the plugin."""
+        try:
+            yield
+        except OSError as error:
+            for sock in opened:
+                sock.close()
+            if error.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.ENOBUFS):
+                raise
+            raise HostResourceError(self.driver, self._plugin, "start a worker", str(error)) from error
 
     def _handshake(self) -> None:
         assert self._channel is not None
