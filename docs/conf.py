@@ -2,10 +2,17 @@
 
 The guides are the README's own sections, included with MyST rather than
 copied; the API reference comes from docstrings; the plugin list from
-stevedore's Sphinx extension, over whatever is installed where Sphinx runs.
+stevedore's Sphinx extension, over whatever is installed where Sphinx runs
+(through ``listplugins.py``: a plugin disabled by GREETER_DISABLE or
+GREETER_PLUGINS is listed but never imported).
 """
 
+import sys
+from pathlib import Path
+
 import greeter_core
+
+sys.path.insert(0, str(Path(__file__).parent))  # listplugins.py, the extension beside this file
 
 project = "greeter"
 author = "greeter maintainers"
@@ -16,7 +23,8 @@ version = ".".join(release.split(".")[:2])
 extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
-    "stevedore.sphinxext",
+    # stevedore.sphinxext's list-plugins, importing only the plugins greeter's policy allows
+    "listplugins",
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}

@@ -34,20 +34,35 @@ class CheckResult(NamedTuple):
     exit_code: int
     """0 when ok, else the exit status the failure maps to."""
 
+    disabled: bool = False
+    """Left out, never imported: ``--plugins``/``--disable`` say so (only when not named explicitly)."""
+
     def as_dict(self) -> dict[str, object]:
         return self._asdict()
 
 
 def check_plugins(names: Iterable[str] | None = None, options: LoadOptions | None = None) -> list[CheckResult]:
-    """Check the named plugins (default: every installed one), each independently.
+    """Check the named plugins (default: every installed one that the policy allows), each independently.
 
-    By default each runs in a worker process (:data:`~greeter_core.drive.CHECK_ISOLATION`),
+    A plugin the policy disables is never imported: by default it is
+    reported as disabled; named explicitly, it fails as the CLI would. By
+    default each runs in a worker process (:data:`~greeter_core.drive.CHECK_ISOLATION`),
     so that a plugin calling ``os._exit`` or crashing cannot end the report.
     """
     plugins = discover()
-    wanted = list(names) if names is not None else sorted({p.name for p in plugins})
     options = options or LoadOptions(isolation=CHECK_ISOLATION)
-    return [_check_one(name, plugins, options) for name in wanted]
+    if names is not None:
+        return [_check_one(name, plugins, options) for name in names]
+    results = []
+    for name in sorted({p.name for p in plugins}):
+        setting = options.policy.disabled_by(name) if options.policy is not None else None
+        if setting is None:
+            results.append(_check_one(name, plugins, options))
+        else:
+            info = next(p for p in plugins if p.name == name)
+            detail = f"disabled by {setting}; not imported"
+            results.append(CheckResult(name, info.distribution, info.version, "", False, detail, 0, disabled=True))
+    return results
 
 
 def _check_one(name: str, plugins: tuple[PluginInfo, ...], options: LoadOptions) -> CheckResult:

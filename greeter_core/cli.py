@@ -8,7 +8,6 @@ that command runs, so the one-shot greeting pays for nothing else.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
@@ -18,15 +17,24 @@ from typing import TYPE_CHECKING, NamedTuple, NoReturn
 from .api import DEFAULT_NAME
 from .drive import CHECK_ISOLATION, DEFAULT_CALL_TIMEOUT, ISOLATION_MODES, LoadOptions
 from .errors import GreeterError, UsageError
+from .guard import Command, plugin_output_to_stderr
 
 if TYPE_CHECKING:
+    from .checkup import CheckResult
+    from .lock import PluginLock
     from .loop import RunPlan
+    from .policy import PluginPolicy
 
 __all__ = ["main"]
 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "no greeter plugins are installed; install one, e.g.: pip install greeter-english"
+
+#: policy.ALLOW_ENV, policy.DISABLE_ENV and lock.LOCK_ENV, named here so that the one-shot greeting
+#: imports policy.py and lock.py only when one of them is set (tests/test_policy.py checks they agree).
+POLICY_ENV = ("GREETER_PLUGINS", "GREETER_DISABLE")
+LOCK_ENV = "GREETER_LOCK"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -145,6 +153,29 @@ def _loading(parser: argparse.ArgumentParser, isolation: str = LoadOptions().iso
     )
 
 
+def _policy_options(parser: argparse.ArgumentParser, *, lock: bool = True) -> None:
+    """--plugins, --disable and --lock: which plugins may be loaded at all (see docs/operating.md)."""
+    parser.add_argument(
+        "--plugins",
+        metavar="NAME,...",
+        help="load only these plugins, never any other (replaces $GREETER_PLUGINS)",
+    )
+    parser.add_argument(
+        "--disable",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="never load (or import) this plugin; repeatable, added to $GREETER_DISABLE",
+    )
+    if lock:
+        parser.add_argument(
+            "--lock",
+            metavar="FILE",
+            help="refuse a plugin whose distribution differs from this lock file, written by "
+            "greeter lock (default: $GREETER_LOCK)",
+        )
+
+
 def _greet_parser(prog: str) -> argparse.ArgumentParser:
     commands = "\n".join(f"  {prog} {name:<11} {command.summary}" for name, command in _COMMANDS.items())
     parser = _Parser(
@@ -156,6 +187,7 @@ def _greet_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--driver", required=True, metavar="NAME", help="the plugin to greet with (see: greeter list)")
     parser.add_argument("--name", default=DEFAULT_NAME, metavar="WHO", help=f"who to greet (default: {DEFAULT_NAME})")
     _loading(parser)
+    _policy_options(parser)
     _common(parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return parser
@@ -164,6 +196,7 @@ def _greet_parser(prog: str) -> argparse.ArgumentParser:
 def _list_parser(prog: str) -> argparse.ArgumentParser:
     parser = _Parser(prog=f"{prog} list", description="List installed plugins; nothing is imported.")
     parser.add_argument("--json", action="store_true", help="print a JSON array of records")
+    _policy_options(parser, lock=False)
     _common(parser)
     return parser
 
@@ -177,19 +210,21 @@ def _check_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("names", nargs="*", metavar="NAME", help="plugins to check (default: all installed)")
     parser.add_argument("--json", action="store_true", help="print a JSON array of results")
     _loading(parser, isolation=CHECK_ISOLATION)
+    _policy_options(parser)
     _common(parser)
     return parser
 
 
 def _run_parser(prog: str) -> argparse.ArgumentParser:
     from .control import ROUTES
+    from .slot import DEFAULT_LOAD_TIMEOUT
 
     parser = _Parser(
         prog=f"{prog} run",
         description="Greet in a loop. Swap the driver while running over HTTP (--control) or with "
         "SIGHUP (--driver-file). A failing plugin is logged and counted; the loop goes on. "
         "SIGINT or SIGTERM stops it with a summary on stderr.",
-        epilog="control endpoint (JSON in, JSON out):\n"
+        epilog="control endpoint (JSON in, JSON out; /metrics: the Prometheus text format):\n"
         + "".join(f"  {route.method:<4} {route.usage:<25} {route.does}\n" for route in ROUTES)
         + "SIGHUP re-reads --driver-file and switches to the driver named there (the same name: reload).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -225,7 +260,16 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
         metavar="PATH",
         help="a file holding a driver name; SIGHUP re-reads it and switches to that driver",
     )
+    parser.add_argument(
+        "--load-timeout",
+        type=_positive_seconds,
+        default=DEFAULT_LOAD_TIMEOUT,
+        metavar="SECONDS",
+        help="in process: give up on a plugin whose import and construction take longer; the current "
+        f"driver keeps greeting (default: {DEFAULT_LOAD_TIMEOUT:g})",
+    )
     _loading(parser)
+    _policy_options(parser)
     _common(parser)
     return parser
 
@@ -238,6 +282,26 @@ def _count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _lock_parser(prog: str) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=f"{prog} lock",
+        description="Write a lock file: every installed plugin distribution, its version, its entry points "
+        "and the sha256 of each file it installed, hashed from the files. With --check, list every "
+        "difference between the lock file and what is installed (exit 1 if any). Nothing is imported.",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="the lock file to write, or with --check to compare with; - for stdout "
+        f"(default: ${LOCK_ENV}, else greeter.lock)",
+    )
+    parser.add_argument("--check", action="store_true", help="compare instead of writing")
+    parser.add_argument("--json", action="store_true", help="with --check: print a JSON array of differences")
+    _common(parser)
+    return parser
 
 
 def _new_plugin_parser(prog: str) -> argparse.ArgumentParser:
@@ -280,6 +344,8 @@ def _load_options(args: argparse.Namespace) -> LoadOptions:
         args.isolation,
         args.verify,
         args.call_timeout,
+        policy=_policy(args),
+        lock=_read_lock(args),
         worker_memory=defaults.worker_memory if args.worker_memory is None else args.worker_memory,
         worker_cpu=defaults.worker_cpu if args.worker_cpu is None else args.worker_cpu,
         worker_files=defaults.worker_files if args.worker_files is None else args.worker_files,
@@ -291,40 +357,80 @@ def _load_options(args: argparse.Namespace) -> LoadOptions:
     )
 
 
+def _policy(args: argparse.Namespace) -> PluginPolicy | None:
+    """The allow-list and deny-list of the environment and the command line; None when neither sets one."""
+    if args.plugins is None and not args.disable and not any(name in os.environ for name in POLICY_ENV):
+        return None
+    from .policy import PluginPolicy
+
+    return PluginPolicy.from_settings(os.environ, plugins=args.plugins, disable=args.disable)
+
+
+def _read_lock(args: argparse.Namespace) -> PluginLock | None:
+    path = args.lock if args.lock is not None else os.environ.get(LOCK_ENV) or None
+    if path is None:
+        return None
+    from .lock import PluginLock
+
+    return PluginLock.read(path)
+
+
+def _warn_unknown(policy: PluginPolicy | None) -> None:
+    """A name the settings list that is not installed is a warning, never an error."""
+    if policy is not None:
+        from .discovery import discover
+
+        policy.warn_unknown(discover())
+
+
 def _cmd_greet(args: argparse.Namespace) -> int:
     from .drive import load
 
-    # stdout carries the greeting only: whatever the plugin prints goes to stderr.
-    with contextlib.redirect_stdout(sys.stderr), load(args.driver, **_load_options(args)._asdict()) as loaded:
-        text = loaded.greet(args.name)
-    print(text, flush=True)
+    options = _load_options(args)
+    _warn_unknown(options.policy)
+    # stdout carries the greeting only: whatever the plugin writes, to sys.stdout or fd 1, goes to stderr.
+    with plugin_output_to_stderr() as out:
+        with load(args.driver, **options._asdict()) as loaded:
+            text = loaded.greet(args.name)
+        out.write(text + "\n")
     return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from .discovery import discover
+    from .policy import listing
 
     plugins = discover()
+    policy = _policy(args)
+    _warn_unknown(policy)
+    records = listing(plugins, policy)
     if args.json:
         import json
 
-        print(json.dumps([p.as_dict() for p in plugins], ensure_ascii=False, indent=2))
+        print(json.dumps(records, ensure_ascii=False, indent=2))
         return 0
     if not plugins:
         print(INSTALL_HINT, file=sys.stderr)
         return 0
-    _print_table(
-        ("NAME", "DISTRIBUTION", "VERSION", "TARGET"),
-        [(p.name, p.distribution, p.version, p.target) for p in plugins],
-    )
+    header: tuple[str, ...] = ("NAME", "DISTRIBUTION", "VERSION", "TARGET")
+    rows: list[tuple[str, ...]] = [(p.name, p.distribution, p.version, p.target) for p in plugins]
+    if policy is not None:  # a column only when a policy is set: the plain listing stays as it was
+        header += ("STATE",)
+        rows = [
+            (*row, f"disabled by {r['disabled_by']}" if r["disabled"] else "enabled")
+            for row, r in zip(rows, records, strict=True)
+        ]
+    _print_table(header, rows)
     return 0
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from .checkup import check_plugins
 
-    with contextlib.redirect_stdout(sys.stderr):  # plugin prints must not corrupt the report
-        results = check_plugins(args.names or None, _load_options(args))
+    options = _load_options(args)
+    _warn_unknown(options.policy)
+    with plugin_output_to_stderr():  # plugin output, to sys.stdout or fd 1, must not corrupt the report
+        results = check_plugins(args.names or None, options)
     if args.json:
         import json
 
@@ -334,11 +440,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
     else:
         _print_table(
             ("RESULT", "NAME", "DISTRIBUTION", "LANGUAGE", "DETAIL"),
-            [("ok" if r.ok else "failed", r.name, r.distribution, r.language or "-", r.detail) for r in results],
+            [(_result(r), r.name, r.distribution, r.language or "-", r.detail) for r in results],
         )
     if not results:
         return 1
     return max((r.exit_code for r in results), default=0)
+
+
+def _result(result: CheckResult) -> str:
+    return "ok" if result.ok else "disabled" if result.disabled else "failed"
 
 
 def _run_plan(args: argparse.Namespace) -> RunPlan:
@@ -348,13 +458,16 @@ def _run_plan(args: argparse.Namespace) -> RunPlan:
     if args.driver is None and args.driver_file is None:
         raise UsageError("greeter run needs --driver NAME or --driver-file PATH")
     from_file = read_driver_file(args.driver_file) if args.driver_file is not None else None
+    options = _load_options(args)
+    _warn_unknown(options.policy)
     return RunPlan(
         driver=args.driver if args.driver is not None else str(from_file),
         who=args.name,
         interval=args.interval,
         stop_after=args.count,
         driver_file=args.driver_file,
-        options=_load_options(args),
+        options=options,
+        load_timeout=args.load_timeout,
     )
 
 
@@ -368,6 +481,41 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     token = args.control_token if args.control_token is not None else os.environ.get(TOKEN_ENV) or None
     return run(plan, bind(args.control, token))  # run() owns the server from here: it closes it
+
+
+def _cmd_lock(args: argparse.Namespace) -> int:
+    from .lock import PluginLock
+
+    path = args.output if args.output is not None else os.environ.get(LOCK_ENV) or "greeter.lock"
+    if args.check:
+        if path == "-":
+            raise UsageError("greeter lock --check compares with a file: name it with --output FILE")
+        differences = PluginLock.read(path).differences()
+        if args.json:
+            import json
+
+            print(json.dumps([d.as_dict() for d in differences], ensure_ascii=False, indent=2))
+        else:
+            for difference in differences:
+                print(difference)
+        if differences:
+            print(f"{path}: {len(differences)} difference(s) from what is installed", file=sys.stderr)
+            return 1
+        print(f"{path}: every installed plugin distribution matches", file=sys.stderr)
+        return 0
+    lock = PluginLock.snapshot()
+    if not lock.distributions:
+        log.warning("no plugin distribution to lock: a lock file without any lets no plugin load")
+    if path == "-":
+        sys.stdout.write(lock.dumps())
+        return 0
+    try:
+        lock.write(path)
+    except OSError as error:
+        raise UsageError(f"cannot write the lock file {path!r}: {error.strerror or error}") from None
+    files = sum(len(d.files) for d in lock.distributions.values())
+    print(f"wrote {path}: {len(lock.distributions)} plugin distribution(s), {files} files", file=sys.stderr)
+    return 0
 
 
 def _cmd_new_plugin(args: argparse.Namespace) -> int:
@@ -408,6 +556,7 @@ _COMMANDS = {
     "run": _Command(
         "greet in a loop; hot-swap the driver over HTTP or SIGHUP", _run_parser, _cmd_run, log_level=logging.INFO
     ),
+    "lock": _Command("pin every plugin file in a lock file, or --check against one", _lock_parser, _cmd_lock),
     "new-plugin": _Command(
         "write a new, tested plugin distribution to start from", _new_plugin_parser, _cmd_new_plugin
     ),
@@ -420,6 +569,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "greeter") -> int:
     command = _COMMANDS[argv.pop(0)] if argv and argv[0] in _COMMANDS else _GREET
     args = command.parser(prog).parse_args(argv)
     _setup_logging(args.verbose, args.debug, command.log_level)
+    # The user's Ctrl-C told from a plugin's; threads a plugin left behind do not keep the process alive.
+    with Command() as held:
+        return held.leave(_handle(command, args, prog))
+
+
+def _handle(command: _Command, args: argparse.Namespace, prog: str) -> int:
     try:
         return command.handler(args)
     except GreeterError as error:

@@ -19,6 +19,8 @@ from .errors import UsageError
 if TYPE_CHECKING:
     from .discovery import PluginInfo
     from .loaded import LoadedPlugin
+    from .lock import PluginLock
+    from .policy import PluginPolicy
 
 __all__ = ["CHECK_ISOLATION", "DEFAULT_CALL_TIMEOUT", "ISOLATION_MODES", "LoadOptions", "load"]
 
@@ -63,6 +65,12 @@ class LoadOptions(NamedTuple):
     """With ``isolation="process"``: environment variables for the worker beyond the few it always
     gets (``PATH``, ``HOME``, the locale...: see ``greeter_core.worker.client.WORKER_ENV``)."""
 
+    policy: PluginPolicy | None = None
+    """The allow-list and deny-list (``--plugins``, ``--disable``); None: any installed plugin."""
+
+    lock: PluginLock | None = None
+    """The lock file (``--lock``) the plugin's distribution must match; None: no lock."""
+
 
 _DEFAULTS = LoadOptions()
 
@@ -78,6 +86,8 @@ def load(
     worker_cpu: float = _DEFAULTS.worker_cpu,
     worker_files: int = _DEFAULTS.worker_files,
     worker_env: Mapping[str, str] | None = None,
+    policy: PluginPolicy | None = None,
+    lock: PluginLock | None = None,
 ) -> LoadedPlugin:
     """A ready plugin for *plugin* (a driver name, or a record from ``discover()``/``find()``).
 
@@ -86,9 +96,18 @@ def load(
     the result (or use ``with``) to stop the worker. With ``verify=True``
     every file of the plugin's distribution is checked against its
     ``RECORD`` first.
+    A *policy* that disables the plugin, or a *lock* its distribution does not
+    match, refuses it here, before anything of it is imported in either mode.
     """
     if isolation not in ISOLATION_MODES:
         raise UsageError(f"unknown isolation mode {isolation!r}; use one of: {', '.join(ISOLATION_MODES)}")
+    if policy is not None:
+        policy.check(plugin)
+    if lock is not None:
+        from .discovery import find
+
+        plugin = find(plugin) if isinstance(plugin, str) else plugin
+        lock.check(plugin)
     if isolation == "process":
         from .discovery import find
         from .worker.client import WorkerPlugin

@@ -15,6 +15,8 @@ import math
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from .printable import printable
+
 if TYPE_CHECKING:
     from .discovery import PluginInfo
 
@@ -23,12 +25,16 @@ __all__ = [
     "DuplicateDriverError",
     "GreeterError",
     "HandshakeError",
+    "HostResourceError",
     "IntegrityError",
+    "LockMismatchError",
     "NoSuchDriverError",
     "PluginAPIVersionError",
     "PluginCallError",
     "PluginContractError",
+    "PluginDisabledError",
     "PluginLoadError",
+    "PluginLoadTimeoutError",
     "PluginTimeoutError",
     "ProtocolError",
     "ReloadUnsupportedError",
@@ -50,12 +56,13 @@ def describe(driver: str, plugin: PluginInfo | None) -> str:
 
 
 def one_line(error: BaseException) -> str:
-    """A plugin's exception as messages quote it: ``Type: first line``."""
+    """A plugin's exception as messages quote it: ``Type: first line``, printable (see ``printable``)."""
+    name = type.__dict__["__name__"].__get__(type(error))  # not type(error).__name__: a metaclass may raise
     try:
-        text = str(error).strip().splitlines()
-    except Exception:  # a plugin's exception whose __str__ raises is still named
+        text = str.join("", (str(error),)).strip().splitlines()
+    except BaseException:  # an exception whose __str__ raises (anything) or lies is still named
         text = []
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    return printable(f"{name}: {text[0]}" if text else name)
 
 
 def _rebuild(cls: type[GreeterError], args: tuple[Any, ...], state: dict[str, Any]) -> GreeterError:
@@ -151,6 +158,23 @@ class PluginLoadError(GreeterError):
             f"reinstall or fix {distribution} (--debug shows the traceback)"
         )
         super().__init__(message, driver=driver, plugin=plugin)
+
+
+class PluginLoadTimeoutError(PluginLoadError):
+    """Loading a plugin in process (its import and construction) did not finish in time; it was given up on."""
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, seconds: float) -> None:
+        self.error = f"did not finish loading within {seconds:g} s"
+        self.target = plugin.target if plugin else None
+        self.seconds = seconds
+        GreeterError.__init__(
+            self,
+            f"{describe(driver, plugin)} did not finish loading within {seconds:g} s; greeter gave up on it "
+            f"(its import goes on in the background: Python cannot stop it); raise --load-timeout if it is "
+            f"just slow, or use --isolation process for a plugin that hangs",
+            driver=driver,
+            plugin=plugin,
+        )
 
 
 class PluginContractError(GreeterError):
@@ -293,6 +317,20 @@ class HandshakeError(GreeterError):
         )
 
 
+class HostResourceError(GreeterError):
+    """greeter itself ran short of a resource (file descriptors...) while serving a plugin: not the plugin's fault."""
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, what: str, problem: str) -> None:
+        self.what = what
+        self.problem = problem
+        super().__init__(
+            f"greeter could not {what} for {describe(driver, plugin)}: {problem}; this process is short of "
+            f"resources, not the plugin at fault (raise the limit, e.g. ulimit -n, or find what holds them)",
+            driver=driver,
+            plugin=plugin,
+        )
+
+
 class IntegrityError(GreeterError):
     """A file of the plugin's distribution does not match its ``RECORD``."""
 
@@ -306,6 +344,34 @@ class IntegrityError(GreeterError):
             driver=driver,
             plugin=plugin,
         )
+
+
+class LockMismatchError(IntegrityError):
+    """The plugin's distribution differs from the lock file: not locked, another version, or a file changed."""
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, lock_file: str, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        self.lock_file = lock_file
+        where = f"{path}: " if path else ""
+        GreeterError.__init__(
+            self,
+            f"{describe(driver, plugin)} does not match the lock file {lock_file}: {where}{problem}; refusing to "
+            f"load it (review the change, then run greeter lock again, or reinstall the locked version)",
+            driver=driver,
+            plugin=plugin,
+        )
+
+
+class PluginDisabledError(GreeterError):
+    """The plugin is installed, but an allow-list or deny-list setting says never to load it."""
+
+    exit_code = 2
+
+    def __init__(self, driver: str, plugin: PluginInfo | None, setting: str, why: str) -> None:
+        self.setting = setting
+        self.why = why
+        super().__init__(f"{describe(driver, plugin)} is disabled by {setting}: {why}", driver=driver, plugin=plugin)
 
 
 class ReloadUnsupportedError(GreeterError):
@@ -417,16 +483,6 @@ def _text(value: object) -> str:
     if len(value) > MAX_TEXT:
         value = f"{value[:MAX_TEXT]}... [{len(value) - MAX_TEXT} more characters]"
     return printable(value)
-
-
-def printable(text: str) -> str:
-    """*text* on one line that a terminal shows as it is: control and other unprintable characters
-    escaped (``\\n``, ``\\r``, ``\\x1b``...), tabs kept."""
-    if text.isprintable():
-        return text
-    return "".join(
-        char if char.isprintable() or char == "\t" else char.encode("unicode_escape").decode("ascii") for char in text
-    )
 
 
 def _optional(decode: Callable[[object], Any]) -> Callable[[object], Any]:

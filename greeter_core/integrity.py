@@ -4,12 +4,16 @@ go-plugin's ``SecureConfig`` checks a checksum of the plugin binary before it
 runs it. A Python distribution already carries one per file: every installer
 writes a ``RECORD`` listing each installed file with its sha256 (PEP 376/627).
 
-What this guards: a listed file that was changed or removed, and a stray
-module dropped into the plugin's own package directories. What it does not:
-byte-code caches (``RECORD`` lists ``.pyc`` files without a hash) and code
-outside the distribution (a ``.pth`` file, another package it imports). It
-detects corruption and tampering of the plugin itself, not a hostile user
-who can write to site-packages.
+What this guards: a listed file that was changed or removed, and any
+importable file (every suffix Python imports: ``.py``, ``.pyc``, extension
+modules) added anywhere under the distribution's own packages, or beside its
+top-level modules, where it could shadow or extend the plugin's code. What it
+does not: byte-code caches in ``__pycache__`` (``RECORD`` lists them without a
+hash, and Python checks them against their source itself), code outside the
+distribution (a ``.pth`` file, another package it imports), and someone who can
+rewrite ``RECORD`` along with the files (a lock file guards that). An editable
+install is refused: its ``RECORD`` hashes none of the plugin's modules, so
+there is nothing to verify against.
 """
 
 from __future__ import annotations
@@ -17,28 +21,46 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
+import os
+import stat
+from importlib.machinery import all_suffixes
 from importlib.metadata import Distribution, FileHash, PackagePath, distribution
 from pathlib import Path
 
 from .discovery import PluginInfo
 from .errors import IntegrityError
 
-__all__ = ["verify_plugin"]
+__all__ = ["read_record", "unlisted_files", "verify_plugin"]
 
 
 def verify_plugin(plugin: PluginInfo) -> None:
     """Raise :class:`IntegrityError` naming the first file that does not match ``RECORD``."""
     dist = distribution(plugin.distribution)
-    files = _record(dist)
+    files = read_record(dist)
     if files is None:
         raise IntegrityError(plugin.name, plugin, "RECORD", "the distribution has no RECORD to verify against")
+    top = plugin.target.partition(":")[0].split(".")[0]
+    if top not in _import_roots(files):
+        raise IntegrityError(
+            plugin.name,
+            plugin,
+            "RECORD",
+            f"it lists none of the plugin's modules ({top!r}): an editable or otherwise unverifiable install, "
+            f"so nothing could be verified; install it normally to use --verify",
+        )
     for file in files:
         if file.hash is not None:
             _check_file(plugin, dist, file)
-    _check_no_strays(plugin, dist, files)
+    for path in unlisted_files(dist, files):
+        raise IntegrityError(
+            plugin.name,
+            plugin,
+            path.relative_to(Path(str(dist.locate_file("")))).as_posix(),
+            "not listed in RECORD (an importable file was added to the distribution's modules)",
+        )
 
 
-def _record(dist: Distribution) -> list[PackagePath] | None:
+def read_record(dist: Distribution) -> list[PackagePath] | None:
     """Every file RECORD lists, read directly: since Python 3.12 ``Distribution.files``
     silently leaves out the ones that are missing, which is exactly what we look for."""
     text = dist.read_text("RECORD")
@@ -57,27 +79,59 @@ def _record(dist: Distribution) -> list[PackagePath] | None:
     return files
 
 
+def _importable(name: str) -> bool:
+    return name.endswith(tuple(all_suffixes()))
+
+
+def _import_roots(files: list[PackagePath]) -> set[str]:
+    """The top-level import names the distribution installs: its packages and its top-level modules."""
+    roots = set()
+    for file in files:
+        first = file.parts[0]
+        if first == ".." or first.endswith((".dist-info", ".data")) or first == "__pycache__":
+            continue
+        if len(file.parts) > 1:
+            roots.add(first)
+        elif _importable(first) and not first.endswith(".pth"):
+            roots.add(first.partition(".")[0])
+    return roots
+
+
 def _check_file(plugin: PluginInfo, dist: Distribution, file: PackagePath) -> None:
     assert file.hash is not None
-    path = Path(str(dist.locate_file(file)))
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise IntegrityError(plugin.name, plugin, str(file), "listed in RECORD but missing") from None
     if file.hash.mode not in hashlib.algorithms_guaranteed:
         raise IntegrityError(plugin.name, plugin, str(file), f"unsupported hash {file.hash.mode!r} in RECORD")
-    digest = base64.urlsafe_b64encode(hashlib.new(file.hash.mode, data).digest()).rstrip(b"=").decode()
-    if digest != file.hash.value:
+    path = Path(str(dist.locate_file(file)))
+    try:
+        # Non-blocking and regular files only: RECORD is as untrusted as the files it lists,
+        # and a line naming a FIFO or a device must not hang the check.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise IntegrityError(plugin.name, plugin, str(file), "listed in RECORD but missing") from None
+    except OSError as error:
+        raise IntegrityError(plugin.name, plugin, str(file), f"cannot be read: {error.strerror}") from None
+    with open(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IntegrityError(plugin.name, plugin, str(file), "listed in RECORD but not a regular file")
+        digest = hashlib.file_digest(handle, file.hash.mode).digest()
+    if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != file.hash.value:
         raise IntegrityError(plugin.name, plugin, str(file), f"{file.hash.mode} does not match RECORD")
 
 
-def _check_no_strays(plugin: PluginInfo, dist: Distribution, files: list[PackagePath]) -> None:
-    """A ``.py`` file in the plugin's own package directories must be one RECORD lists."""
+def unlisted_files(dist: Distribution, files: list[PackagePath]) -> list[Path]:
+    """Importable files that *files* (its RECORD) does not list, under the distribution's packages or
+    named like one of its top-level modules: code Python could import instead of, or beside, the
+    recorded code. ``__pycache__`` is left to Python, which checks it against the source."""
     listed = {Path(str(dist.locate_file(f))).resolve() for f in files}
-    packages = {Path(str(dist.locate_file(f))).resolve().parent for f in files if f.name == "__init__.py"}
-    for package in sorted(packages):
-        for path in sorted(package.glob("*.py")):
+    site = Path(str(dist.locate_file("")))
+    found = []
+    for root in sorted(_import_roots(files)):
+        package = site / root
+        candidates = sorted(package.rglob("*")) if package.is_dir() else []
+        candidates += sorted(site.glob(f"{root}.*"))
+        for path in candidates:
+            if "__pycache__" in path.relative_to(site).parts or not _importable(path.name) or not path.is_file():
+                continue
             if path.resolve() not in listed:
-                raise IntegrityError(
-                    plugin.name, plugin, str(path), "not listed in RECORD (a file was added to the package)"
-                )
+                found.append(path)
+    return found

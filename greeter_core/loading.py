@@ -23,16 +23,20 @@ from stevedore import DriverManager
 from stevedore.exception import NoMatches
 
 from .api import GROUP, HostContext
-from .contract import Violation, greeting, validate
+from .contract import Violation, closer, greeting, validate
 from .errors import GreeterError, PluginCallError, PluginLoadError, describe, one_line
+from .guard import call_bounded, is_user_stop
 from .loaded import LoadedPlugin
 
 if TYPE_CHECKING:
     from .discovery import PluginInfo
 
-__all__ = ["InProcessPlugin", "load_in_process"]
+__all__ = ["CLOSE_TIMEOUT", "InProcessPlugin", "load_in_process"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds a plugin's ``close()`` may take before the host stops waiting for it.
+CLOSE_TIMEOUT = 5.0
 
 #: Module -> version of the code this process imported first. Like ``sys.modules``,
 #: which it mirrors, it is process-wide: Python cannot unload a module.
@@ -72,6 +76,9 @@ class InProcessPlugin(LoadedPlugin):
 
     isolation = "none"
 
+    #: Seconds :meth:`close` waits for the plugin's ``close()``.
+    close_timeout = CLOSE_TIMEOUT
+
     def __init__(self, obj: Any, driver: str, target: str, record: PluginInfo | None = None) -> None:
         #: The plugin object itself, as stevedore built it: call ``obj.greet`` to skip the checks.
         self.obj: Any = obj
@@ -81,6 +88,7 @@ class InProcessPlugin(LoadedPlugin):
         self._closed = False
         try:
             self.language = validate(obj)
+            self._close = closer(obj)
         except Violation as violation:
             raise violation.error(driver, self.plugin) from violation.__cause__
 
@@ -92,17 +100,20 @@ class InProcessPlugin(LoadedPlugin):
         return self._record
 
     def greet(self, name: str) -> str:
-        """Call the plugin's ``greet()``: whatever it raises (``sys.exit()`` too) becomes PluginCallError.
+        """Call the plugin's ``greet()``: whatever it raises becomes PluginCallError, except the user's Ctrl-C.
 
-        ``KeyboardInterrupt`` is let through: Ctrl-C belongs to the user.
+        ``SystemExit``, ``GeneratorExit``, ``CancelledError``, a bare
+        ``BaseException`` subclass, and a ``KeyboardInterrupt`` the plugin
+        raised itself are all the plugin's failure. The greeting is a plain
+        ``str`` on one line (see :mod:`greeter_core.printable`).
         """
         try:
             text = self.obj.greet(name)
-        except KeyboardInterrupt:
-            raise
         except BaseException as error:
+            if is_user_stop(error):
+                raise
             raise PluginCallError(self.driver, self.plugin, one_line(error)) from error
-        if type(text) is str:  # the usual case, checked without a call
+        if type(text) is str and text.isprintable():  # the usual case, checked without a call
             return text
         try:
             return greeting(text)
@@ -110,17 +121,27 @@ class InProcessPlugin(LoadedPlugin):
             raise violation.error(self.driver, self.plugin) from None
 
     def close(self) -> None:
-        """Call the plugin's ``close()`` once; a plugin that cannot close is only logged."""
-        if self._closed:
+        """Call the plugin's ``close()`` once, waiting :attr:`close_timeout` at most; its failures are logged.
+
+        It runs in a thread of its own, so that a ``close()`` that never
+        returns is abandoned (and said so) rather than waited for forever.
+        The ``close`` called is the one the plugin had when it was built.
+        """
+        if self._closed or self._close is None:
+            self._closed = True
             return
         self._closed = True
         try:
-            close = getattr(self.obj, "close", None)
-            if close is not None:
-                close()
-        except KeyboardInterrupt:
-            raise
+            call_bounded(self._close, self.close_timeout, name=f"greeter-close-{self.driver}")
+        except TimeoutError:
+            log.warning(
+                "%s did not close within %g s; left it running (a plugin that hangs needs --isolation process)",
+                describe(self.driver, self.plugin),
+                self.close_timeout,
+            )
         except BaseException as error:
+            if is_user_stop(error):
+                raise
             log.warning("%s failed to close: %s", describe(self.driver, self.plugin), one_line(error))
 
 
@@ -155,10 +176,37 @@ class _DriverManager(DriverManager):  # type: ignore[type-arg]
         super().__init__(GROUP, driver, on_missing_entrypoints_callback=None, **kwargs)
 
     def list_entry_points(self) -> list[EntryPoint]:
-        entry_points = [self._entry_point] if self._entry_point else super().list_entry_points()
+        entry_points = [self._entry_point] if self._entry_point else self._scan()
         if not any(ep.name == self._driver for ep in entry_points):
             raise NoMatches(f"No {GROUP!r} driver found, looking for {self._driver!r}")
         return entry_points
+
+    def _scan(self) -> list[EntryPoint]:
+        """stevedore's (cached) scan; when another distribution's metadata breaks it, ours.
+
+        stevedore reads every distribution's entry points to fill its cache,
+        so one malformed ``entry_points.txt`` anywhere fails every lookup;
+        :func:`~greeter_core.discovery.find` skips (and logs) what it cannot read.
+        """
+        try:
+            return super().list_entry_points()
+        except Exception as error:
+            from .discovery import find
+
+            log.debug("stevedore could not scan entry points (%s); reading metadata instead", one_line(error))
+            return [EntryPoint(self._driver, find(self._driver).target, GROUP)]
+
+    def _load_one_plugin(self, ep: EntryPoint, *args: Any) -> Any:
+        # stevedore hands only an Exception to the load-failure callback and
+        # lets the rest through (AssertionError on purpose): SystemExit,
+        # KeyboardInterrupt, GeneratorExit, any BaseException. A plugin must not
+        # end the host by raising one at import time; the user's Ctrl-C goes on.
+        try:
+            return super()._load_one_plugin(ep, *args)
+        except BaseException as error:
+            if is_user_stop(error) or (isinstance(error, Exception) and not isinstance(error, AssertionError)):
+                raise
+            raise _LoadFailed(ep, error) from error
 
 
 class _LoadFailed(Exception):
@@ -171,6 +219,8 @@ class _LoadFailed(Exception):
 
 
 def _on_load_failure(manager: Any, entry_point: EntryPoint, error: BaseException) -> None:
+    if isinstance(error, _LoadFailed):
+        raise error
     raise _LoadFailed(entry_point, error) from error
 
 
@@ -201,9 +251,11 @@ def _build(driver: str, config: Mapping[str, str] | None, record: PluginInfo | N
         raise PluginLoadError(
             driver, record, one_line(failure.error) + _hint(failure.error), target=failure.entry_point.value
         ) from failure.error
-    except (SystemExit, AssertionError) as error:
-        # stevedore lets these two through its own handler; a plugin must not
-        # be able to end the host by raising them at import time.
+    except (NoMatches, GreeterError):
+        raise  # not found, or found twice: the caller's to interpret
+    except BaseException as error:  # whatever else the plugin's code raised on the way
+        if is_user_stop(error):
+            raise
         raise PluginLoadError(driver, record, one_line(error), target=target) from error
     extension = manager.extensions[0]
     # Not manager.driver: it returns the class when the instance is falsy.

@@ -7,6 +7,11 @@ its worker, which is then killed at once); the loop sleeps in ``select()`` on
 a socket pair that the signal wake-up fd writes to, and does the real work itself.
 :func:`run` puts a slot, a loop and an optional control plane together and
 owns all three until the end.
+
+A stop request always ends the process: if an in-process plugin swallows
+the ``KeyboardInterrupt`` meant to cut it short, greeter exits anyway once
+:data:`~greeter_core.guard.STOP_GRACE` has passed, with the summary and
+exit status 0 (see :func:`~greeter_core.guard.exit_if_stuck`).
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import os
 import select
 import signal
 import socket
+import stat
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stdout, suppress
-from typing import Any, NamedTuple, Protocol, TextIO
+from contextlib import contextmanager, suppress
+from typing import IO, Any, NamedTuple, Protocol
 
 from .drive import LoadOptions
 from .errors import (
@@ -31,10 +37,11 @@ from .errors import (
     UsageError,
     WorkerUnavailableError,
 )
+from .guard import STOP_GRACE, exit_if_stuck, plugin_output_to_stderr, request_stop, watching
 from .loaded import LoadedPlugin
-from .slot import MAX_NAME_LENGTH, DriverSlot, check_name, log
+from .slot import DEFAULT_LOAD_TIMEOUT, MAX_NAME_LENGTH, DriverSlot, check_name, log
 
-__all__ = ["ControlPlane", "GreetingLoop", "RunPlan", "read_driver_file", "run", "signals_routed_to"]
+__all__ = ["ControlPlane", "GreetingLoop", "RunPlan", "read_driver_file", "run", "signals_routed_to", "summary_line"]
 
 
 class GreetingLoop:
@@ -53,13 +60,14 @@ class GreetingLoop:
         interval: float = 1.0,
         count: int | None = None,
         driver_file: str | None = None,
-        out: TextIO | None = None,
+        out: IO[str] | None = None,
     ) -> None:
         self.slot = slot
         self.who = who
         self.interval = interval
         self.count = count
-        self.driver_file = driver_file
+        # Absolute now: a plugin may change the working directory.
+        self.driver_file = os.path.abspath(driver_file) if driver_file is not None else None
         self._out = out
         self._stopping = False
         self._hup = False
@@ -79,10 +87,23 @@ class GreetingLoop:
         self._wake()
 
     def on_stop_signal(self, signum: int, frame: object) -> None:
-        """SIGINT/SIGTERM handler: set a flag; during a greet(), interrupt it (an isolated one kills its worker)."""
+        """SIGINT/SIGTERM handler: set a flag; during a greet(), interrupt it (an isolated one kills its worker).
+
+        The request is the user's (:func:`~greeter_core.guard.request_stop`), so
+        the ``KeyboardInterrupt`` is not taken for the plugin's; and if plugin
+        code keeps the process past the grace period, it exits without it.
+        """
         self._stopping = True
+        request_stop()
+        exit_if_stuck(STOP_GRACE, 0, self._last_words)
         if self._in_plugin:
             raise KeyboardInterrupt
+
+    def _last_words(self) -> list[str]:
+        return [
+            f"greeter run: plugin code did not let go within {STOP_GRACE:g} s of the stop request; exiting without it",
+            summary_line(self.slot),
+        ]
 
     def on_hup_signal(self, signum: int, frame: object) -> None:
         """SIGHUP handler: set a flag; the loop does the work."""
@@ -201,12 +222,25 @@ class _Interrupted(Exception):
 
 
 def read_driver_file(path: str) -> str:
-    """The driver name held in *path* (surrounding whitespace ignored)."""
+    """The driver name held in *path* (surrounding whitespace ignored); only a regular file is read.
+
+    It is opened non-blocking: a FIFO or a device in its place is refused at
+    once instead of stalling the loop (and every signal) until a writer comes.
+    """
     try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read(4 * MAX_NAME_LENGTH)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
         raise UsageError(f"cannot read --driver-file {path!r}: {error.strerror or error}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"cannot read --driver-file {path!r}: it is not a regular file")
+        data = os.read(fd, 4 * MAX_NAME_LENGTH)
+    except OSError as error:
+        raise UsageError(f"cannot read --driver-file {path!r}: {error.strerror or error}") from None
+    finally:
+        os.close(fd)
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"cannot read --driver-file {path!r}: it is not UTF-8 text") from None
     name = text.strip()
@@ -235,6 +269,7 @@ class RunPlan(NamedTuple):
     stop_after: int | None
     driver_file: str | None
     options: LoadOptions
+    load_timeout: float = DEFAULT_LOAD_TIMEOUT
 
 
 @contextmanager
@@ -245,14 +280,15 @@ def signals_routed_to(loop: GreetingLoop) -> Iterator[None]:
         signal.SIGTERM: loop.on_stop_signal,
         signal.SIGHUP: loop.on_hup_signal,
     }
-    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
-    previous_fd = signal.set_wakeup_fd(loop.wakeup_fd, warn_on_full_buffer=False)
-    try:
-        yield
-    finally:
-        signal.set_wakeup_fd(previous_fd)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    with watching():  # ready before any handler may need it
+        previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
+        previous_fd = signal.set_wakeup_fd(loop.wakeup_fd, warn_on_full_buffer=False)
+        try:
+            yield
+        finally:
+            signal.set_wakeup_fd(previous_fd)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def run(plan: RunPlan, control: ControlPlane | None = None) -> int:
@@ -260,17 +296,17 @@ def run(plan: RunPlan, control: ControlPlane | None = None) -> int:
 
     Owns *control* from here on: it is closed when the loop ends, whatever ends it.
     """
-    slot = DriverSlot(plan.options)
-    loop = GreetingLoop(
-        slot,
-        who=plan.who,
-        interval=plan.interval,
-        count=plan.stop_after,
-        driver_file=plan.driver_file,
-        out=sys.stdout,
-    )
-    # stdout carries the greetings only: whatever a plugin prints goes to stderr.
-    with redirect_stdout(sys.stderr):
+    slot = DriverSlot(plan.options, load_timeout=plan.load_timeout)
+    # stdout carries the greetings only: whatever a plugin writes, to sys.stdout or fd 1, goes to stderr.
+    with plugin_output_to_stderr() as out:
+        loop = GreetingLoop(
+            slot,
+            who=plan.who,
+            interval=plan.interval,
+            count=plan.stop_after,
+            driver_file=plan.driver_file,
+            out=out,
+        )
         try:
             slot.start(plan.driver)
             if control is not None:
@@ -282,9 +318,10 @@ def run(plan: RunPlan, control: ControlPlane | None = None) -> int:
                 control.close()
             slot.close()
             loop.close()
-    print(
-        f"greeter run: stopped after {slot.summary()}; last driver: {slot.current.name}",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(summary_line(slot), file=sys.stderr, flush=True)
     return 0
+
+
+def summary_line(slot: DriverSlot) -> str:
+    """The line ``greeter run`` ends with, on stderr."""
+    return f"greeter run: stopped after {slot.summary()}; last driver: {slot.current.name}"

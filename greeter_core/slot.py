@@ -10,12 +10,21 @@ published only after its worker answered one greeting; otherwise the old one
 keeps greeting and the swap raises the reason. A replaced plugin is closed
 only once the loop has stopped using it.
 
+In process, a plugin is built in a thread of its own and waited for
+``load_timeout`` seconds at most: a plugin whose import or constructor never
+returns is given up on (the swap is refused, the old plugin keeps greeting)
+and never holds the swap lock for longer. Closing a plugin is bounded the
+same way (:attr:`~greeter_core.loading.InProcessPlugin.close_timeout`).
+
 The loop (``loop.py``), the control plane (``control.py``) and SIGHUP all
-act on a slot; it imports none of them.
+act on a slot; it imports none of them. Each borrow is one ``greet()`` call:
+the slot times it and counts its outcome per driver (``stats.py``), the
+numbers behind ``/status`` and ``/metrics``.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import threading
@@ -27,16 +36,22 @@ from typing import NamedTuple
 from .api import DEFAULT_NAME
 from .discovery import PluginInfo, discover, find
 from .drive import LoadOptions, load
-from .errors import GreeterError, ReloadUnsupportedError, RuntimeStoppedError, UsageError
+from .errors import GreeterError, PluginLoadTimeoutError, ReloadUnsupportedError, RuntimeStoppedError, UsageError
+from .guard import call_bounded
 from .loaded import LoadedPlugin
+from .policy import listing
+from .stats import DriverStats
 
-__all__ = ["MAX_NAME_LENGTH", "DriverSlot", "Swap", "check_name", "log"]
+__all__ = ["DEFAULT_LOAD_TIMEOUT", "MAX_NAME_LENGTH", "DriverSlot", "Swap", "check_name", "log"]
 
 #: The log of ``greeter run`` (the slot and the loop): a name users filter on, kept stable.
 log = logging.getLogger("greeter_core.runtime")
 
 #: Longest driver name accepted from a request or a driver file.
 MAX_NAME_LENGTH = 128
+
+#: Seconds an in-process load (import and construction) may take before the slot gives up on it.
+DEFAULT_LOAD_TIMEOUT = 10.0
 
 
 class Swap(NamedTuple):
@@ -54,11 +69,12 @@ class Swap(NamedTuple):
 class _Active:
     """One loaded plugin in the slot; ``retired`` once a swap replaced it."""
 
-    __slots__ = ("loaded", "retired")
+    __slots__ = ("loaded", "retired", "worker_counts")
 
     def __init__(self, loaded: LoadedPlugin) -> None:
         self.loaded = loaded
         self.retired = False
+        self.worker_counts = (0, 0, 0)  # (starts, crashes, restarts) already added to the driver's stats
 
 
 def check_name(name: str) -> str:
@@ -77,17 +93,27 @@ class DriverSlot:
     loads exactly the record it returns.
     """
 
-    def __init__(self, options: LoadOptions | None = None, loader: Callable[..., LoadedPlugin] = load) -> None:
+    def __init__(
+        self,
+        options: LoadOptions | None = None,
+        loader: Callable[..., LoadedPlugin] = load,
+        *,
+        load_timeout: float = DEFAULT_LOAD_TIMEOUT,
+    ) -> None:
         self.options = options or LoadOptions()
+        self.load_timeout = load_timeout
         self._loader = loader
         self._lock = threading.Lock()  # guards the fields below; held only for a few assignments
-        self._swap_lock = threading.Lock()  # serializes swaps, reloads and close
+        self._swap_lock = threading.Lock()  # serializes swaps and reloads (held for one bounded load and close)
         self._current: _Active | None = None
         self._borrowed: _Active | None = None
         self._closed = False
         self._started = time.monotonic()
         self.greetings = self.errors = self.swaps = self.reloads = 0
         self.last_error: str | None = None
+        #: Driver name -> what it did since the start; one entry per driver that was ever loaded.
+        self.drivers: dict[str, DriverStats] = {}
+        self._last_call: tuple[str, float] | None = None  # (driver, seconds) of the borrow that just ended
 
     def start(self, driver: str) -> PluginInfo:
         """Load the first driver; its errors are the caller's (the CLI exits with them)."""
@@ -98,6 +124,7 @@ class DriverSlot:
             active = self._build(find(driver))
             with self._lock:
                 self._current = active
+                self._count_worker(active)
         return active.loaded.plugin
 
     @property
@@ -122,14 +149,33 @@ class DriverSlot:
                     raise RuntimeStoppedError
                 importlib.invalidate_caches()  # see files installed or removed since the last look
                 info = find(driver or self.current.name)
-                return self._publish(self._verified(self._build(info)), reload=reload)
+                new = self._verified(self._build(info))
+                try:
+                    return self._publish(new, reload=reload)
+                except RuntimeStoppedError:  # closed while it was being built
+                    new.loaded.close()
+                    raise
         except GreeterError as error:
             what = f"reload of {self.current.name!r}" if reload else f"switch to {driver!r}"
             log.warning("%s refused: %s; still greeting with %r", what, error, self.current.name)
             raise
 
     def _build(self, info: PluginInfo) -> _Active:
-        return _Active(self._loader(info, **self.options._asdict()))
+        return _Active(self._load(info))
+
+    def _load(self, info: PluginInfo) -> LoadedPlugin:
+        """The loader's plugin for *info*; in process, given up on after ``load_timeout`` seconds.
+
+        A worker's start has a deadline of its own. A load given up on goes on
+        in its thread; if it ever finishes, what it built is closed.
+        """
+        load = functools.partial(self._loader, info, **self.options._asdict())
+        if self.options.isolation != "none":
+            return load()
+        try:
+            return call_bounded(load, self.load_timeout, name=f"greeter-load-{info.name}", late=_close_late)
+        except TimeoutError:
+            raise PluginLoadTimeoutError(info.name, info, self.load_timeout) from None
 
     def _verified(self, new: _Active) -> _Active:
         """Under isolation, a new plugin is published only once its worker answered a greeting."""
@@ -143,8 +189,11 @@ class DriverSlot:
 
     def _publish(self, new: _Active, *, reload: bool) -> Swap:
         with self._lock:
+            if self._closed:
+                raise RuntimeStoppedError
             old = self._active()
             self._current = new
+            self._count_worker(new)
             if reload:
                 self.reloads += 1
             else:
@@ -175,33 +224,78 @@ class DriverSlot:
     def borrowed(self) -> Iterator[LoadedPlugin]:
         """The current plugin, kept open until the block ends even if a swap replaces it.
 
-        The greeting loop is the only borrower.
+        The greeting loop is the only borrower, and the block is one
+        ``greet()`` call: its time is the latency that :meth:`record_greeting`
+        or :meth:`record_error` then counts for that driver.
         """
         with self._lock:
             active = self._borrowed = self._active()
+        started = time.perf_counter()
         try:
             yield active.loaded
         finally:
+            elapsed = time.perf_counter() - started
             with self._lock:
                 self._borrowed = None
+                self._last_call = (active.loaded.driver, elapsed)
+                self._count_worker(active)  # a call may have crashed or restarted the worker
                 close_now = active.retired and not self._closed
             if close_now:
                 active.loaded.close()
 
     def record_greeting(self) -> None:
+        """Count a greeting of the call that just ended."""
         with self._lock:
             self.greetings += 1
+            self._call_stats().greetings += 1
 
     def record_error(self, error: GreeterError) -> None:
+        """Count a failure of the call that just ended."""
         with self._lock:
             self.errors += 1
             self.last_error = str(error)
+            self._call_stats(error.driver).errors += 1
+
+    def _call_stats(self, driver: str | None = None) -> DriverStats:
+        """The stats of the driver of the call that just ended, its latency counted once (lock held)."""
+        call, self._last_call = self._last_call, None
+        if call is not None:
+            stats = self._stats(call[0])
+            stats.latency.observe(call[1])
+            return stats
+        return self._stats(driver or self._active().loaded.driver)
+
+    def _stats(self, driver: str) -> DriverStats:
+        stats = self.drivers.get(driver)
+        if stats is None:
+            stats = self.drivers[driver] = DriverStats()
+        return stats
+
+    def _count_worker(self, active: _Active) -> None:
+        """Add what *active*'s worker did since last looked at to its driver's counts (lock held)."""
+        worker = active.loaded.status()
+        if worker is None:
+            return
+        restarts, crashes = (
+            value if isinstance(value := worker.get(key), int) else 0 for key in ("restarts", "crashes")
+        )
+        counts = (1 + restarts, crashes, restarts)
+        stats = self._stats(active.loaded.driver)
+        seen, active.worker_counts = active.worker_counts, counts
+        stats.worker_starts += counts[0] - seen[0]
+        stats.worker_crashes += counts[1] - seen[1]
+        stats.worker_restarts += counts[2] - seen[2]
 
     def status(self) -> dict[str, object]:
-        """What ``GET /status`` shows: the current driver, the counters, the worker if any."""
+        """What ``GET /status`` shows: the current driver, the counters, per-driver numbers, the worker if any."""
+        return self.snapshot()[0]
+
+    def snapshot(self) -> tuple[dict[str, object], dict[str, DriverStats]]:
+        """``/status`` and a copy of every driver's numbers, taken at one instant (``/metrics`` reads both)."""
         with self._lock:
             active = self._active()
             plugin = active.loaded.plugin
+            drivers = {name: stats.copy() for name, stats in sorted(self.drivers.items())}
             status: dict[str, object] = {
                 "driver": plugin.name,
                 "distribution": plugin.distribution,
@@ -213,26 +307,35 @@ class DriverSlot:
                 "reloads": self.reloads,
                 "last_error": self.last_error,
                 "uptime": round(time.monotonic() - self._started, 3),
+                "drivers": {name: stats.as_dict() for name, stats in drivers.items()},
             }
         status["worker"] = active.loaded.status()
-        return status
+        return status, drivers
 
-    def plugins(self) -> list[dict[str, str]]:
-        """Every installed plugin, fresh: the records of ``greeter list --json``."""
+    def plugins(self) -> list[dict[str, object]]:
+        """Every installed plugin, fresh, each marked disabled or not: the records of ``greeter list --json``."""
         importlib.invalidate_caches()
-        return [plugin.as_dict() for plugin in discover()]
+        return listing(discover(), self.options.policy)
 
     def close(self) -> None:
-        """Refuse further swaps and close every plugin still held; call it after the loop stopped."""
-        with self._swap_lock:
-            with self._lock:
-                if self._closed:
-                    return
-                self._closed = True
-                held = {id(a): a for a in (self._current, self._borrowed) if a is not None}
-            for active in held.values():
-                active.loaded.close()
+        """Refuse further swaps and close every plugin still held; call it after the loop stopped.
+
+        It does not wait for a swap in flight, whose load may never finish: that
+        swap finds the slot closed when it is done, and closes what it built.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            held = {id(a): a for a in (self._current, self._borrowed) if a is not None}
+        for active in held.values():
+            active.loaded.close()
 
     def summary(self) -> str:
         with self._lock:
             return f"{self.greetings} greetings, {self.errors} errors, {self.swaps} swaps, {self.reloads} reloads"
+
+
+def _close_late(loaded: LoadedPlugin) -> None:
+    log.warning("plugin %r finished loading after greeter gave up on it; closing it", loaded.driver)
+    loaded.close()

@@ -299,6 +299,23 @@ ECHO_CONFIG = PluginSpec(
 )
 
 
+def marking(driver: str, word: str) -> PluginSpec:
+    """A well-behaved plugin that records each import of its module, with the importing pid, in a file
+    ``imported-<driver>`` beside its package: observable from any process (see :func:`imports_of`)."""
+    mark = (
+        "import os as _os, pathlib as _pathlib\n"
+        f'with open(_pathlib.Path(__file__).parent.parent / "imported-{driver}", "a") as _file:\n'
+        "    _file.write(f'{_os.getpid()}\\n')\n"
+    )
+    return PluginSpec(driver, code=mark + greeter_code(word))
+
+
+def imports_of(spec: PluginSpec, site: Path) -> list[int]:
+    """The pids of every process that imported the :func:`marking` plugin *spec* installed in *site*."""
+    marker = site / f"imported-{spec.driver}"
+    return [int(pid) for pid in marker.read_text().split()] if marker.exists() else []
+
+
 # -- processes ------------------------------------------------------------------------------------
 
 

@@ -69,7 +69,7 @@ def test_python_dash_m_is_the_same_command(cli) -> None:
 def test_help_lists_the_commands(cli) -> None:
     """The top-level help names every subcommand."""
     out = cli("--help").stdout
-    for command in ("list", "check", "run", "new-plugin"):
+    for command in ("list", "check", "run", "lock", "new-plugin"):
         assert f"greeter {command}" in out
 
 
@@ -159,7 +159,8 @@ def test_list_json_is_a_machine_readable_array(cli, install) -> None:
     spec = PluginSpec("klingon", version="2.5")
     install(spec)
     records = json.loads(cli("list", "--json").stdout)
-    assert {"name": "klingon", "distribution": "greeter-klingon", "version": "2.5", "target": spec.target} in records
+    klingon = {"name": "klingon", "distribution": "greeter-klingon", "version": "2.5", "target": spec.target}
+    assert {**klingon, "disabled": False, "disabled_by": None} in records
 
 
 def test_list_does_not_import_plugins(cli, install) -> None:

@@ -55,7 +55,7 @@ def test_a_swap_replies_old_and_new_and_the_new_driver_greets_from_then_on(alpha
 
 
 def test_status_reports_the_driver_and_the_counters(alpha: RunningGreeter) -> None:
-    """GET /status: driver, distribution, version, greetings, errors, swaps, reloads, last error, uptime."""
+    """GET /status: driver, distribution, version, greetings, errors, swaps, reloads, last error, uptime, drivers."""
     status = alpha.wait_status(lambda s: s["greetings"] >= 1)
     assert status.keys() == {
         "driver",
@@ -68,6 +68,7 @@ def test_status_reports_the_driver_and_the_counters(alpha: RunningGreeter) -> No
         "reloads",
         "last_error",
         "uptime",
+        "drivers",
         "worker",
     }
     assert (status["driver"], status["distribution"], status["version"]) == ("alpha", "greeter-alpha", "1.0")
@@ -129,6 +130,8 @@ def test_a_failing_plugin_swapped_in_and_back_out_leaves_greetings_resuming(
 )
 def test_a_missing_or_malformed_parameter_is_400(alpha: RunningGreeter, method, path, body, headers) -> None:
     """A missing, repeated, oversized or malformed driver parameter or JSON body is 400 and changes nothing."""
+    if method == "POST":
+        headers = {"Content-Type": "application/json", **headers}
     reply = alpha.request(method, path, body, headers)
     assert (reply.status, reply.data["status"]) == (400, 400)
     assert reply.data["error"]
@@ -138,7 +141,7 @@ def test_a_missing_or_malformed_parameter_is_400(alpha: RunningGreeter, method, 
 def test_get_root_without_mod_lists_the_routes(alpha: RunningGreeter) -> None:
     """GET / with no ?mod= is a 400 whose reply lists the routes, as help."""
     reply = alpha.request("GET", "/")
-    assert set(reply.data["routes"]) == {"/", "/driver", "/reload", "/status", "/plugins"}
+    assert set(reply.data["routes"]) == {"/", "/driver", "/reload", "/status", "/plugins", "/metrics"}
 
 
 @pytest.mark.parametrize("name", ["french", ALPHA.module, ALPHA.target, "../alpha", "greeter_core.cli", "os:system"])
@@ -158,7 +161,12 @@ def test_an_unknown_path_is_404(alpha: RunningGreeter) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
-    [("PUT", "/status", "GET"), ("DELETE", "/", "GET"), ("GET", "/driver", "POST"), ("BREW", "/reload", "POST")],
+    [
+        ("PUT", "/status", "GET, HEAD"),
+        ("DELETE", "/", "GET, HEAD"),
+        ("GET", "/driver", "POST"),
+        ("BREW", "/reload", "POST"),
+    ],
 )
 def test_a_wrong_method_is_405_with_allow(alpha: RunningGreeter, method: str, path: str, allowed: str) -> None:
     """A route called with a method it does not take is 405, naming the allowed ones in Allow."""

@@ -22,6 +22,7 @@ from greeter_core import (
     PluginLoadError,
     UsageError,
     discovery,
+    guard,
     load,
 )
 from greeter_core.loading import InProcessPlugin
@@ -223,10 +224,14 @@ def test_greet_turns_any_plugin_exception_into_plugin_call_error(error: BaseExce
     assert str(caught.value) == f"plugin 'panic' (greeter-panic 1.0) failed: {expected}"
 
 
-def test_greet_lets_ctrl_c_through() -> None:
-    """KeyboardInterrupt is the user's, not the plugin's: it is not swallowed."""
-    with pytest.raises(KeyboardInterrupt):
-        loaded(_Raises(KeyboardInterrupt())).greet("x")
+def test_greet_lets_the_users_ctrl_c_through() -> None:
+    """A KeyboardInterrupt with the user's stop request behind it is the user's: it is not swallowed."""
+    guard.request_stop()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loaded(_Raises(KeyboardInterrupt())).greet("x")
+    finally:
+        guard.clear_stop()
 
 
 @pytest.mark.parametrize("value", [None, 42, b"Hello", ["Hello"]])

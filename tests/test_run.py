@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -19,6 +20,7 @@ from helpers import (
     SYS_EXIT,
     PluginSpec,
     RunningGreeter,
+    greet_body,
     one_line,
 )
 
@@ -222,3 +224,44 @@ def test_an_initial_driver_that_cannot_load_is_one_line(cli, install, driver: st
     result = cli("run", "--driver", driver, "--control", "127.0.0.1:0")
     assert result.returncode == code
     assert message in one_line(result.stderr)
+
+
+#: Changes the working directory every time it greets, as a careless plugin might.
+CHDIR = PluginSpec("chdir", code=greet_body('os.chdir("/")\nreturn "Hi " + name', "import os"))
+
+
+def test_a_relative_driver_file_is_read_where_it_was_when_greeter_started(start, install, tmp_path: Path) -> None:
+    """--driver-file is resolved at start: a plugin changing the working directory does not lose it."""
+    install(ALPHA, CHDIR)
+    (tmp_path / "driver").write_text("chdir", encoding="utf-8")
+    greeter: RunningGreeter = start("--driver-file", "driver", "--interval", "0.01")
+    greeter.wait_greetings("Hi Universe")
+    (tmp_path / "driver").write_text("alpha", encoding="utf-8")
+    greeter.send(signal.SIGHUP)
+    greeter.wait_greetings("Alpha Universe")
+    assert greeter.stop() == 0
+
+
+def test_a_fifo_in_place_of_the_driver_file_is_refused_and_never_stalls_the_loop(
+    start, install, tmp_path: Path
+) -> None:
+    """SIGHUP with a FIFO where --driver-file was logs one line and greeting goes on; SIGTERM then exits 0."""
+    install(ALPHA)
+    (tmp_path / "driver").write_text("alpha", encoding="utf-8")
+    greeter: RunningGreeter = start("--driver-file", "driver", "--interval", "0.01")
+    greeter.wait_greetings("Alpha Universe")
+    (tmp_path / "driver").unlink()
+    os.mkfifo(tmp_path / "driver")
+    greeter.send(signal.SIGHUP)
+    greeter.stderr.search(r"--driver-file '\S+/driver': it is not a regular file; still greeting with 'alpha'$")
+    greeter.wait_greetings("Alpha Universe", 3)
+    assert greeter.stop() == 0
+
+
+def test_a_fifo_naming_the_first_driver_is_a_user_mistake(cli, install, tmp_path: Path) -> None:
+    """Without --driver, a FIFO as --driver-file is refused at once: one line, exit 2."""
+    install(ALPHA)
+    os.mkfifo(tmp_path / "fifo")
+    result = cli("run", "--driver-file", "fifo", "--count", "1")
+    assert result.returncode == 2
+    assert "cannot read --driver-file 'fifo': it is not a regular file" in one_line(result.stderr)

@@ -43,8 +43,11 @@ ALLOWED_EXTRA = {
     "greeter_core.contract",
     "greeter_core.drive",
     "greeter_core.errors",
+    "greeter_core.guard",
     "greeter_core.loaded",
     "greeter_core.loading",
+    "greeter_core.printable",
+    "signal",  # the one-shot tells the user's Ctrl-C from a plugin's KeyboardInterrupt
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from ..api import API_VERSION, GROUP
 from ..discovery import PluginInfo
@@ -32,6 +33,7 @@ from ..errors import (
     CircuitOpenError,
     GreeterError,
     HandshakeError,
+    HostResourceError,
     PluginTimeoutError,
     ProtocolError,
     UsageError,
@@ -41,9 +43,9 @@ from ..errors import (
     describe,
     from_data,
     one_line,
-    printable,
 )
 from ..loaded import LoadedPlugin
+from ..printable import printable
 from . import tree
 from .output import forward
 from .protocol import (
@@ -289,7 +291,7 @@ class WorkerPlugin(LoadedPlugin):
                     raise self._broke_protocol("a greeting that is not UTF-8") from None
                 if self._recovering:
                     self._recovered()
-                return text
+                return printable(text)  # the worker applied the one-line rule; a plugin may have forged the frame
             if kind == ERROR:
                 reported = self._error_from(payload)
                 if isinstance(reported, WorkerLimitError):  # the worker exits after saying so
@@ -317,6 +319,8 @@ class WorkerPlugin(LoadedPlugin):
         log.debug("starting a fresh worker for %s (restart %d)", describe(self.driver, self._plugin), self.restarts)
         try:
             self._spawn()
+        except HostResourceError:
+            raise  # the host's own shortage: not a crash of the plugin's worker
         except GreeterError as error:
             self._crashed(error.what if isinstance(error, WorkerCrashedError) else f"restart failed: {one_line(error)}")
             raise
@@ -326,21 +330,20 @@ class WorkerPlugin(LoadedPlugin):
     def _spawn(self) -> None:
         sys_path, env = worker_sys_path(), worker_environment(self.extra_env)
         command = self.command or worker_command(sys_path)
-        host_end, worker_end = socket.socketpair()
+        with self._host_resources():
+            host_end, worker_end = socket.socketpair()
         try:
-            proc = subprocess.Popen(
-                [*command, str(worker_end.fileno())],
-                pass_fds=[worker_end.fileno()],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                # Its own session: terminal signals stay with the host.
-                start_new_session=True,
-            )
-        except OSError as error:
-            host_end.close()
-            raise WorkerCrashedError(self.driver, self._plugin, f"could not start a worker: {error}") from error
+            with self._host_resources(host_end):
+                proc = subprocess.Popen(
+                    [*command, str(worker_end.fileno())],
+                    pass_fds=[worker_end.fileno()],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=env,
+                    # Its own session: terminal signals stay with the host.
+                    start_new_session=True,
+                )
         finally:
             worker_end.close()
         self._proc, self._channel, self._worker_pid = proc, Channel(host_end), None
@@ -355,6 +358,18 @@ class WorkerPlugin(LoadedPlugin):
         except BaseException:
             self._stop(polite=False)
             raise
+
+    @contextlib.contextmanager
+    def _host_resources(self, *opened: socket.socket) -> Iterator[None]:
+        """The host running out of descriptors or memory is the host's failure, never blamed on the plugin."""
+        try:
+            yield
+        except OSError as error:
+            for sock in opened:
+                sock.close()
+            if error.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.ENOBUFS):
+                raise WorkerCrashedError(self.driver, self._plugin, f"could not start a worker: {error}") from error
+            raise HostResourceError(self.driver, self._plugin, "start a worker", str(error)) from error
 
     def _handshake(self, sys_path: list[str], env: dict[str, str]) -> None:
         channel = self._channel

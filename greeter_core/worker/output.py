@@ -25,7 +25,7 @@ import threading
 import time
 from typing import IO
 
-from ..errors import printable
+from ..printable import printable
 from .protocol import LOG_MARK
 
 __all__ = ["LINE_LIMIT", "RATE", "forward"]

@@ -1,0 +1,387 @@
+"""The lock file: the plugin code that may run, pinned file by file where the plugins cannot rewrite it.
+
+``--verify`` checks a plugin's files against its ``RECORD``, but ``RECORD``
+sits beside them: whoever can change a file can rewrite its line too. A lock
+file, written by ``greeter lock`` when the plugins were reviewed and kept
+where their installer cannot write, does not move with them (go-plugin's
+``SecureConfig`` pins a plugin binary's sha256 the same way). It holds, for
+every installed plugin distribution, its version, its entry points and the
+sha256 of each file it installed, hashed from the files themselves.
+
+The format is TOML, written with sorted keys and one file per line, so that
+a diff of two lock files reads as a review::
+
+    lock-version = 1
+
+    [distributions."greeter-english"]
+    version = "1.0.0"
+
+    [distributions."greeter-english".entry-points]
+    "english" = "greeter_english:EnglishGreeter"
+
+    [distributions."greeter-english".files]
+    "greeter_english/__init__.py" = "sha256:9f86d081884c7d65..."
+
+Byte-code caches (``__pycache__``) are not pinned: each interpreter writes
+its own. Instead, a cache that Python would import in place of a locked
+source must hold the code compiled from that source. Editable installs are
+not locked: their code lives in a source tree, not in files an installer
+recorded. ``docs/operating.md`` says what this does and does not protect against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import marshal
+import os
+import stat
+import tomllib
+from collections.abc import Iterable, Mapping
+from importlib.metadata import Distribution, PackageNotFoundError, PackagePath, distribution
+from pathlib import Path
+from typing import NamedTuple
+
+from .api import GROUP
+from .discovery import PluginInfo, _canonical, discover
+from .errors import LockMismatchError, UsageError
+from .integrity import read_record, unlisted_files
+
+__all__ = ["LOCK_ENV", "LOCK_VERSION", "Difference", "LockedDistribution", "PluginLock"]
+
+log = logging.getLogger(__name__)
+
+#: The lock file to check against when ``--lock`` is not given.
+LOCK_ENV = "GREETER_LOCK"
+
+#: The version of the format; a lock file of another version is refused.
+LOCK_VERSION = 1
+
+_HEADER = """\
+# greeter lock file: every installed greeter plugin distribution, its version, its entry points
+# and the sha256 of each file it installed. Written by `greeter lock`; checked by --lock FILE (or
+# $GREETER_LOCK) on `greeter --driver`, `greeter check` and `greeter run`; `greeter lock --check`
+# lists every difference. Keep it where the plugins' installer cannot write.
+"""
+
+
+class LockedDistribution(NamedTuple):
+    """One plugin distribution as the lock file pins it (or as it is installed now)."""
+
+    name: str
+    version: str
+    entry_points: Mapping[str, str]
+    """Entry-point name -> target (``module:attr``) in ``greeter.plugins``."""
+
+    files: Mapping[str, str]
+    """Path as ``RECORD`` spells it -> ``"sha256:<hex>"`` ("" when it cannot be read)."""
+
+
+class Difference(NamedTuple):
+    """One way in which what is installed differs from the lock file."""
+
+    distribution: str
+    path: str
+    """The file it is about, or "" when it is about the distribution itself."""
+
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.distribution}: {where}{self.problem}"
+
+    def as_dict(self) -> dict[str, str]:
+        return self._asdict()
+
+
+class PluginLock:
+    """A parsed lock file: :meth:`check` a plugin before loading it, or list every :meth:`differences`."""
+
+    def __init__(self, distributions: Iterable[LockedDistribution], path: str = "") -> None:
+        self.distributions = {_canonical(d.name): d for d in distributions}
+        #: Where it was read from, as the user named it (for the messages).
+        self.path = path
+
+    # -- reading and writing -------------------------------------------------------------------
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> PluginLock:
+        """Parse the lock file at *path*; a missing or malformed one is a :class:`UsageError` (exit 2)."""
+        shown = os.fspath(path)
+        try:
+            with open(path, "rb") as file:
+                data = tomllib.load(file)
+        except OSError as error:
+            raise UsageError(f"cannot read the lock file {shown!r}: {error.strerror or error}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise UsageError(f"the lock file {shown!r} is not valid TOML: {error}") from None
+        try:
+            return cls(_parse(data), shown)
+        except ValueError as error:
+            raise UsageError(f"the lock file {shown!r} is not a greeter lock file: {error}") from None
+
+    @classmethod
+    def snapshot(cls) -> PluginLock:
+        """Every installed plugin distribution as it is now: what ``greeter lock`` writes.
+
+        An editable install is left out with a warning: it cannot be locked.
+        """
+        locked = []
+        for dist in _plugin_distributions():
+            if _editable(dist):
+                log.warning(
+                    "%s is an editable install: its code lives in a source tree, not in files an installer "
+                    "recorded, so it cannot be locked; it is left out (under --lock it will be refused)",
+                    dist.metadata["Name"],
+                )
+                continue
+            if read_record(dist) is None:
+                log.warning(
+                    "%s has no RECORD, so greeter cannot tell which files it installed; it is left out "
+                    "(under --lock it will be refused)",
+                    dist.metadata["Name"],
+                )
+                continue
+            current = _installed(dist, ())
+            for path in current.files:
+                if path.endswith(".pth"):
+                    log.warning(
+                        "%s installs %s: Python runs .pth files at start-up, before greeter checks anything; "
+                        "the lock detects a change to it only afterwards",
+                        current.name,
+                        path,
+                    )
+            locked.append(current)
+        return cls(locked)
+
+    def dumps(self) -> str:
+        """The lock file's text: TOML, sorted, one file per line."""
+        lines = [_HEADER, f"lock-version = {LOCK_VERSION}"]
+        for _, dist in sorted(self.distributions.items()):
+            table = f"distributions.{_quote(dist.name)}"
+            lines += ["", f"[{table}]", f"version = {_quote(dist.version)}", "", f"[{table}.entry-points]"]
+            lines += [f"{_quote(name)} = {_quote(target)}" for name, target in sorted(dist.entry_points.items())]
+            lines += ["", f"[{table}.files]"]
+            lines += [f"{_quote(path)} = {_quote(digest)}" for path, digest in sorted(dist.files.items())]
+        return "\n".join(lines) + "\n"
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        """Write the lock file atomically: a reader never sees half of it."""
+        target = Path(path)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            with open(temporary, "x", encoding="utf-8", newline="\n") as file:
+                file.write(self.dumps())
+            os.replace(temporary, target)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+
+    # -- checking ------------------------------------------------------------------------------
+
+    def check(self, plugin: PluginInfo) -> None:
+        """Raise :class:`LockMismatchError` naming the first difference, before any plugin code runs."""
+        differences = self.compare(plugin)
+        if not differences:
+            return
+        first, more = differences[0], len(differences) - 1
+        problem = first.problem
+        if more:
+            problem += f" (and {more} more difference{'s' if more > 1 else ''}; greeter lock --check lists them)"
+        raise LockMismatchError(plugin.name, plugin, self.path or "(in memory)", first.path, problem)
+
+    def compare(self, plugin: PluginInfo) -> list[Difference]:
+        """How *plugin*'s distribution differs from the lock, most telling first; [] when it matches."""
+        locked = self.distributions.get(_canonical(plugin.distribution))
+        try:
+            dist = distribution(plugin.distribution)
+        except PackageNotFoundError:
+            return [Difference(plugin.distribution, "", "is no longer installed")]
+        if locked is None:
+            return [_not_locked(plugin.distribution, dist)]
+        differences = _compare(locked, dist)
+        target = locked.entry_points.get(plugin.name)
+        if target != plugin.target:
+            locked_as = f"the lock has {target}" if target else "the lock has no such entry point"
+            differences.insert(
+                0, Difference(locked.name, "", f"entry point {plugin.name} = {plugin.target}, but {locked_as}")
+            )
+        return differences
+
+    def differences(self) -> list[Difference]:
+        """Every difference between the lock and every installed plugin distribution (``greeter lock --check``)."""
+        found: list[Difference] = []
+        installed = {_canonical(d.metadata["Name"]): d for d in _plugin_distributions()}
+        for key in sorted(set(self.distributions) | set(installed)):
+            locked, dist = self.distributions.get(key), installed.get(key)
+            if locked is None:
+                assert dist is not None
+                found.append(_not_locked(dist.metadata["Name"], dist))
+            elif dist is None:
+                try:
+                    found += _compare(locked, distribution(locked.name))
+                except PackageNotFoundError:
+                    found.append(Difference(locked.name, "", "is locked but not installed"))
+            else:
+                found += _compare(locked, dist)
+        return found
+
+
+def _plugin_distributions() -> list[Distribution]:
+    """Each installed distribution that registers a greeter plugin, once, by canonical name."""
+    names = {_canonical(p.distribution): p.distribution for p in discover()}
+    return [distribution(name) for _, name in sorted(names.items())]
+
+
+def _editable(dist: Distribution) -> bool:
+    """PEP 610: an editable install says so in ``direct_url.json``."""
+    try:
+        info = json.loads(dist.read_text("direct_url.json") or "{}")
+        return bool(info.get("dir_info", {}).get("editable", False))
+    except (ValueError, AttributeError):
+        return False
+
+
+def _not_locked(name: str, dist: Distribution) -> Difference:
+    why = "is not in the lock file"
+    if _editable(dist):
+        why += " (an editable install, which cannot be locked: its code lives in a source tree)"
+    return Difference(name, "", why)
+
+
+def _is_bytecode_cache(path: str) -> bool:
+    return "__pycache__" in path.split("/")
+
+
+def _installed(dist: Distribution, also: Iterable[str]) -> LockedDistribution:
+    """*dist* as it is now: every file its RECORD lists, the paths in *also*, and any module dropped
+    into its packages unrecorded, each hashed from the file."""
+    files = [f for f in read_record(dist) or () if not _is_bytecode_cache(str(f))]
+    listed = {str(f) for f in files}
+    files += [PackagePath(path) for path in also if path not in listed]
+    base = Path(str(dist.locate_file("")))
+    paths = {str(f) for f in files}
+    paths |= {Path(os.path.relpath(stray, base)).as_posix() for stray in unlisted_files(dist, files)}
+    entry_points = {ep.name: ep.value for ep in dist.entry_points if ep.group == GROUP}
+    return LockedDistribution(
+        dist.metadata["Name"],
+        dist.version,
+        entry_points,
+        {path: _digest(Path(str(dist.locate_file(path)))) for path in sorted(paths)},
+    )
+
+
+def _digest(path: Path) -> str:
+    """``sha256:<hex>`` of a regular file; "" for anything else. RECORD is as untrusted as the files
+    it lists: a line naming a FIFO or ``/dev/zero`` must not hang the check."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    with open(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        try:
+            return "sha256:" + hashlib.file_digest(file, "sha256").hexdigest()
+        except OSError:
+            return ""
+
+
+def _compare(locked: LockedDistribution, dist: Distribution) -> list[Difference]:
+    """How *dist* differs from *locked*: version, entry points, then code files, then metadata files."""
+    name = locked.name
+    current = _installed(dist, locked.files)
+    found = []
+    if current.version != locked.version:
+        found.append(Difference(name, "", f"version {current.version} is installed, the lock has {locked.version}"))
+    if dict(current.entry_points) != dict(locked.entry_points):
+        shown = ", ".join(f"{n} = {t}" for n, t in sorted(current.entry_points.items())) or "none"
+        found.append(Difference(name, "", f"its entry points differ from the lock (installed: {shown})"))
+
+    def code_first(path: str) -> tuple[bool, str]:
+        return (".dist-info/" in path, path)
+
+    base = Path(str(dist.locate_file("")))
+    for path in sorted(set(current.files) | set(locked.files), key=code_first):
+        want, have = locked.files.get(path), current.files.get(path)
+        if want is None:
+            found.append(Difference(name, path, "is not in the lock (added since the lock was written)"))
+        elif not have:
+            found.append(Difference(name, path, "is locked but missing (or unreadable)"))
+        elif have != want:
+            found.append(Difference(name, path, "sha256 differs from the lock"))
+        elif path.endswith(".py"):
+            problem = _bytecode_problem(base / path)
+            if problem:
+                found.append(Difference(name, _cache_of(base / path, base), problem))
+    return found
+
+
+def _cache_of(source: Path, base: Path) -> str:
+    from importlib.util import cache_from_source
+
+    return Path(os.path.relpath(cache_from_source(str(source)), base)).as_posix()
+
+
+def _bytecode_problem(source: Path) -> str | None:
+    """Why the byte-code cache Python would import in place of *source* (already found to match the
+    lock) does not hold the code compiled from it; None when it does, or when Python would not use it.
+
+    Python imports ``__pycache__/NAME.TAG.pyc`` instead of compiling the source when the cache's header
+    matches the source (its mtime and size, or its hash; PEP 552), so a planted cache runs code the
+    lock never saw. Code objects compare equal when their byte-code, constants and names are equal.
+    """
+    from importlib.util import MAGIC_NUMBER, cache_from_source, source_hash
+
+    try:
+        cache = Path(cache_from_source(str(source)))
+        if not cache.is_file():  # none, or not one Python would read (no FIFO may hang us)
+            return None
+        pyc = cache.read_bytes()
+        data = source.read_bytes()
+    except (NotImplementedError, OSError):
+        return None  # no cache (or none this interpreter reads)
+    if len(pyc) < 16 or pyc[:4] != MAGIC_NUMBER:
+        return None  # Python ignores it and compiles the source
+    flags = int.from_bytes(pyc[4:8], "little")
+    if flags & 0b01:  # hash-based: used when unchecked, or when the hash matches
+        if flags & 0b10 and pyc[8:16] != source_hash(data):
+            return None
+    else:  # timestamp-based: used when the source's mtime and size match the header
+        info = source.stat()
+        header = (int(info.st_mtime) & 0xFFFFFFFF, info.st_size & 0xFFFFFFFF)
+        if (int.from_bytes(pyc[8:12], "little"), int.from_bytes(pyc[12:16], "little")) != header:
+            return None
+    problem = "the byte-code cache Python would import instead of the locked source does not hold its code"
+    try:
+        cached = marshal.loads(pyc[16:])
+        fresh = compile(data, str(source), "exec", dont_inherit=True)
+    except (ValueError, EOFError, TypeError, SyntaxError):
+        return problem
+    return None if cached == fresh else problem
+
+
+def _parse(data: Mapping[str, object]) -> list[LockedDistribution]:
+    """The distributions of a parsed lock file; ValueError says what is wrong."""
+    if data.get("lock-version") != LOCK_VERSION:
+        raise ValueError(f"expected lock-version = {LOCK_VERSION}, found {data.get('lock-version')!r}")
+    tables = data.get("distributions", {})
+    if not isinstance(tables, dict):
+        raise ValueError("[distributions] must be a table")
+    parsed = []
+    for name, table in tables.items():
+        if not isinstance(table, dict) or not isinstance(table.get("version"), str):
+            raise ValueError(f"distribution {name!r} needs a version")
+        entry_points, files = table.get("entry-points", {}), table.get("files", {})
+        for what, mapping in (("entry-points", entry_points), ("files", files)):
+            if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+                raise ValueError(f"distribution {name!r}: {what} must be a table of strings")
+        parsed.append(LockedDistribution(name, table["version"], entry_points, files))
+    return parsed
+
+
+def _quote(text: str) -> str:
+    """*text* as a TOML basic string."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + "".join(f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in escaped) + '"'
