@@ -127,12 +127,22 @@ def isolated_greet(bench: Bench) -> list[Figure]:
         here.sendall(request)
         return here.recv(65536)
 
+    # Host, echo and worker on one CPU: left to the scheduler, each worker lands on the host's CPU
+    # or the other one at random, and a wake-up across CPUs (tens of µs on a VM) swamps the figure.
+    host_cpus = os.sched_getaffinity(0)
+    cpu = {min(host_cpus)}
     with greeter_core.load("english", isolation="process") as worker:
-        base, subject = compare_calls(echo_call, lambda: worker.greet("Universe"), repeats=bench.repeats)
+        for pid in (0, echo.pid, worker.status()["pid"]):
+            assert isinstance(pid, int)
+            os.sched_setaffinity(pid, cpu)
+        try:
+            base, subject = compare_calls(echo_call, lambda: worker.greet("Universe"), repeats=bench.repeats)
+        finally:
+            os.sched_setaffinity(0, host_cpus)
     here.close()
     echo.wait()
     figure = ratio_figure(
-        "isolated `greet()` round trip (vs a raw-bytes echo on the same kind of socketpair, no decoding)",
+        "isolated `greet()` round trip (vs a raw-bytes echo on the same kind of socketpair, no decoding; one CPU)",
         base,
         subject,
         1.5,

@@ -291,7 +291,8 @@ class WorkerPlugin(LoadedPlugin):
                     raise self._broke_protocol("a greeting that is not UTF-8") from None
                 if self._recovering:
                     self._recovered()
-                return printable(text)  # the worker applied the one-line rule; a plugin may have forged the frame
+                # The worker applied the one-line rule; a plugin may have forged the frame.
+                return text if text.isprintable() else printable(text)
             if kind == ERROR:
                 reported = self._error_from(payload)
                 if isinstance(reported, WorkerLimitError):  # the worker exits after saying so
@@ -341,8 +342,10 @@ class WorkerPlugin(LoadedPlugin):
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     env=env,
-                    # Its own session: terminal signals stay with the host.
-                    start_new_session=True,
+                    # Its own process group: terminal signals (Ctrl-C, Ctrl-Z) stay with the host.
+                    # Not its own session: Linux schedules each session as a group of its own
+                    # (autogroup); switching between groups cost each round trip ~1 µs (20-30%) here.
+                    process_group=0,
                 )
         finally:
             worker_end.close()

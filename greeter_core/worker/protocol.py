@@ -82,6 +82,7 @@ SENDABLE_ERRORS = frozenset(
 
 _HEADER = struct.Struct("!I")  # the frame's length, its kind byte included
 _HEAD = struct.Struct("!IB")  # the length and the kind, as a frame starts
+_SIZE = _HEADER.size
 _unpack_size = _HEADER.unpack_from
 _monotonic = time.monotonic
 
@@ -206,9 +207,9 @@ class Channel:
                 raise TimeoutError from None
             except ConnectionResetError:
                 chunk = b""
-            size = len(chunk) - _HEADER.size
+            size = len(chunk) - _SIZE
             if size > 0 and _unpack_size(chunk)[0] == size:
-                return chunk[_HEADER.size], chunk[_HEADER.size + 1 :]
+                return chunk[_SIZE], chunk[_SIZE + 1 :]
             if not chunk:
                 raise EOFError("the other end closed the channel")
             self._buffer += chunk
@@ -230,9 +231,9 @@ class Channel:
                 raise TimeoutError from None
             except ConnectionResetError:
                 chunk = b""
-            size = len(chunk) - _HEADER.size
+            size = len(chunk) - _SIZE
             if size > 0 and _unpack_size(chunk)[0] == size:
-                return chunk[_HEADER.size], chunk[_HEADER.size + 1 :]
+                return chunk[_SIZE], chunk[_SIZE + 1 :]
             if not chunk:
                 raise EOFError("the other end closed the channel")
             self._buffer += chunk
