@@ -146,8 +146,8 @@ def _write(root: Path, files: dict[str, str]) -> None:
 
 _PYPROJECT = Template("""\
 [build-system]
-requires = ["flit_core>=3.9,<5"]
-build-backend = "flit_core.buildapi"
+requires = ["setuptools>=77"]
+build-backend = "setuptools.build_meta"
 
 [project]
 name = "$distribution"
@@ -164,8 +164,8 @@ test = ["pytest>=8"]
 [project.entry-points."$group"]
 $driver = "$package:$class_name"
 
-[tool.flit.module]
-name = "$package"
+[tool.setuptools]
+packages = ["$package"]
 
 [tool.pytest.ini_options]
 testpaths = ["tests"]

@@ -8,6 +8,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+import pytest
 from helpers import REPO, clean_env, core_venv
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -27,17 +28,15 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     assert command in (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
 
 
-def test_the_plugin_written_from_the_readme_greets(tmp_path: Path, site: Path, cli) -> None:
+def test_the_plugin_written_from_the_readme_greets(tmp_path: Path, site: Path, cli, builder) -> None:
     """The 'Writing a plugin' example, copied as written, builds, installs and greets."""
-    from flit_core.wheel import make_wheel_in
-
     project = tmp_path / "greeter-esperanto"
     (project / "greeter_esperanto").mkdir(parents=True)
     (project / "pyproject.toml").write_text(code_block_after("`pyproject.toml`:"), encoding="utf-8")
     (project / "greeter_esperanto" / "__init__.py").write_text(
         code_block_after("`greeter_esperanto/__init__.py`:"), encoding="utf-8"
     )
-    wheel = make_wheel_in(project / "pyproject.toml", tmp_path).file
+    wheel = builder.wheel(project)
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(site)
 
@@ -46,10 +45,11 @@ def test_the_plugin_written_from_the_readme_greets(tmp_path: Path, site: Path, c
     assert cli("check", "esperanto").returncode == 0
 
 
-def test_the_three_plugin_author_commands_make_a_tested_installable_plugin(tmp_path: Path) -> None:
+@pytest.mark.packaging
+def test_the_three_plugin_author_commands_make_a_tested_installable_plugin(tmp_path: Path, core_wheels) -> None:
     """The README's three commands, run as written in a venv with greeter, scaffold, install and pass."""
     env = clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"), UV_PYTHON_DOWNLOADS="never")
-    venv = core_venv(tmp_path / "venv", env=env, seed=True).parent.parent
+    venv = core_venv(tmp_path / "venv", core_wheels, env=env, seed=True).parent.parent
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
     commands = [line for line in code_block_after("### A new plugin in three commands").splitlines() if line.strip()]
     assert len(commands) == 3

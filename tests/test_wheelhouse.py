@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import REPO, clean_env
+
+pytestmark = pytest.mark.packaging
 
 
 def run(
