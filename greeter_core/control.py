@@ -223,7 +223,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     server: ControlServer
     server_version = "greeter-control"
-    sys_version = ""
     timeout = 10  # seconds a client may take to send its request
     _consumed = False
 
@@ -379,6 +378,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             phrase = "error"
         self._reply(code, {"error": message or phrase, "status": code}, {})
+
+    def version_string(self) -> str:
+        return self.server_version  # the Server header: http.server would append " " + sys_version
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)

@@ -405,7 +405,7 @@ def kill_quietly(pid: int, sig: int) -> None:
 # -- greeter run as a real process, and HTTP to it ---------------------------------------------
 
 ENDPOINT = re.compile(r"control endpoint on http://\S+:(\d+)")
-SUMMARY = re.compile(r"stopped after (\d+) greetings, (\d+) errors, (\d+) swaps, (\d+) reloads")
+SUMMARY = re.compile(r"stopped after (\d+) greetings?, (\d+) errors?, (\d+) swaps?, (\d+) reloads?")
 
 
 class Reply(NamedTuple):

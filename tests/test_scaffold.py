@@ -40,6 +40,33 @@ def test_writes_a_complete_distribution_and_prints_where(cli, tmp_path: Path) ->
     ]
 
 
+def test_missing_parent_directories_are_created_and_named(cli, tmp_path: Path) -> None:
+    """`--dir a/typo/path` still writes the plugin, and a warning names the directories it had to create."""
+    (tmp_path / "a").mkdir()
+    result = cli("new-plugin", "esperanto", "--greeting", "Saluton", "--dir", "a/typo/path")
+    assert (result.returncode, result.stdout) == (0, "a/typo/path\n")
+    assert (tmp_path / "a" / "typo" / "path" / "pyproject.toml").is_file()
+    assert one_line(result.stderr) == (
+        "WARNING greeter_core.scaffold: created the missing directories a/typo to hold a/typo/path"
+    )
+
+
+def test_an_existing_parent_directory_gets_no_warning(cli, tmp_path: Path) -> None:
+    """The usual case, `--dir` naming a new directory in an existing one, is silent on stderr."""
+    result = cli("new-plugin", "esperanto", "--greeting", "Saluton", "--dir", "greeter-esperanto")
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_the_default_greetee_is_translated_like_the_hand_written_example(cli, install_project, tmp_path: Path) -> None:
+    """`--universe Universo`: greeter greets "Saluton Universo" by default, as the docs' hand-written plugin does."""
+    result = cli("new-plugin", "esperanto", "--greeting", "Saluton", "--universe", "Universo")
+    assert result.returncode == 0, result.stderr
+    install_project(tmp_path / "greeter-esperanto")
+    greetings = [cli("--driver", "esperanto", *name).stdout for name in ([], ["--name", ""], ["--name", "Ada"])]
+    assert greetings == ["Saluton Universo\n", "Saluton Universo\n", "Saluton Ada\n"]
+    assert "Saluton Universo\n```" in (tmp_path / "greeter-esperanto" / "README.md").read_text(encoding="utf-8")
+
+
 def test_refuses_an_existing_directory_and_leaves_it_alone(cli, tmp_path: Path) -> None:
     """An existing --dir is a one-line usage error (exit 2) and nothing in it changes."""
     mine = tmp_path / "mine"
