@@ -1,11 +1,15 @@
 """Sphinx configuration for greeter's documentation (``tox -e docs``).
 
-The guides are the README's own sections, included with MyST rather than
-copied; the API reference comes from docstrings; the plugin list from
-stevedore's Sphinx extension, over whatever is installed where Sphinx runs.
+The front page is the README itself, included with MyST; the API reference
+comes from docstrings; the plugin list from stevedore's Sphinx extension,
+over whatever is installed where Sphinx runs; the control endpoint's route
+table from ``greeter_core.control.ROUTES``, written here at build time.
 """
 
+from pathlib import Path
+
 import greeter_core
+from greeter_core.control import ROUTES
 
 project = "greeter"
 author = "greeter maintainers"
@@ -20,7 +24,7 @@ extensions = [
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "generated"]
 # GitHub-style anchors, so links into README sections work on GitHub and here.
 myst_heading_anchors = 3
 
@@ -29,3 +33,17 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 
 html_theme = "alabaster"
 html_title = f"greeter {release}"
+
+
+def routes_table() -> str:
+    """The control endpoint's routes as a Markdown table: one row per entry of ``ROUTES``."""
+    rows = ["| request | what it does | status codes |", "|---|---|---|"]
+    for route in ROUTES:
+        statuses = ", ".join(map(str, route.statuses))
+        rows.append(f"| `{route.method} {route.usage}` | {route.does} | {statuses} |")
+    return "\n".join(rows) + "\n"
+
+
+_generated = Path(__file__).parent / "generated"
+_generated.mkdir(exist_ok=True)
+(_generated / "routes.md").write_text(routes_table(), encoding="utf-8")

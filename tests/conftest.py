@@ -15,6 +15,9 @@ import pytest
 # cache key can miss changes made within ~2 minutes: keep it out of $HOME and
 # private to this session, before anything imports stevedore.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="greeter-tests-cache-")
+# pip's downloads (setuptools for isolated builds, stevedore, pytest), shared by every pip the
+# tests run in this session, where each test otherwise has a cache of its own.
+os.environ.setdefault("PIP_CACHE_DIR", tempfile.mkdtemp(prefix="greeter-tests-pip-"))
 
 from helpers import (
     ALPHA_V1,
