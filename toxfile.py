@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,9 @@ def search_path(environ: Mapping[str, str], root: Path | None) -> str | None:
     """uv's interpreter search path for this environment, or None to leave uv's default (PATH) alone."""
     if root is None or environ.get(SEARCH_PATH):
         return None
-    versions = [str(path) for path in sorted((root / "versions").glob("*/bin")) if path.is_dir()]
+    # CPython 3 only: uv stops at an interpreter it cannot inspect, such as a Python 2.
+    installed = sorted((root / "versions").glob("3.*/bin"), key=lambda path: _version_key(path.parent.name))
+    versions = [str(path) for path in installed if path.is_dir()]
     if not versions:
         return None
     shims = str(root / "shims")
@@ -55,15 +57,19 @@ def search_path(environ: Mapping[str, str], root: Path | None) -> str | None:
     return os.pathsep.join(entries)
 
 
-def missing_interpreter(env_name: str, spec: str, root: Path | None) -> str:
-    """The one line that says which interpreter an env lacks and how to get it."""
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", name)[:3])
+
+
+def missing_interpreter(spec: str, root: Path | None) -> str:
+    """The one line that says which interpreter an env lacks and how to get it (tox puts the env's name first)."""
     version = spec.removeprefix("cpython").removeprefix("py")
     if version.isdigit() and len(version) > 1:
         version = f"{version[0]}.{version[1:]}"
     where = "PATH, uv's own Pythons" + (f" and {root}/versions" if root is not None else "")
     get = f"pyenv install {version}" if root is not None else f"your system's python{version} package"
     return (
-        f"{env_name}: no Python {version} found (uv searched {where}) and none could be downloaded; "
+        f"no Python {version} found (uv searched {where}) and none could be downloaded; "
         f"install one ({get}, or `uv python install {version}` where the network allows), "
         f"or run the other environments: tox -e NAME"
     )
@@ -77,9 +83,16 @@ except ImportError:  # imported by the tests, which check the functions above wi
         return function
 
 
-_ROOT = pyenv_root(os.environ)
-if (_path := search_path(os.environ, _ROOT)) is not None:
-    os.environ[SEARCH_PATH] = _path
+_ROOT: Path | None = None
+
+
+@impl
+def tox_add_core_config(core_conf: Any, state: Any) -> None:
+    """Once, as tox starts: point uv's interpreter search at pyenv's versions, if pyenv is in use."""
+    global _ROOT
+    _ROOT = pyenv_root(os.environ)
+    if (path := search_path(os.environ, _ROOT)) is not None:
+        os.environ[SEARCH_PATH] = path
 
 
 @impl
@@ -95,5 +108,4 @@ def tox_env_teardown(tox_env: Any) -> None:
         return
     found = subprocess.run([uv, "python", "find", "--no-python-downloads", spec], capture_output=True, check=False)
     if found.returncode != 0:
-        logging.getLogger(__name__).error("%s", missing_interpreter(tox_env.name, spec, _ROOT))
-        print(missing_interpreter(tox_env.name, spec, _ROOT), file=sys.stderr)
+        logging.getLogger(__name__).error("%s", missing_interpreter(spec, _ROOT))
