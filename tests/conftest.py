@@ -40,7 +40,9 @@ from helpers import (
 @pytest.fixture(scope="session")
 def builder(tmp_path_factory: pytest.TempPathFactory) -> WheelBuilder:
     """Builds wheels with `uv build`, each distinct project once (once per tox run under tox)."""
-    return wheel_builder(tmp_path_factory.mktemp("wheels"))
+    base = tmp_path_factory.getbasetemp()
+    # pytest-xdist's workers each have a base of their own, in one directory they share.
+    return wheel_builder((base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "wheels")
 
 
 @pytest.fixture(scope="session")

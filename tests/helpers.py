@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
 import http.client
 import importlib
@@ -192,26 +193,17 @@ class WheelBuilder:
     def wheel(self, project: Path) -> Path:
         """The wheel of the project in directory *project*, built unless an identical one was."""
         done = self.root / _digest(project)
-        if not done.is_dir():
-            scratch = Path(tempfile.mkdtemp(prefix=f"{done.name}.", dir=self.root))
-            # Build from a copy: setuptools writes build/ and *.egg-info into the tree it builds.
-            source = shutil.copytree(project, scratch / "src", ignore=_NOT_SOURCE)
-            uv(
-                "build",
-                "--quiet",
-                "--wheel",
-                "--no-build-isolation",
-                "--python",
-                sys.executable,
-                "--out-dir",
-                scratch / "dist",
-                source,
-                env=clean_env(UV_NO_CONFIG="1"),
-            )
-            # OSError: another process built the same project first, and theirs is identical.
-            with contextlib.suppress(OSError):
+        # One build per project even when pytest-xdist's workers ask for it at once: the others wait.
+        with open(f"{done}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not done.is_dir():
+                scratch = Path(tempfile.mkdtemp(prefix=f"{done.name}.", dir=self.root))
+                # Build from a copy: setuptools writes build/ and *.egg-info into the tree it builds.
+                source = shutil.copytree(project, scratch / "src", ignore=_NOT_SOURCE)
+                uv("build", "--quiet", "--wheel", "--no-build-isolation", "--python", sys.executable,
+                   "--out-dir", scratch / "dist", source, env=clean_env(UV_NO_CONFIG="1"))  # fmt: skip
                 (scratch / "dist").rename(done)
-            shutil.rmtree(scratch, ignore_errors=True)
+                shutil.rmtree(scratch, ignore_errors=True)
         [wheel] = done.glob("*.whl")
         return wheel
 
