@@ -17,12 +17,16 @@ import pytest
 from helpers import (
     ALPHA_V2,
     GAMMA,
+    REPO,
     PluginFactory,
     RunningGreeter,
     Venv,
+    block_after,
     imports_of,
     marking,
+    matches,
     one_line,
+    sh,
     uv,
 )
 
@@ -354,3 +358,17 @@ def test_a_reload_to_an_upgrade_that_is_not_locked_is_refused_and_the_old_code_k
     status = greeter.status()
     assert (status["version"], status["reloads"]) == ("1.0", 0)
     assert "Alpha two Universe" not in greeter.stdout.lines
+
+
+def test_the_docs_lock_session_runs_as_written(venv: Venv, factory: PluginFactory, tmp_path: Path) -> None:
+    """docs/operating.md's lock session, command by command in the venv's shell: lock, upgrade, check, refusal."""
+    page = REPO / "docs" / "operating.md"
+    before = block_after(page, "## The lock file", "console")
+    after = block_after(page, "Later, `pip install --upgrade greeter-alpha`", "console")
+    env = {**venv.env, "PATH": f"{venv.python.parent}{os.pathsep}{venv.env['PATH']}", "COLUMNS": "200"}
+    for block in (before, after):
+        if block is after:
+            upgrade_alpha(venv, factory)
+        for command, shown in block.transcript():
+            done = sh(command, env, tmp_path)
+            assert matches(shown, done.stdout.splitlines()), (command, done.stdout)
