@@ -307,6 +307,10 @@ class Venv(NamedTuple):
     python: Path
     env: dict[str, str]
 
+    def install(self, *wheels: Path) -> None:
+        """Install (or upgrade to) *wheels*, offline, as `pip install` would, while greeter may be running."""
+        uv("pip", "install", "--quiet", "--offline", "--no-index", "--python", self.python, *wheels, env=self.env)
+
 
 def core_venv(root: Path, core: Sequence[Path], *wheels: Path, env: dict[str, str], seed: bool = False) -> Path:
     """A fresh venv at *root* holding the *core* wheels (greeter-core and stevedore) and *wheels*; its python.
