@@ -9,6 +9,7 @@ RECORD), which is all that discovery and stevedore ever look at.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,13 +37,41 @@ class Venv(NamedTuple):
 
 
 def build_wheels(out: Path) -> Path:
-    """Wheels of the core and the shipped plugins, built with their own backend (flit_core)."""
-    from flit_core.wheel import make_wheel_in
+    """Wheels of the core and the shipped plugins, built through a PEP 517 front end (``uv build``).
+
+    Without build isolation: the bench env holds setuptools (tox.ini). Each
+    project is built from a copy, so no build/ or *.egg-info lands in the checkout.
+    """
+    from uv import find_uv_bin
 
     out.mkdir(parents=True, exist_ok=True)
-    make_wheel_in(REPO / "pyproject.toml", out)
+    skip = shutil.ignore_patterns("__pycache__", "build", "dist", "*.egg-info", "tests")
+    sources = out / "src"
+    core = sources / "greeter-core"
+    shutil.copytree(REPO / "greeter_core", core / "greeter_core", ignore=skip)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, core / name)
+    projects = [core]
     for language in SHIPPED:
-        make_wheel_in(REPO / "plugin_packages" / f"greeter-{language}" / "pyproject.toml", out)
+        projects.append(
+            shutil.copytree(REPO / "plugin_packages" / f"greeter-{language}", sources / language, ignore=skip)
+        )
+    for project in projects:
+        subprocess.run(
+            [
+                find_uv_bin(),
+                "build",
+                "-q",
+                "--wheel",
+                "--no-build-isolation",
+                "--python",
+                sys.executable,
+                "--out-dir",
+                str(out),
+                str(project),
+            ],
+            check=True,
+        )
     return out
 
 

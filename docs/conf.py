@@ -1,16 +1,18 @@
 """Sphinx configuration for greeter's documentation (``tox -e docs``).
 
-The guides are the README's own sections, included with MyST rather than
-copied; the API reference comes from docstrings; the plugin list from
-stevedore's Sphinx extension, over whatever is installed where Sphinx runs
-(through ``listplugins.py``: a plugin disabled by GREETER_DISABLE or
-GREETER_PLUGINS is listed but never imported).
+The front page is the README itself, included with MyST; the API reference
+comes from docstrings; the plugin list from stevedore's Sphinx extension,
+over whatever is installed where Sphinx runs (through ``listplugins.py``: a
+plugin disabled by GREETER_DISABLE or GREETER_PLUGINS is listed but never
+imported); the control endpoint's route table from
+``greeter_core.control.ROUTES``, written here at build time.
 """
 
 import sys
 from pathlib import Path
 
 import greeter_core
+from greeter_core.control import ROUTES
 
 sys.path.insert(0, str(Path(__file__).parent))  # listplugins.py, the extension beside this file
 
@@ -28,7 +30,7 @@ extensions = [
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "generated"]
 # GitHub-style anchors, so links into README sections work on GitHub and here.
 myst_heading_anchors = 3
 
@@ -37,3 +39,17 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 
 html_theme = "alabaster"
 html_title = f"greeter {release}"
+
+
+def routes_table() -> str:
+    """The control endpoint's routes as a Markdown table: one row per entry of ``ROUTES``."""
+    rows = ["| request | what it does | status codes |", "|---|---|---|"]
+    for route in ROUTES:
+        statuses = ", ".join(map(str, route.statuses))
+        rows.append(f"| `{route.method} {route.usage}` | {route.does} | {statuses} |")
+    return "\n".join(rows) + "\n"
+
+
+_generated = Path(__file__).parent / "generated"
+_generated.mkdir(exist_ok=True)
+(_generated / "routes.md").write_text(routes_table(), encoding="utf-8")

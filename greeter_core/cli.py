@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from .api import DEFAULT_NAME
 from .drive import CHECK_ISOLATION, DEFAULT_CALL_TIMEOUT, ISOLATION_MODES, LoadOptions
-from .errors import GreeterError, UsageError
+from .errors import GreeterError, UsageError, install_hint
 from .guard import Command, plugin_output_to_stderr
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ __all__ = ["main"]
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "no greeter plugins are installed; install one, e.g.: pip install greeter-english"
+INSTALL_HINT = f"no greeter plugins are installed; install one, e.g.: {install_hint('greeter-english')}"
 
 #: policy.ALLOW_ENV, policy.DISABLE_ENV and lock.LOCK_ENV, named here so that the one-shot greeting
 #: imports policy.py and lock.py only when one of them is set (tests/test_policy.py checks they agree).
@@ -180,6 +180,7 @@ def _greet_parser(prog: str) -> argparse.ArgumentParser:
     commands = "\n".join(f"  {prog} {name:<11} {command.summary}" for name, command in _COMMANDS.items())
     parser = _Parser(
         prog=prog,
+        usage=f"%(prog)s --driver NAME [--name WHO] [options]\n       %(prog)s {{{','.join(_COMMANDS)}}} ...",
         description="Greet once with the plugin (driver) you name.",
         epilog=f"commands (each has its own --help):\n{commands}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -216,17 +217,27 @@ def _check_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _run_parser(prog: str) -> argparse.ArgumentParser:
+    import textwrap
+
     from .control import ROUTES
     from .slot import DEFAULT_LOAD_TIMEOUT
 
+    routes = (
+        textwrap.fill(f"{route.method:<4} {route.usage:<25} {route.does}", 76, subsequent_indent=" " * 31)
+        for route in ROUTES
+    )
     parser = _Parser(
         prog=f"{prog} run",
-        description="Greet in a loop. Swap the driver while running over HTTP (--control) or with "
-        "SIGHUP (--driver-file). A failing plugin is logged and counted; the loop goes on. "
-        "SIGINT or SIGTERM stops it with a summary on stderr.",
+        description=textwrap.dedent(
+            """\
+            Greet in a loop. Swap the driver while running over HTTP (--control) or
+            with SIGHUP (--driver-file). A failing plugin is logged and counted; the
+            loop goes on. SIGINT or SIGTERM stops it with a summary on stderr."""
+        ),
         epilog="control endpoint (JSON in, JSON out; /metrics: the Prometheus text format):\n"
-        + "".join(f"  {route.method:<4} {route.usage:<25} {route.does}\n" for route in ROUTES)
-        + "SIGHUP re-reads --driver-file and switches to the driver named there (the same name: reload).",
+        + textwrap.indent("\n".join(routes), "  ")
+        + "\n\nSIGHUP re-reads --driver-file and switches to the driver named there\n"
+        "(the driver already running: a reload).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--driver", metavar="NAME", help="the plugin to start with (or read from --driver-file)")
@@ -312,6 +323,12 @@ def _new_plugin_parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("language", metavar="LANGUAGE", help="the driver name, e.g. esperanto")
     parser.add_argument("--greeting", required=True, metavar="TEXT", help="the word of greeting, e.g. Saluton")
+    parser.add_argument(
+        "--universe",
+        default=DEFAULT_NAME,
+        metavar="TEXT",
+        help=f"the default greetee, {DEFAULT_NAME}, in LANGUAGE, e.g. Universo (default: {DEFAULT_NAME})",
+    )
     parser.add_argument("--dir", metavar="DIR", help="where to write it (default: ./greeter-LANGUAGE)")
     _common(parser)
     return parser
@@ -499,7 +516,8 @@ def _cmd_lock(args: argparse.Namespace) -> int:
             for difference in differences:
                 print(difference)
         if differences:
-            print(f"{path}: {len(differences)} difference(s) from what is installed", file=sys.stderr)
+            count = len(differences)
+            print(f"{path}: {count} difference{'' if count == 1 else 's'} from what is installed", file=sys.stderr)
             return 1
         print(f"{path}: every installed plugin distribution matches", file=sys.stderr)
         return 0
@@ -514,14 +532,15 @@ def _cmd_lock(args: argparse.Namespace) -> int:
     except OSError as error:
         raise UsageError(f"cannot write the lock file {path!r}: {error.strerror or error}") from None
     files = sum(len(d.files) for d in lock.distributions.values())
-    print(f"wrote {path}: {len(lock.distributions)} plugin distribution(s), {files} files", file=sys.stderr)
+    count = len(lock.distributions)
+    print(f"wrote {path}: {count} plugin distribution{'' if count == 1 else 's'}, {files} files", file=sys.stderr)
     return 0
 
 
 def _cmd_new_plugin(args: argparse.Namespace) -> int:
     from .scaffold import scaffold
 
-    path = scaffold(args.language, args.greeting, args.dir)
+    path = scaffold(args.language, args.greeting, args.dir, args.universe)
     print(path)
     return 0
 
@@ -556,17 +575,46 @@ _COMMANDS = {
     "run": _Command(
         "greet in a loop; hot-swap the driver over HTTP or SIGHUP", _run_parser, _cmd_run, log_level=logging.INFO
     ),
-    "lock": _Command("pin every plugin file in a lock file, or --check against one", _lock_parser, _cmd_lock),
+    "lock": _Command("pin every plugin file in a lock file (--check: compare)", _lock_parser, _cmd_lock),
     "new-plugin": _Command(
         "write a new, tested plugin distribution to start from", _new_plugin_parser, _cmd_new_plugin
     ),
 }
 
 
+def _no_command(prog: str, word: str | None) -> int:
+    """Bare ``greeter``, or ``greeter WORD`` where WORD is no command: say what would work; exit 2."""
+    import difflib
+
+    from .discovery import discover
+
+    installed = sorted({plugin.name for plugin in discover()})
+    if word is None:
+        print(_greet_parser(prog).format_usage(), end="", file=sys.stderr)
+        if installed:
+            message = f"name the plugin to greet with, e.g. {prog} --driver {installed[0]} (installed: "
+            message += f"{', '.join(installed)}); {prog} --help shows every command and option"
+        else:
+            message = INSTALL_HINT
+    else:
+        message = f"unknown command {word!r}; "
+        close = difflib.get_close_matches(word, _COMMANDS, n=1, cutoff=0.6)
+        if close:
+            message += f"did you mean {close[0]!r}?"
+        elif word in installed:
+            message += f"to greet with the plugin {word!r}: {prog} --driver {word}"
+        else:
+            message += f"the commands are {', '.join(_COMMANDS)}; to greet: {prog} --driver NAME (see {prog} --help)"
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "greeter") -> int:
     """Run the ``greeter`` command; return its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = _COMMANDS[argv.pop(0)] if argv and argv[0] in _COMMANDS else _GREET
+    if not argv or (not argv[0].startswith("-") and argv[0] not in _COMMANDS):
+        return _no_command(prog, argv[0] if argv else None)
+    command = _COMMANDS[argv.pop(0)] if argv[0] in _COMMANDS else _GREET
     args = command.parser(prog).parse_args(argv)
     _setup_logging(args.verbose, args.debug, command.log_level)
     # The user's Ctrl-C told from a plugin's; threads a plugin left behind do not keep the process alive.

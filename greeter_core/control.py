@@ -9,7 +9,7 @@ CLI's help, the error replies and the docs are made from.
 
 On any path: 401 without the token (when one is set), 403 for a request a
 web page made (see below), 404 for an unknown path, 405 (with ``Allow``) for
-a wrong method; ``HEAD`` is ``GET`` without the body. A request without
+a wrong method; ``HEAD`` is ``GET`` without the body, where ``GET`` only reads. A request without
 ``Content-Length`` has an empty body, as HTTP/1.1 says; a body sent with
 ``Transfer-Encoding`` (chunked) is refused with 411, one over 4 KiB with 413,
 one that is not ``application/json`` with 415, one with a key twice with 400.
@@ -125,6 +125,11 @@ class Route(NamedTuple):
     """The status codes it answers with, besides those any path may get: 401, 403, 404, 405,
     and 408 or 503 for a connection cut short (see :class:`_Admission`)."""
 
+    @property
+    def safe(self) -> bool:
+        """Whether it only reads: then ``HEAD`` is allowed too (``GET /?mod=`` switches the driver, so not there)."""
+        return self.method == "GET" and self.path != "/"
+
 
 ROUTES = (
     Route("GET", "/", "/?mod=NAME", "switch the driver (as in the Go original)", (200, 400, 403, 404, 409, 422)),
@@ -159,11 +164,12 @@ ROUTES = (
     ),
 )
 
-#: path -> {method: what it does}: the routes as error replies list them. HEAD is GET without the body.
+#: path -> {method: what it does}: the routes as error replies list them. HEAD is GET without the
+#: body, on the routes that only read: a HEAD request never switches the driver.
 _METHODS: dict[str, dict[str, str]] = {}
 for _route in ROUTES:
     _METHODS.setdefault(_route.path, {})[_route.method] = f"{_route.usage}: {_route.does}"
-    if _route.method == "GET":
+    if _route.safe:
         _METHODS[_route.path]["HEAD"] = f"{_route.usage}: as GET, without the body"
 
 
@@ -503,7 +509,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     server: ControlServer
     server_version = "greeter-control"
-    sys_version = ""
     timeout = REQUEST_DEADLINE  # per read; the whole request has REQUEST_DEADLINE too (see _Admission)
     raw_requestline: bytes
     _consumed = False
@@ -723,6 +728,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             phrase = "error"
         self._reply(code, {"error": message or phrase, "status": code}, {})
+
+    def version_string(self) -> str:
+        return self.server_version  # the Server header: http.server would append " " + sys_version
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)

@@ -65,6 +65,22 @@ def one_line(error: BaseException) -> str:
     return printable(f"{name}: {text[0]}" if text else name)
 
 
+def install_hint(distribution: str) -> str:
+    """How to install a plugin distribution; greeter plugins come from a wheelhouse or an index you run."""
+    return (
+        f"pip install --find-links WHEELHOUSE {distribution} (greeter plugins are not on PyPI: install them "
+        f"from a wheelhouse or from your own package index)"
+    )
+
+
+def _distribution_for(driver: str) -> str | None:
+    """The distribution a plugin named *driver* would conventionally come in, if that is a valid name."""
+    import re  # only on this error path
+
+    name = f"greeter-{driver.lower()}"
+    return name if re.fullmatch(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?", name) else None
+
+
 def _rebuild(cls: type[GreeterError], args: tuple[Any, ...], state: dict[str, Any]) -> GreeterError:
     error = cls.__new__(cls)
     error.args = args
@@ -110,18 +126,21 @@ class NoSuchDriverError(GreeterError):
 
     def __init__(self, driver: str, installed: Iterable[str]) -> None:
         self.installed = tuple(sorted(installed))
+        distribution = _distribution_for(driver)
         if not self.installed:
             message = (
                 f"no plugin named {driver!r} is installed, and no greeter plugins are installed at all; "
-                f"install one, e.g.: pip install greeter-{driver.lower()}"
+                f"install one, e.g.: {install_hint(distribution or 'greeter-english')}"
             )
         else:
             message = f"no plugin named {driver!r} is installed (installed: {', '.join(self.installed)}); "
             close = _close_matches(driver, self.installed)
             if close:
                 message += f"did you mean {' or '.join(repr(name) for name in close)}?"
+            elif distribution:
+                message += f"to add it: {install_hint(distribution)}"
             else:
-                message += f"to add it: pip install greeter-{driver.lower()}"
+                message += "a plugin name is an entry-point name such as 'english' (see: greeter list)"
         super().__init__(message, driver=driver)
 
 
@@ -222,8 +241,8 @@ class WorkerCrashedError(GreeterError):
     def __init__(self, driver: str, plugin: PluginInfo | None, what: str) -> None:
         self.what = what
         super().__init__(
-            f"{describe(driver, plugin)} crashed its worker: {what}; the host is unaffected "
-            f"and the next call starts a fresh worker",
+            f"{describe(driver, plugin)} crashed its worker: {what}; the host is unaffected, "
+            f"and a later call starts a fresh worker",
             driver=driver,
             plugin=plugin,
         )
@@ -237,8 +256,8 @@ class WorkerLimitError(WorkerCrashedError):
         self.what = f"exceeded {limit}"
         GreeterError.__init__(
             self,
-            f"{describe(driver, plugin)} exceeded {limit}; its worker was stopped (the host is unaffected "
-            f"and the next call starts a fresh worker; raise the limit if the plugin needs more)",
+            f"{describe(driver, plugin)} exceeded {limit}; its worker was stopped (the host is unaffected, "
+            f"and a later call starts a fresh worker; raise the limit if the plugin needs more)",
             driver=driver,
             plugin=plugin,
         )
@@ -253,7 +272,7 @@ class ProtocolError(WorkerCrashedError):
         GreeterError.__init__(
             self,
             f"{describe(driver, plugin)}: its worker broke the protocol ({problem}) and was stopped; "
-            f"the host is unaffected and the next call starts a fresh worker",
+            f"the host is unaffected, and a later call starts a fresh worker",
             driver=driver,
             plugin=plugin,
         )

@@ -8,6 +8,7 @@ conformance kit (:mod:`greeter_core.testing`) against the installed plugin.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -17,10 +18,12 @@ from string import Template
 from typing import NamedTuple
 
 from . import __version__
-from .api import API_VERSION, GROUP
+from .api import API_VERSION, DEFAULT_NAME, GROUP
 from .errors import UsageError
 
 __all__ = ["PluginNames", "render", "scaffold"]
+
+log = logging.getLogger(__name__)
 
 # ASCII only and lowercase: valid as a distribution name, an entry-point name
 # and, with "greeter_" before it and "-" as "_", a Python identifier.
@@ -59,15 +62,23 @@ class PluginNames(NamedTuple):
         )
 
 
-def scaffold(language: str, greeting: str, directory: str | os.PathLike[str] | None = None) -> Path:
+def scaffold(
+    language: str,
+    greeting: str,
+    directory: str | os.PathLike[str] | None = None,
+    universe: str = DEFAULT_NAME,
+) -> Path:
     """Write the plugin distribution for *language* into *directory* (default ``./greeter-LANGUAGE``).
 
+    *universe* is the default greetee, ``Universe``, in that language.
     Returns the directory. Refuses to touch one that exists, so nothing of
-    the user's is ever overwritten.
+    the user's is ever overwritten; missing parent directories are created,
+    and named in a warning (a typo in ``--dir`` shows at once).
     """
     names = PluginNames.for_language(language)
-    files = render(names, _checked_greeting(greeting))
+    files = render(names, _checked_greeting(greeting), _checked_greeting(universe, "--universe"))
     target = Path(directory) if directory is not None else Path(names.distribution)
+    missing = [parent for parent in reversed(target.parents) if not parent.exists()]
     try:
         target.mkdir(parents=True)
     except FileExistsError:
@@ -79,10 +90,12 @@ def scaffold(language: str, greeting: str, directory: str | os.PathLike[str] | N
     except OSError as error:
         shutil.rmtree(target, ignore_errors=True)  # it is ours: we just created it
         raise UsageError(f"cannot write the plugin into {target}: {error}") from None
+    if missing:
+        log.warning("created the missing directories %s to hold %s", ", ".join(map(str, missing)), target)
     return target
 
 
-def render(names: PluginNames, greeting: str) -> dict[str, str]:
+def render(names: PluginNames, greeting: str, universe: str = DEFAULT_NAME) -> dict[str, str]:
     """The files of the plugin distribution, by path relative to its root."""
     major = int(__version__.split(".")[0])
     fields = {
@@ -96,7 +109,9 @@ def render(names: PluginNames, greeting: str) -> dict[str, str]:
         "title_literal": _literal(names.title),
         "greeting": greeting,
         "greeting_literal": _literal(greeting),
-        "default_literal": _literal(f"{greeting} Universe"),
+        "universe": universe,
+        "universe_literal": _literal(universe),
+        "default_literal": _literal(f"{greeting} {universe}"),
         "named_literal": _literal(f"{greeting} Ada"),
     }
     return {
@@ -120,12 +135,13 @@ def _check_language(language: str) -> None:
         raise UsageError(f"give the language alone: {bare!r}, not {language!r} (the distribution is named for you)")
 
 
-def _checked_greeting(greeting: str) -> str:
+def _checked_greeting(greeting: str, option: str = "--greeting") -> str:
     text = greeting.strip()
     if not text:
-        raise UsageError("--greeting must not be empty, e.g. --greeting Saluton")
+        example = "--greeting Saluton" if option == "--greeting" else "--universe Universo"
+        raise UsageError(f"{option} must not be empty, e.g. {example}")
     if any(unicodedata.category(char) in ("Cc", "Cs") for char in text):
-        raise UsageError(f"--greeting must be one line of text without control characters, got {greeting!r}")
+        raise UsageError(f"{option} must be one line of text without control characters, got {greeting!r}")
     return text
 
 
@@ -146,8 +162,8 @@ def _write(root: Path, files: dict[str, str]) -> None:
 
 _PYPROJECT = Template("""\
 [build-system]
-requires = ["flit_core>=3.9,<5"]
-build-backend = "flit_core.buildapi"
+requires = ["setuptools>=77"]
+build-backend = "setuptools.build_meta"
 
 [project]
 name = "$distribution"
@@ -164,8 +180,8 @@ test = ["pytest>=8"]
 [project.entry-points."$group"]
 $driver = "$package:$class_name"
 
-[tool.flit.module]
-name = "$package"
+[tool.setuptools]
+packages = ["$package"]
 
 [tool.pytest.ini_options]
 testpaths = ["tests"]
@@ -182,6 +198,9 @@ __all__ = ["$class_name"]
 
 GREETING = $greeting_literal
 
+#: The default greetee, greeter_core.DEFAULT_NAME ("Universe"), in $title.
+UNIVERSE = $universe_literal
+
 
 class $class_name(Greeter):
     """Greets in $title."""
@@ -191,7 +210,9 @@ class $class_name(Greeter):
 
     def greet(self, name: str) -> str:
         """Return the greeting for *name*; an empty name means the default greetee."""
-        return f"{GREETING} {name or DEFAULT_NAME}"
+        if not name or name == DEFAULT_NAME:
+            name = UNIVERSE
+        return f"{GREETING} {name}"
 ''')
 
 _TESTS = Template('''\
@@ -208,7 +229,7 @@ class TestConformance(PluginConformance):
 
 
 def test_greets_the_default_greetee() -> None:
-    """An empty name greets the Universe."""
+    """An empty name greets the Universe, in $title."""
     assert greeter_core.load($driver_literal).greet("") == $default_literal
 
 
@@ -224,7 +245,7 @@ $title greetings for greeter.
 
 ```console
 $$ greeter --driver $driver
-$greeting Universe
+$greeting $universe
 ```
 
 Registers the driver `$driver` in the `$group` entry-point group; the class

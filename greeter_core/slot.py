@@ -149,6 +149,11 @@ class DriverSlot:
                     raise RuntimeStoppedError
                 importlib.invalidate_caches()  # see files installed or removed since the last look
                 info = find(driver or self.current.name)
+                if not reload and info == self.current:
+                    # Already greeting with exactly that plugin: nothing to switch (a reload is the way
+                    # to a new instance), and no swap to count.
+                    log.info("already greeting with %s (%s %s); nothing to switch", *info[:3])
+                    return Swap(info, info, self.swaps, self.reloads)
                 new = self._verified(self._build(info))
                 try:
                     return self._publish(new, reload=reload)
@@ -333,7 +338,9 @@ class DriverSlot:
 
     def summary(self) -> str:
         with self._lock:
-            return f"{self.greetings} greetings, {self.errors} errors, {self.swaps} swaps, {self.reloads} reloads"
+            counts = [(self.greetings, "greeting"), (self.errors, "error"), (self.swaps, "swap")]
+            counts.append((self.reloads, "reload"))
+        return ", ".join(f"{count} {noun}{'' if count == 1 else 's'}" for count, noun in counts)
 
 
 def _close_late(loaded: LoadedPlugin) -> None:

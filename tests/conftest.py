@@ -15,6 +15,9 @@ import pytest
 # cache key can miss changes made within ~2 minutes: keep it out of $HOME and
 # private to this session, before anything imports stevedore.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="greeter-tests-cache-")
+# pip's downloads (setuptools for isolated builds, stevedore, pytest), shared by every pip the
+# tests run in this session, where each test otherwise has a cache of its own.
+os.environ.setdefault("PIP_CACHE_DIR", tempfile.mkdtemp(prefix="greeter-tests-pip-"))
 
 from helpers import (
     ALPHA_V1,
@@ -23,16 +26,35 @@ from helpers import (
     PluginSpec,
     RunningGreeter,
     Venv,
+    WheelBuilder,
+    build_core_wheel,
     clean_env,
     core_venv,
     forget_plugins,
     launcher,
+    wheel_builder,
+    wheel_of_installed,
 )
 
 
 @pytest.fixture(scope="session")
-def factory(tmp_path_factory: pytest.TempPathFactory) -> PluginFactory:
-    return PluginFactory(tmp_path_factory.mktemp("plugins"))
+def builder(tmp_path_factory: pytest.TempPathFactory) -> WheelBuilder:
+    """Builds wheels with `uv build`, each distinct project once (once per tox run under tox)."""
+    base = tmp_path_factory.getbasetemp()
+    # pytest-xdist's workers each have a base of their own, in one directory they share.
+    return wheel_builder((base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "wheels")
+
+
+@pytest.fixture(scope="session")
+def factory(tmp_path_factory: pytest.TempPathFactory, builder: WheelBuilder) -> PluginFactory:
+    return PluginFactory(tmp_path_factory.mktemp("plugins"), builder)
+
+
+@pytest.fixture(scope="session")
+def core_wheels(tmp_path_factory: pytest.TempPathFactory, builder: WheelBuilder) -> tuple[Path, Path]:
+    """greeter-core built from this checkout and stevedore (the copy under test, repacked): what a venv needs."""
+    scratch = tmp_path_factory.mktemp("core")
+    return build_core_wheel(builder, scratch), wheel_of_installed("stevedore", scratch)
 
 
 @pytest.fixture
@@ -100,10 +122,11 @@ def on_path(site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 @pytest.fixture
-def venv(tmp_path: Path, factory: PluginFactory) -> Venv:
+def venv(tmp_path: Path, factory: PluginFactory, core_wheels: tuple[Path, Path]) -> Venv:
     """A fresh venv holding greeter-core (built from this checkout), stevedore, greeter-alpha 1.0 and greeter-beta."""
     env = clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"), UV_PYTHON_DOWNLOADS="never", UV_NO_CONFIG="1")
-    return Venv(core_venv(tmp_path / "venv", factory.wheel(ALPHA_V1), factory.wheel(BETA), env=env), env)
+    python = core_venv(tmp_path / "venv", core_wheels, factory.wheel(ALPHA_V1), factory.wheel(BETA), env=env)
+    return Venv(python, env)
 
 
 @pytest.fixture

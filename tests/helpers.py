@@ -15,20 +15,23 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
 import http.client
 import importlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,7 +135,7 @@ class PluginSpec:
         return f"{self.module}:{self.attr}"
 
     def write_project(self, root: Path) -> Path:
-        """Write a flit project for this plugin under *root*; return its pyproject.toml."""
+        """Write a setuptools project for this plugin under *root*; return its pyproject.toml."""
         root.mkdir(parents=True, exist_ok=True)
         package = root / self.module
         package.mkdir(exist_ok=True)
@@ -147,8 +150,8 @@ class PluginSpec:
             textwrap.dedent(
                 f"""\
                 [build-system]
-                requires = ["flit_core>=3.9,<5"]
-                build-backend = "flit_core.buildapi"
+                requires = ["setuptools>=77"]
+                build-backend = "setuptools.build_meta"
 
                 [project]
                 name = "{self.dist}"
@@ -159,8 +162,8 @@ class PluginSpec:
                 [project.entry-points."greeter.plugins"]
                 {self.driver} = "{self.target}"
 
-                [tool.flit.module]
-                name = "{self.module}"
+                [tool.setuptools]
+                packages = ["{self.module}"]
                 """
             ),
             encoding="utf-8",
@@ -168,22 +171,78 @@ class PluginSpec:
         return pyproject
 
 
-class PluginFactory:
-    """Builds each fixture plugin's wheel once per test session."""
+#: Set by tox to one directory for all its envs: a fixture wheel is then built once per tox run.
+WHEEL_CACHE_ENV = "GREETER_TEST_WHEELS"
 
-    def __init__(self, workdir: Path) -> None:
+
+class WheelBuilder:
+    """Builds wheels through a PEP 517 front end (``uv build``), each distinct project once.
+
+    The build runs in this test environment, which holds setuptools (the
+    ``test`` extra), without build isolation: creating an isolated build
+    environment per wheel would cost more than the build. Wheels are kept by
+    a digest of the project's files and the setuptools version, so a cache
+    shared across sessions and interpreters (the wheels are pure Python)
+    can never serve a stale one.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def wheel(self, project: Path) -> Path:
+        """The wheel of the project in directory *project*, built unless an identical one was."""
+        done = self.root / _digest(project)
+        # One build per project even when pytest-xdist's workers ask for it at once: the others wait.
+        with open(f"{done}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not done.is_dir():
+                scratch = Path(tempfile.mkdtemp(prefix=f"{done.name}.", dir=self.root))
+                # Build from a copy: setuptools writes build/ and *.egg-info into the tree it builds.
+                source = shutil.copytree(project, scratch / "src", ignore=_NOT_SOURCE)
+                uv("build", "--quiet", "--wheel", "--no-build-isolation", "--python", sys.executable,
+                   "--out-dir", scratch / "dist", source, env=clean_env(UV_NO_CONFIG="1"))  # fmt: skip
+                (scratch / "dist").rename(done)
+                shutil.rmtree(scratch, ignore_errors=True)
+        [wheel] = done.glob("*.whl")
+        return wheel
+
+
+_NOT_SOURCE = shutil.ignore_patterns("__pycache__", "build", "dist", "*.egg-info")
+
+
+def _digest(project: Path) -> str:
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(f"setuptools {version('setuptools')}".encode())
+    for directory, dirs, files in os.walk(project):
+        dirs[:] = sorted(set(dirs) - _NOT_SOURCE(directory, dirs))
+        for name in sorted(set(files) - _NOT_SOURCE(directory, files)):
+            path = Path(directory, name)
+            digest.update(b"\0" + path.relative_to(project).as_posix().encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:24]
+
+
+def wheel_builder(session_dir: Path) -> WheelBuilder:
+    """The session's builder: tox's shared directory when tox set one, else *session_dir*."""
+    shared = os.environ.get(WHEEL_CACHE_ENV)
+    return WheelBuilder(Path(shared) if shared else session_dir)
+
+
+class PluginFactory:
+    """Builds each fixture plugin's wheel once (per session, or per tox run) and installs it."""
+
+    def __init__(self, workdir: Path, builder: WheelBuilder) -> None:
         self.workdir = workdir
+        self.builder = builder
         self._wheels: dict[PluginSpec, Path] = {}
 
     def wheel(self, spec: PluginSpec) -> Path:
         if spec not in self._wheels:
-            from flit_core.wheel import make_wheel_in
-
-            project = self.workdir / "src" / f"{spec.module}-{len(self._wheels)}"
-            pyproject = spec.write_project(project)
-            out = self.workdir / "wheels" / spec.module
-            out.mkdir(parents=True, exist_ok=True)
-            self._wheels[spec] = Path(make_wheel_in(pyproject, out).file)
+            project = Path(tempfile.mkdtemp(prefix=f"{spec.module}-", dir=self.workdir))
+            spec.write_project(project)
+            self._wheels[spec] = self.builder.wheel(project)
         return self._wheels[spec]
 
     def install(self, spec: PluginSpec, site: Path) -> Path:
@@ -195,12 +254,19 @@ class PluginFactory:
         return dist_info
 
 
-def build_core_wheel(out: Path) -> Path:
-    """A wheel of greeter-core from this checkout, for tests that build their own venvs."""
-    from flit_core.wheel import make_wheel_in
+#: What a wheel of greeter-core is built from.
+CORE_SOURCES = ("greeter_core", "pyproject.toml", "README.md")
 
-    out.mkdir(parents=True, exist_ok=True)
-    return Path(make_wheel_in(REPO / "pyproject.toml", out).file)
+
+def build_core_wheel(builder: WheelBuilder, scratch: Path) -> Path:
+    """A wheel of greeter-core from this checkout (built once per content), for tests that build venvs."""
+    source = Path(tempfile.mkdtemp(prefix="greeter-core-", dir=scratch))
+    for name in CORE_SOURCES:
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, source / name, ignore=_NOT_SOURCE)
+        else:
+            shutil.copy2(REPO / name, source / name)
+    return builder.wheel(source)
 
 
 def wheel_of_installed(distribution: str, out: Path) -> Path:
@@ -241,16 +307,18 @@ class Venv(NamedTuple):
     python: Path
     env: dict[str, str]
 
+    def install(self, *wheels: Path) -> None:
+        """Install (or upgrade to) *wheels*, offline, as `pip install` would, while greeter may be running."""
+        uv("pip", "install", "--quiet", "--offline", "--no-index", "--python", self.python, *wheels, env=self.env)
 
-def core_venv(root: Path, *wheels: Path, env: dict[str, str], seed: bool = False) -> Path:
-    """A fresh venv at *root* with greeter-core from this checkout, stevedore and *wheels*; its python.
 
-    Offline: stevedore is the copy under test, repacked. ``seed`` adds pip.
+def core_venv(root: Path, core: Sequence[Path], *wheels: Path, env: dict[str, str], seed: bool = False) -> Path:
+    """A fresh venv at *root* holding the *core* wheels (greeter-core and stevedore) and *wheels*; its python.
+
+    Offline: no index is asked. ``seed`` adds pip.
     """
     uv("venv", "--quiet", *(["--seed"] if seed else []), "--python", sys.executable, root, env=env)
     python = root / "bin" / "python"
-    built = root.parent / f"{root.name}-wheels"
-    core = [build_core_wheel(built), wheel_of_installed("stevedore", built)]
     uv("pip", "install", "--quiet", "--offline", "--no-index", "--python", python, *core, *wheels, env=env)
     return python
 
@@ -359,7 +427,7 @@ def kill_quietly(pid: int, sig: int) -> None:
 # -- greeter run as a real process, and HTTP to it ---------------------------------------------
 
 ENDPOINT = re.compile(r"control endpoint on http://\S+:(\d+)")
-SUMMARY = re.compile(r"stopped after (\d+) greetings, (\d+) errors, (\d+) swaps, (\d+) reloads")
+SUMMARY = re.compile(r"stopped after (\d+) greetings?, (\d+) errors?, (\d+) swaps?, (\d+) reloads?")
 
 
 class Reply(NamedTuple):
@@ -524,3 +592,95 @@ def launcher(env: dict[str, str], cwd: Path, python: str = sys.executable) -> It
     finally:
         for process in started:
             process.kill()
+
+
+# -- the code blocks of the README and the docs ---------------------------------------------------
+
+FENCE = re.compile(r"(?:<!-- doc-test: (?P<note>[^\n]*?) -->\n)?```(?P<lang>[a-z{}]*)\n(?P<text>.*?)```", re.S)
+
+
+class Block(NamedTuple):
+    """One fenced code block of a page, and the note before it."""
+
+    page: Path
+    line: int
+    lang: str
+    text: str
+    note: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.page.relative_to(REPO)}:{self.line}"
+
+    def commands(self) -> list[str]:
+        """The commands it shows: ``$`` lines of a console block, every line of a sh block."""
+        if self.lang == "console":
+            return [line[2:] for line in self.text.splitlines() if line.startswith("$ ")]
+        return [line for line in self.text.splitlines() if line.strip() and not line.startswith("#")]
+
+    def transcript(self) -> list[tuple[str, list[str]]]:
+        """(command, the output lines shown after it) for each command of a console block."""
+        steps: list[tuple[str, list[str]]] = []
+        for line in self.text.splitlines():
+            if line.startswith("$ "):
+                steps.append((line[2:], []))
+            elif steps:
+                steps[-1][1].append(line)
+        return steps
+
+    def option(self, name: str) -> list[str]:
+        match = re.search(rf"\b{name}=(\S+)", self.note)
+        return match.group(1).split(",") if match else []
+
+
+def blocks(page: Path) -> list[Block]:
+    text = page.read_text(encoding="utf-8")
+    return [
+        Block(page, text.count("\n", 0, m.start("lang")) + 1, m["lang"], m["text"], m["note"] or "")
+        for m in FENCE.finditer(text)
+    ]
+
+
+def matches(shown: list[str], actual: list[str]) -> bool:
+    """Whether *actual* lines are what the docs show, a line "..." standing for any lines."""
+    if not shown:
+        return not actual
+    if shown[0] == "...":
+        return any(matches(shown[1:], actual[i:]) for i in range(len(actual) + 1))
+    return bool(actual) and shown[0] == actual[0] and matches(shown[1:], actual[1:])
+
+
+def block_after(page: Path, marker: str, lang: str | None = None) -> Block:
+    """The first block of *page* (of language *lang*) after the text *marker*."""
+    text = page.read_text(encoding="utf-8")
+    line = text.count("\n", 0, text.index(marker)) + 1
+    return next(b for b in blocks(page) if b.line > line and (lang is None or b.lang == lang))
+
+
+def sh(
+    command: str, env: dict[str, str], cwd: Path, timeout: float = 600, *, merged: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run *command* as written, in bash; stdout and stderr together, as a terminal shows them.
+
+    ``merged=False`` keeps stderr apart: curl shows no progress meter on a
+    terminal, but writes one to a pipe.
+    """
+    return subprocess.run(
+        ["bash", "-c", command],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merged else subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        timeout=timeout,
+    )
+
+
+def copy_checkout(target: Path) -> Path:
+    """The checkout's sources, as a clean clone has them (no venvs, builds or caches)."""
+    skip = shutil.ignore_patterns(
+        ".git", ".tox", ".venv*", "build", "dist", "*.egg-info", "__pycache__", "_build", "generated", "wheelhouse"
+    )
+    return Path(shutil.copytree(REPO, target, ignore=skip))

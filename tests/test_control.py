@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 from helpers import (
@@ -138,6 +139,28 @@ def test_a_missing_or_malformed_parameter_is_400(alpha: RunningGreeter, method, 
     assert alpha.status()["swaps"] == 0
 
 
+def test_the_server_header_names_greeter_control_without_a_trailing_space(alpha: RunningGreeter) -> None:
+    """The raw `Server:` header line is exactly `Server: greeter-control`."""
+    with socket.create_connection(("127.0.0.1", alpha.port), timeout=60) as connection:
+        connection.sendall(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = connection.recv(4096)
+            assert chunk, head
+            head += chunk
+    [server] = [line for line in head.decode("latin-1").split("\r\n") if line.lower().startswith("server:")]
+    assert server == "Server: greeter-control"
+
+
+def test_a_swap_to_the_driver_already_running_switches_nothing_and_says_so(alpha: RunningGreeter) -> None:
+    """`?mod=alpha` while alpha greets: 200 with old == new, no swap counted, and the log says nothing switched."""
+    reply = alpha.swap("alpha")
+    assert reply.status == 200
+    assert reply.data["old"] == reply.data["new"] and reply.data["new"]["name"] == "alpha"
+    assert (reply.data["swaps"], alpha.status()["swaps"]) == (0, 0)
+    alpha.stderr.search(r"INFO greeter_core\.runtime: already greeting with alpha \(greeter-alpha 1\.0\); nothing to")
+
+
 def test_get_root_without_mod_lists_the_routes(alpha: RunningGreeter) -> None:
     """GET / with no ?mod= is a 400 whose reply lists the routes, as help."""
     reply = alpha.request("GET", "/")
@@ -163,7 +186,7 @@ def test_an_unknown_path_is_404(alpha: RunningGreeter) -> None:
     ("method", "path", "allowed"),
     [
         ("PUT", "/status", "GET, HEAD"),
-        ("DELETE", "/", "GET, HEAD"),
+        ("DELETE", "/", "GET"),
         ("GET", "/driver", "POST"),
         ("BREW", "/reload", "POST"),
     ],

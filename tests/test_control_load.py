@@ -52,7 +52,9 @@ def test_a_thousand_concurrent_swaps_keep_the_process_and_its_output_consistent(
         assert set(statuses) == {200, 404, 422}, [r for r in replies if r[0] not in (200, 404, 422)][:5]
         assert all(isinstance(body, dict) for _, body in replies)
         final = greeter.status()
-        assert final["swaps"] == statuses[200]
+        # A request naming the driver already running is answered 200 and switches nothing.
+        switched = [body for status, body in replies if status == 200 and body["old"] != body["new"]]  # type: ignore[index]
+        assert final["swaps"] == len(switched)
         assert greeter.stop(signal.SIGTERM) == 0
 
     lines = out.read_text(encoding="utf-8").splitlines()

@@ -131,17 +131,26 @@ def test_plugin_errors_name_the_plugin_and_its_distribution(error: errors.Greete
 
 
 def test_unknown_driver_lists_installed_drivers_and_the_install_command() -> None:
-    """The user learns what exists and how to get what they asked for."""
+    """The user learns what exists, how to get what they asked for, and that it comes from a wheelhouse or index."""
     message = str(errors.NoSuchDriverError("french", ["english", "chinese"]))
     assert "chinese, english" in message
-    assert "pip install greeter-french" in message
+    assert "pip install --find-links WHEELHOUSE greeter-french" in message
+    assert "not on PyPI" in message and "wheelhouse" in message
+
+
+@pytest.mark.parametrize("name", ["../../etc", "gt_alpha:Plugin", "two words", "a;b", "é", "x" * 50 + "/"])
+def test_no_install_command_is_made_from_a_name_that_is_no_distribution_name(name: str) -> None:
+    """Only a valid distribution name is suggested: `?mod=../../etc` gets no `pip install greeter-../../etc`."""
+    message = str(errors.NoSuchDriverError(name, ["english"]))
+    assert "pip install" not in message
+    assert "a plugin name is an entry-point name such as 'english' (see: greeter list)" in message
 
 
 def test_unknown_driver_with_nothing_installed_says_so() -> None:
     """With no plugin at all, the message says none is installed rather than listing nothing."""
     message = str(errors.NoSuchDriverError("french", []))
     assert "no greeter plugins are installed" in message
-    assert "pip install greeter-french" in message
+    assert "pip install --find-links WHEELHOUSE greeter-french" in message
 
 
 def test_duplicate_names_both_distributions() -> None:

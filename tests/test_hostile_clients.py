@@ -170,6 +170,13 @@ def test_a_json_body_with_a_key_twice_is_400(alpha: RunningGreeter) -> None:
     assert alpha.status()["swaps"] == 0
 
 
+def test_head_never_switches_the_driver(alpha: RunningGreeter) -> None:
+    """HEAD /?mod=beta is refused with 405 (Allow: GET): a HEAD request must not change what greets."""
+    status, headers, body = parse(exchange(alpha.port, b"HEAD /?mod=beta HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
+    assert (status, headers["allow"], body) == ("HTTP/1.0 405 Method Not Allowed", "GET", b"")
+    assert alpha.status()["driver"] == "alpha"
+
+
 @pytest.mark.parametrize("path", ["/status", "/plugins"])
 def test_head_is_get_without_the_body(alpha: RunningGreeter, path: str) -> None:
     """HEAD on a GET route answers 200 with GET's headers (Content-Length included) and no body."""

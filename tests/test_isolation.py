@@ -167,6 +167,7 @@ def test_during_backoff_calls_fail_fast_without_starting_a_worker(isolated, monk
     with pytest.raises(WorkerCrashedError) as caught:
         greeter.greet("b")
     assert "its worker crashed (worker exited with code 3); the next restart is in" in str(caught.value)
+    assert "the next call starts a fresh worker" not in str(caught.value)  # it does not: it fails until then
     assert greeter.status()["state"] == "backoff" and greeter.status()["restarts"] == 0
 
 

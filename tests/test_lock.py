@@ -17,13 +17,16 @@ import pytest
 from helpers import (
     ALPHA_V2,
     GAMMA,
+    REPO,
     PluginFactory,
     RunningGreeter,
     Venv,
+    block_after,
     imports_of,
     marking,
+    matches,
     one_line,
-    uv,
+    sh,
 )
 
 from greeter_core import LockMismatchError, load
@@ -287,27 +290,13 @@ def venv_greeter(venv: Venv, *args: str, cwd: Path) -> subprocess.CompletedProce
     )
 
 
-def upgrade_alpha(venv: Venv, factory: PluginFactory) -> None:
-    uv(
-        "pip",
-        "install",
-        "--quiet",
-        "--offline",
-        "--no-index",
-        "--python",
-        venv.python,
-        factory.wheel(ALPHA_V2),
-        env=venv.env,
-    )
-
-
 def test_a_lock_written_before_an_upgrade_refuses_the_upgraded_plugin(
     venv: Venv, factory: PluginFactory, tmp_path: Path
 ) -> None:
     """Lock, `pip install -U greeter-alpha`, then: --check names the version and files; --driver alpha is refused."""
     assert venv_greeter(venv, "lock", cwd=tmp_path).returncode == 0
     assert venv_greeter(venv, "--driver", "alpha", "--lock", "greeter.lock", cwd=tmp_path).stdout == "Alpha Universe\n"
-    upgrade_alpha(venv, factory)
+    venv.install(factory.wheel(ALPHA_V2))
     check = venv_greeter(venv, "lock", "--check", cwd=tmp_path)
     assert check.returncode == 1
     assert "greeter-alpha: version 2.0 is installed, the lock has 1.0" in check.stdout.splitlines()
@@ -341,7 +330,7 @@ def test_a_reload_to_an_upgrade_that_is_not_locked_is_refused_and_the_old_code_k
         str(tmp_path / "greeter.lock"),
     )
     greeter.wait_greetings("Alpha Universe")
-    upgrade_alpha(venv, factory)
+    venv.install(factory.wheel(ALPHA_V2))
     if how == "SIGHUP":
         greeter.send(signal.SIGHUP)
         greeter.stderr.search(
@@ -354,3 +343,17 @@ def test_a_reload_to_an_upgrade_that_is_not_locked_is_refused_and_the_old_code_k
     status = greeter.status()
     assert (status["version"], status["reloads"]) == ("1.0", 0)
     assert "Alpha two Universe" not in greeter.stdout.lines
+
+
+def test_the_docs_lock_session_runs_as_written(venv: Venv, factory: PluginFactory, tmp_path: Path) -> None:
+    """docs/operating.md's lock session, command by command in the venv's shell: lock, upgrade, check, refusal."""
+    page = REPO / "docs" / "operating.md"
+    before = block_after(page, "## The lock file", "console")
+    after = block_after(page, "Later, `pip install --upgrade greeter-alpha`", "console")
+    env = {**venv.env, "PATH": f"{venv.python.parent}{os.pathsep}{venv.env['PATH']}", "COLUMNS": "200"}
+    for block in (before, after):
+        if block is after:
+            venv.install(factory.wheel(ALPHA_V2))
+        for command, shown in block.transcript():
+            done = sh(command, env, tmp_path)
+            assert matches(shown, done.stdout.splitlines()), (command, done.stdout)

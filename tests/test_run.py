@@ -57,6 +57,20 @@ def test_count_greets_that_many_times_then_exits_0(cli, install, interval: str) 
     assert (result.returncode, result.stdout) == (0, "Alpha Universe\n" * 50)
 
 
+def test_the_summary_says_one_greeting_in_the_singular(cli, install) -> None:
+    """One greeting and one error are "1 greeting, 1 error", not "1 greetings, 1 errors"."""
+    install(PANIC)
+    result = cli("run", "--driver", "panic", "--count", "1", "--interval", "0")
+    assert result.stderr.splitlines()[-1] == (
+        "greeter run: stopped after 0 greetings, 1 error, 0 swaps, 0 reloads; last driver: panic"
+    )
+    install(ALPHA)
+    result = cli("run", "--driver", "alpha", "--count", "1", "--interval", "0")
+    assert result.stderr.splitlines()[-1] == (
+        "greeter run: stopped after 1 greeting, 0 errors, 0 swaps, 0 reloads; last driver: alpha"
+    )
+
+
 def test_the_summary_counts_greetings_errors_and_swaps(cli, install) -> None:
     """On stopping, stderr gets one summary line with the greetings, errors, swaps and reloads."""
     install(ALPHA)

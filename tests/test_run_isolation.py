@@ -15,14 +15,11 @@ from helpers import (
     HANG,
     OS_EXIT,
     SEGFAULT,
-    PluginFactory,
     PluginSpec,
     RunningGreeter,
-    Venv,
     alive,
     descendants,
     greet_body,
-    uv,
     wait_for,
 )
 
@@ -82,20 +79,6 @@ def test_no_worker_outlives_greeter_run(start, how: signal.Signals) -> None:
     wait_for(lambda: not alive(worker), what=f"worker {worker} to end with greeter run")
 
 
-def upgrade_alpha(venv: Venv, factory: PluginFactory) -> None:
-    uv(
-        "pip",
-        "install",
-        "--quiet",
-        "--offline",
-        "--no-index",
-        "--python",
-        venv.python,
-        factory.wheel(ALPHA_V2),
-        env=venv.env,
-    )
-
-
 @pytest.mark.parametrize("how", ["POST /reload", "SIGHUP"])
 def test_an_upgrade_is_picked_up_by_a_reload_under_isolation(venv, venv_start, factory, how: str) -> None:
     """pip install a newer version mid-run, reload: the new version's code greets and /status says 2.0."""
@@ -103,7 +86,7 @@ def test_an_upgrade_is_picked_up_by_a_reload_under_isolation(venv, venv_start, f
         "--driver", "alpha", "--interval", "0.02", "--control", "127.0.0.1:0", "--isolation", "process"
     )
     greeter.wait_greetings("Alpha Universe")
-    upgrade_alpha(venv, factory)
+    venv.install(factory.wheel(ALPHA_V2))
     if how == "SIGHUP":
         greeter.send(signal.SIGHUP)
     else:
@@ -126,7 +109,7 @@ def test_in_process_status_reports_the_code_that_runs_after_an_upgrade(venv, ven
     """Upgraded in place and swapped back to, the old module still runs: /status says 1.0, with a warning."""
     greeter = venv_start("--driver", "alpha", "--interval", "0.02", "--control", "127.0.0.1:0")
     greeter.wait_greetings("Alpha Universe")
-    upgrade_alpha(venv, factory)
+    venv.install(factory.wheel(ALPHA_V2))
     assert greeter.swap("beta").status == 200
     reply = greeter.swap("alpha")
     assert reply.status == 200 and reply.data["new"]["version"] == "1.0"

@@ -38,16 +38,6 @@ def test_a_plugin_installed_while_running_can_be_swapped_in_at_once(
     """`pip install` a new plugin mid-run and switch to it right away: the swap sees fresh metadata."""
     greeter: RunningGreeter = venv_start("--driver", "alpha", "--interval", "0.01", "--control", "127.0.0.1:0")
     greeter.wait_greetings("Alpha Universe")
-    uv(
-        "pip",
-        "install",
-        "--quiet",
-        "--offline",
-        "--no-index",
-        "--python",
-        venv.python,
-        factory.wheel(GAMMA),
-        env=venv.env,
-    )
+    venv.install(factory.wheel(GAMMA))
     assert greeter.swap("gamma").status == 200
     greeter.wait_greetings("Gamma Universe")

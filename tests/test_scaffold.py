@@ -9,22 +9,22 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import clean_env, core_venv, one_line, uv
+from helpers import WheelBuilder, clean_env, core_venv, one_line, uv
 
 import greeter_core
 from greeter_core.errors import UsageError
 from greeter_core.scaffold import scaffold
 
 
-def install_project(project: Path, site: Path) -> None:
-    """Build the scaffolded project's wheel with flit_core and unpack it into *site*."""
-    from flit_core.wheel import make_wheel_in
+@pytest.fixture
+def install_project(builder: WheelBuilder, site: Path):
+    """``install_project(project)``: build the scaffolded project's wheel (`uv build`) and unpack it into ``site``."""
 
-    out = project.parent / "wheels"
-    out.mkdir(exist_ok=True)
-    wheel = make_wheel_in(project / "pyproject.toml", out).file
-    with zipfile.ZipFile(wheel) as archive:
-        archive.extractall(site)
+    def install(project: Path) -> None:
+        with zipfile.ZipFile(builder.wheel(project)) as archive:
+            archive.extractall(site)
+
+    return install
 
 
 def test_writes_a_complete_distribution_and_prints_where(cli, tmp_path: Path) -> None:
@@ -38,6 +38,33 @@ def test_writes_a_complete_distribution_and_prints_where(cli, tmp_path: Path) ->
         "greeter-esperanto/pyproject.toml",
         "greeter-esperanto/tests/test_esperanto.py",
     ]
+
+
+def test_missing_parent_directories_are_created_and_named(cli, tmp_path: Path) -> None:
+    """`--dir a/typo/path` still writes the plugin, and a warning names the directories it had to create."""
+    (tmp_path / "a").mkdir()
+    result = cli("new-plugin", "esperanto", "--greeting", "Saluton", "--dir", "a/typo/path")
+    assert (result.returncode, result.stdout) == (0, "a/typo/path\n")
+    assert (tmp_path / "a" / "typo" / "path" / "pyproject.toml").is_file()
+    assert one_line(result.stderr) == (
+        "WARNING greeter_core.scaffold: created the missing directories a/typo to hold a/typo/path"
+    )
+
+
+def test_an_existing_parent_directory_gets_no_warning(cli, tmp_path: Path) -> None:
+    """The usual case, `--dir` naming a new directory in an existing one, is silent on stderr."""
+    result = cli("new-plugin", "esperanto", "--greeting", "Saluton", "--dir", "greeter-esperanto")
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_the_default_greetee_is_translated_like_the_hand_written_example(cli, install_project, tmp_path: Path) -> None:
+    """`--universe Universo`: greeter greets "Saluton Universo" by default, as the docs' hand-written plugin does."""
+    result = cli("new-plugin", "esperanto", "--greeting", "Saluton", "--universe", "Universo")
+    assert result.returncode == 0, result.stderr
+    install_project(tmp_path / "greeter-esperanto")
+    greetings = [cli("--driver", "esperanto", *name).stdout for name in ([], ["--name", ""], ["--name", "Ada"])]
+    assert greetings == ["Saluton Universo\n", "Saluton Universo\n", "Saluton Ada\n"]
+    assert "Saluton Universo\n```" in (tmp_path / "greeter-esperanto" / "README.md").read_text(encoding="utf-8")
 
 
 def test_refuses_an_existing_directory_and_leaves_it_alone(cli, tmp_path: Path) -> None:
@@ -113,9 +140,9 @@ def test_rejects_a_greeting_that_is_empty_or_not_one_line(tmp_path: Path, greeti
         "👋 مرحبا",
     ],
 )
-def test_the_greeting_reaches_the_command_line_exactly(cli, site: Path, tmp_path: Path, greeting: str) -> None:
+def test_the_greeting_reaches_the_command_line_exactly(cli, install_project, tmp_path: Path, greeting: str) -> None:
     """Quotes, backslashes, braces and Unicode in TEXT are escaped into the source, so greeter prints TEXT."""
-    install_project(scaffold("esperanto", greeting, tmp_path / "greeter-esperanto"), site)
+    install_project(scaffold("esperanto", greeting, tmp_path / "greeter-esperanto"))
     result = cli("--driver", "esperanto", "--name", "Ada")
     assert (result.returncode, result.stdout) == (0, f"{greeting} Ada\n"), result.stderr
 
@@ -143,10 +170,10 @@ def test_registers_the_driver_and_a_test_extra_with_pytest(tmp_path: Path) -> No
 
 
 def test_the_generated_class_declares_the_current_plugin_api(
-    greeter_env: dict[str, str], site: Path, tmp_path: Path
+    greeter_env: dict[str, str], install_project, tmp_path: Path
 ) -> None:
     """The class sets api_version itself, to greeter_core.API_VERSION, rather than inheriting it."""
-    install_project(scaffold("esperanto", "Saluton", tmp_path / "greeter-esperanto"), site)
+    install_project(scaffold("esperanto", "Saluton", tmp_path / "greeter-esperanto"))
     code = "import greeter_core; print(vars(type(greeter_core.load('esperanto').obj)).get('api_version'))"
     out = subprocess.run([sys.executable, "-c", code], env=greeter_env, capture_output=True, text=True, check=True)
     assert out.stdout == f"{greeter_core.API_VERSION}\n"
@@ -154,7 +181,7 @@ def test_the_generated_class_declares_the_current_plugin_api(
 
 @pytest.mark.parametrize("command", [["--driver", "esperanto"], ["check", "esperanto"]])
 def test_a_plugin_declaring_a_newer_api_is_refused_naming_both_versions(
-    cli, site: Path, tmp_path: Path, command: list[str]
+    cli, install_project, tmp_path: Path, command: list[str]
 ) -> None:
     """A plugin bumped to API_VERSION + 1 exits 1; the message names plugin, distribution, versions and the fix."""
     project = scaffold("esperanto", "Saluton", tmp_path / "greeter-esperanto")
@@ -164,7 +191,7 @@ def test_a_plugin_declaring_a_newer_api_is_refused_naming_both_versions(
     source.write_text(
         source.read_text(encoding="utf-8").replace(current, f"api_version = {greeter_core.API_VERSION + 1} ")
     )
-    install_project(project, site)
+    install_project(project)
     result = cli(*command)
     assert result.returncode == 1
     assert (
@@ -174,16 +201,17 @@ def test_a_plugin_declaring_a_newer_api_is_refused_naming_both_versions(
 
 
 @pytest.fixture(scope="module")
-def venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, str]]:
+def venv(tmp_path_factory: pytest.TempPathFactory, core_wheels: tuple[Path, Path]) -> tuple[Path, Path, dict[str, str]]:
     """A fresh venv with a greeter-core wheel and `greeter new-plugin esperanto --greeting Saluton` [test] in it."""
     root = tmp_path_factory.mktemp("new-plugin-venv")
     env = clean_env(XDG_CACHE_HOME=str(root / "cache"), UV_PYTHON_DOWNLOADS="never")
     project = scaffold("esperanto", "Saluton", root / "greeter-esperanto")
-    python = core_venv(root / "venv", env=env)
+    python = core_venv(root / "venv", core_wheels, env=env)
     uv("pip", "install", "--quiet", "--python", python, f"{project}[test]", env=env)  # pytest: from the index
     return root / "venv" / "bin", project, env
 
 
+@pytest.mark.packaging
 def test_a_new_plugin_greets_from_a_fresh_venv(venv: tuple[Path, Path, dict[str, str]]) -> None:
     """Installed next to greeter-core alone, `greeter --driver esperanto` greets with the TEXT given."""
     bin_dir, project, env = venv
@@ -193,6 +221,7 @@ def test_a_new_plugin_greets_from_a_fresh_venv(venv: tuple[Path, Path, dict[str,
     assert (result.returncode, result.stdout) == (0, "Saluton Universe\n"), result.stderr
 
 
+@pytest.mark.packaging
 def test_a_new_plugin_passes_its_own_tests_including_the_kit(venv: tuple[Path, Path, dict[str, str]]) -> None:
     """`pytest` in the new plugin's directory passes its tests and every conformance check, as written."""
     bin_dir, project, env = venv

@@ -9,6 +9,7 @@ class ChineseGreeter(Greeter):
     """Greets in Chinese; the default greetee, the Universe, is translated."""
 
     language = "Chinese (中文)"
+    api_version = 1  # the plugin API this was written for (greeter_core.API_VERSION)
 
     def greet(self, name: str) -> str:
         if not name or name == DEFAULT_NAME:

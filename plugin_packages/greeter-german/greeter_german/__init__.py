@@ -9,6 +9,7 @@ class GermanGreeter(Greeter):
     """Greets in German; the default greetee, the Universe, is translated."""
 
     language = "German (Deutsch)"
+    api_version = 1  # the plugin API this was written for (greeter_core.API_VERSION)
 
     def greet(self, name: str) -> str:
         if not name or name == DEFAULT_NAME:
