@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from .api import GROUP
 from .errors import DuplicateDriverError, NoSuchDriverError, PluginLoadError, one_line
+from .record import PluginInfo
 
 if TYPE_CHECKING:
     from importlib.metadata import Distribution
@@ -34,25 +35,6 @@ _FIELDS = ("Name", "Version")
 
 #: What was already warned about, so that a long-running process says it once.
 _warned: set[tuple[str, str]] = set()
-
-
-class PluginInfo(NamedTuple):
-    """One installed plugin, as its distribution's metadata declares it."""
-
-    name: str
-    """The entry-point name: what ``--driver`` takes."""
-
-    distribution: str
-    """The distribution that registers it, e.g. ``greeter-english``."""
-
-    version: str
-    """That distribution's version."""
-
-    target: str
-    """The object the entry point names, ``module:attr``."""
-
-    def as_dict(self) -> dict[str, str]:
-        return self._asdict()
 
 
 def _canonical(distribution: str) -> str:

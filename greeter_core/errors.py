@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .printable import printable
-
-if TYPE_CHECKING:
-    from .discovery import PluginInfo
+from .record import PluginInfo
 
 __all__ = [
     "CircuitOpenError",
@@ -521,8 +519,6 @@ def _float(value: object) -> float:
 
 
 def _plugin(value: object) -> PluginInfo:
-    from .discovery import PluginInfo
-
     if not isinstance(value, dict) or set(value) != set(PluginInfo._fields):
         raise TypeError(f"expected a plugin record with {', '.join(PluginInfo._fields)}")
     return PluginInfo(**{name: _text(value[name]) for name in PluginInfo._fields})

@@ -47,6 +47,7 @@ ALLOWED_EXTRA = {
     "greeter_core.loaded",
     "greeter_core.loading",
     "greeter_core.printable",
+    "greeter_core.record",
     "signal",  # the one-shot tells the user's Ctrl-C from a plugin's KeyboardInterrupt
 }
 
