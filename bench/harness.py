@@ -9,8 +9,10 @@ interleaving over repeats.
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import subprocess
+import threading
 import time
 import timeit
 from collections.abc import Callable, Sequence
@@ -31,6 +33,13 @@ class Figure(NamedTuple):
         ratio = "—" if self.ratio is None else f"{self.ratio:.3f}"
         verdict = {True: "met", False: "**missed**", None: "report"}[self.met]
         return f"| {self.name} | {self.value} | {self.baseline} | {ratio} | {self.goal} | {verdict} |"
+
+
+def ratio_figure(name: str, base: float, subject: float, goal: float | None, fmt: Callable[[float], str]) -> Figure:
+    ratio = subject / base
+    return Figure(
+        name, fmt(subject), fmt(base), ratio, f"≤ {goal:.2f}" if goal else "report", ratio <= goal if goal else None
+    )
 
 
 def time_process(argv: Sequence[str], env: dict[str, str], cwd: str) -> float:
@@ -98,3 +107,37 @@ def ms(seconds: float) -> str:
 
 def us(seconds: float) -> str:
     return f"{seconds * 1e6:.2f} µs"
+
+
+def greeter_run(
+    greeter: str, isolation: str, *, interval: str, stdout: int, env: dict[str, str], cwd: str
+) -> subprocess.Popen[str]:
+    """`greeter run --driver english` (*greeter*: a venv's script), with a control endpoint on a free port."""
+    return subprocess.Popen(
+        [
+            greeter,
+            "run",
+            "--driver",
+            "english",
+            "--interval",
+            interval,
+            "--control",
+            "127.0.0.1:0",
+            "--isolation",
+            isolation,
+        ],
+        env=env,
+        cwd=cwd,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def control_url(proc: subprocess.Popen[str]) -> str:
+    for line in proc.stderr:  # type: ignore[union-attr]
+        match = re.search(r"control endpoint on (http://\S+)", line)
+        if match:
+            threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
+            return match.group(1)
+    raise RuntimeError("greeter run exited before announcing its control endpoint")

@@ -13,17 +13,13 @@ import argparse
 import json
 import os
 import platform
-import re
-import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -34,9 +30,12 @@ from harness import (
     Figure,
     compare_calls,
     compare_processes,
+    control_url,
     cpu_description,
+    greeter_run,
     ms,
     percentile,
+    ratio_figure,
     rss_kib,
     us,
 )
@@ -85,13 +84,6 @@ class Bench:
         return compare_processes(baseline, subject, env=self.env, cwd=str(self.workdir), runs=self.runs)
 
 
-def ratio_figure(name: str, base: float, subject: float, goal: float | None, fmt: Callable[[float], str]) -> Figure:
-    ratio = subject / base
-    return Figure(
-        name, fmt(subject), fmt(base), ratio, f"≤ {goal:.2f}" if goal else "report", ratio <= goal if goal else None
-    )
-
-
 def in_process_greet(bench: Bench) -> list[Figure]:
     from greeter_english import EnglishGreeter
 
@@ -112,53 +104,6 @@ def in_process_greet(bench: Bench) -> list[Figure]:
         "in-process contained `greet()`: recover() and the contract check (vs the same)", base, subject, None, us
     )
     return [plugin_call, contained]
-
-
-def isolated_greet(bench: Bench) -> list[Figure]:
-    import greeter_core
-    from greeter_core.worker.protocol import GREET
-
-    here, there = socket.socketpair()
-    echo = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "echo_worker.py"), str(there.fileno())], pass_fds=[there.fileno()]
-    )
-    there.close()
-    request = struct.pack("!I", 1 + len(b"Universe")) + bytes((GREET,)) + b"Universe"  # what greet() sends
-
-    def echo_call() -> bytes:
-        here.sendall(request)
-        return here.recv(65536)
-
-    # Host, echo and worker on one CPU: left to the scheduler, each worker lands on the host's CPU
-    # or the other one at random, and a wake-up across CPUs (tens of µs on a VM) swamps the figure.
-    host_cpus = os.sched_getaffinity(0)
-    cpu = {min(host_cpus)}
-    with greeter_core.load("english", isolation="process") as worker:
-        for pid in (0, echo.pid, worker.status()["pid"]):
-            assert isinstance(pid, int)
-            os.sched_setaffinity(pid, cpu)
-        try:
-            base, subject = compare_calls(echo_call, lambda: worker.greet("Universe"), repeats=bench.repeats)
-        finally:
-            os.sched_setaffinity(0, host_cpus)
-    here.close()
-    echo.wait()
-    figure = ratio_figure(
-        "isolated `greet()` round trip (vs a raw-bytes echo on the same kind of socketpair, no decoding; one CPU)",
-        base,
-        subject,
-        1.5,
-        us,
-    )
-    rate = Figure(
-        "isolated calls per second (one worker, one caller)",
-        f"{1 / subject:,.0f}/s",
-        f"{1 / base:,.0f}/s",
-        None,
-        "report",
-        None,
-    )
-    return [figure, rate]
 
 
 def cli_vs_bare(bench: Bench) -> Figure:
@@ -202,11 +147,11 @@ def list_hundred(bench: Bench) -> Figure:
     return figure._replace(goal=f"{figure.goal}, none imported")
 
 
-def hot_swap(bench: Bench, isolation: str) -> Figure:
-    """Request -> first greeting of the new driver, in ``greeter run --interval 0``."""
-    proc = _greeter_run(bench, isolation, interval="0", stdout=subprocess.PIPE)
+def hot_swap(bench: Bench) -> Figure:
+    """Request -> first greeting of the new driver, in ``greeter run --interval 0`` (in process)."""
+    proc = _greeter_run(bench, "none", interval="0", stdout=subprocess.PIPE)
     try:
-        url = _control_url(proc)
+        url = control_url(proc)
         first_line = {"english": "Hello Universe", "chinese": "你好宇宙"}
         seen: dict[str, float] = {}
         wanted = threading.Event()
@@ -222,8 +167,7 @@ def hot_swap(bench: Bench, isolation: str) -> Figure:
         reader.start()
         latencies = []
         driver = "english"
-        # Each isolated swap starts a worker: fewer of them give as stable a median.
-        for _ in range(bench.swaps if isolation == "none" else max(20, bench.swaps // 10)):
+        for _ in range(bench.swaps):
             driver = "chinese" if driver == "english" else "english"
             wanted.clear()
             state["want"], state["sent"] = driver, time.perf_counter()
@@ -235,9 +179,8 @@ def hot_swap(bench: Bench, isolation: str) -> Figure:
         proc.terminate()
         proc.communicate(timeout=60)
     p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
-    label = "in process" if isolation == "none" else "isolated: a new worker per swap"
     return Figure(
-        f"hot swap in `greeter run --interval 0`, request → first new greeting ({label})",
+        "hot swap in `greeter run --interval 0`, request → first new greeting (in process)",
         f"p50 {ms(p50)}, p99 {ms(p99)}",
         f"{len(latencies)} swaps",
         None,
@@ -248,78 +191,46 @@ def hot_swap(bench: Bench, isolation: str) -> Figure:
 
 def memory(bench: Bench) -> list[Figure]:
     floor = subprocess.Popen([bench.base.python, "-c", "import time; time.sleep(600)"], env=bench.env)
-    figures = []
     try:
         time.sleep(1.0)
         baseline = rss_kib(floor.pid)
-        for isolation in ("none", "process"):
-            proc = _greeter_run(bench, isolation, interval="0.2", stdout=subprocess.DEVNULL)
-            try:
-                url = _control_url(proc)
-                time.sleep(1.0)
-                status = json.load(urllib.request.urlopen(f"{url}/status", timeout=60))
-                host = rss_kib(proc.pid)
-                figures.append(
-                    Figure(
-                        f"memory: `greeter run` host RSS, isolation {isolation}",
-                        f"{host / 1024:.1f} MiB",
-                        f"{baseline / 1024:.1f} MiB",
-                        host / baseline,
-                        "report",
-                        None,
-                    )
-                )
-                if isolation == "process":
-                    worker = rss_kib(status["worker"]["pid"])
-                    figures.append(
-                        Figure(
-                            "memory: each isolated worker's RSS",
-                            f"{worker / 1024:.1f} MiB",
-                            f"{baseline / 1024:.1f} MiB",
-                            worker / baseline,
-                            "report",
-                            None,
-                        )
-                    )
-            finally:
-                proc.terminate()
-                proc.communicate(timeout=60)
+        proc = _greeter_run(bench, "none", interval="0.2", stdout=subprocess.DEVNULL)
+        try:
+            control_url(proc)
+            time.sleep(1.0)
+            host = rss_kib(proc.pid)
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=60)
     finally:
         floor.kill()
         floor.wait()
-    return figures
+    return [
+        Figure(
+            "memory: `greeter run` host RSS, isolation none",
+            f"{host / 1024:.1f} MiB",
+            f"{baseline / 1024:.1f} MiB",
+            host / baseline,
+            "report",
+            None,
+        )
+    ]
+
+
+def isolation(bench: Bench) -> list[Figure]:
+    """The isolated figures: bench/isolation.py, run inside the venv, prints them as a JSON list."""
+    argv = [bench.base.python, str(REPO / "bench" / "isolation.py"), "--runs", str(bench.repeats)]
+    done = subprocess.run(argv, env=bench.env, cwd=bench.workdir, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(argv)} failed:\n{done.stderr}")
+    return [Figure(**figure) for figure in json.loads(done.stdout)]
 
 
 def _greeter_run(bench: Bench, isolation: str, *, interval: str, stdout: int) -> subprocess.Popen[str]:
     """`greeter run --driver english` in the base venv, with a control endpoint on a free port."""
-    return subprocess.Popen(
-        [
-            bench.base.greeter,
-            "run",
-            "--driver",
-            "english",
-            "--interval",
-            interval,
-            "--control",
-            "127.0.0.1:0",
-            "--isolation",
-            isolation,
-        ],
-        env=bench.env,
-        cwd=bench.workdir,
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        text=True,
+    return greeter_run(
+        bench.base.greeter, isolation, interval=interval, stdout=stdout, env=bench.env, cwd=str(bench.workdir)
     )
-
-
-def _control_url(proc: subprocess.Popen[str]) -> str:
-    for line in proc.stderr:  # type: ignore[union-attr]
-        match = re.search(r"control endpoint on (http://\S+)", line)
-        if match:
-            threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
-            return match.group(1)
-    raise RuntimeError("greeter run exited before announcing its control endpoint")
 
 
 def report(figures: list[Figure], bench: Bench, elapsed: float) -> str:
@@ -360,15 +271,14 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(Path(workdir), args.runs, args.repeats, args.swaps)
         figures = [
             *in_process_greet(bench),
-            *isolated_greet(bench),
             cli_vs_bare(bench),
             crowded_cli(bench),
             import_core(bench),
             cli_vs_direct(bench),
             list_hundred(bench),
-            hot_swap(bench, "none"),
-            hot_swap(bench, "process"),
+            hot_swap(bench),
             *memory(bench),
+            *isolation(bench),
         ]
         text = report(figures, bench, time.monotonic() - started)
     print(text)
