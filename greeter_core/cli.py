@@ -416,9 +416,9 @@ def _read_lock(args: argparse.Namespace) -> PluginLock | None:
 def _warn_unknown(policy: PluginPolicy | None) -> None:
     """A name the settings list that is not installed is a warning, never an error."""
     if policy is not None:
-        from .discovery import discover
+        from .catalog import listed
 
-        policy.warn_unknown(discover())
+        policy.warn_unknown(listed().plugins)
 
 
 def _cmd_greet(args: argparse.Namespace) -> int:
@@ -435,10 +435,10 @@ def _cmd_greet(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from .discovery import discover
+    from .catalog import listed
     from .policy import listing
 
-    plugins = discover()
+    plugins = listed().plugins
     policy = _policy(args)
     _warn_unknown(policy)
     records = listing(plugins, policy)
@@ -607,9 +607,9 @@ def _no_command(prog: str, word: str | None) -> int:
     """Bare ``greeter``, or ``greeter WORD`` where WORD is no command: say what would work; exit 2."""
     import difflib
 
-    from .discovery import discover
+    from .catalog import listed
 
-    installed = sorted({plugin.name for plugin in discover()})
+    installed = sorted({plugin.name for plugin in listed().plugins})
     if word is None:
         print(_greet_parser(prog).format_usage(), end="", file=sys.stderr)
         if installed:
