@@ -132,7 +132,7 @@ def cell(figure: dict[str, object] | None, cache_on: bool) -> str:
         verdict = "cache off"
     head = f"**{ratio:.3f}**" if isinstance(ratio, float) else str(figure["value"])
     detail = f"{figure['value']} vs {figure['baseline']}" if isinstance(ratio, float) else str(figure["baseline"])
-    return " ".join(part for part in (head, verdict, f"<br>{detail}") if part)
+    return " ".join(part for part in (head, verdict, f"· {detail}") if part)
 
 
 def report(results: Results, elapsed: float, args: argparse.Namespace) -> str:
