@@ -20,7 +20,18 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ALPHA_V1, ALPHA_V2, GAMMA, PluginFactory, PluginSpec, RunningGreeter, Venv, uv
+from helpers import (
+    ALPHA_V1,
+    ALPHA_V2,
+    GAMMA,
+    PluginFactory,
+    PluginSpec,
+    RunningGreeter,
+    Venv,
+    imports_of,
+    marking,
+    uv,
+)
 
 import greeter_core
 from greeter_core import NoSuchDriverError, catalog, discovery
@@ -238,6 +249,16 @@ def test_greeter_list_answers_from_its_cache_while_nothing_changed(settled_venv:
     [file] = cache_files(venv)
     assert stat.S_IMODE(file.stat().st_mode) == 0o600
     assert stat.S_IMODE(file.parent.stat().st_mode) == 0o700
+
+
+def test_greeter_list_imports_no_plugin_whether_from_its_cache_or_not(venv: Venv, factory: PluginFactory) -> None:
+    """Listing reads metadata, or the cache file, and never a line of a plugin's code."""
+    spec = marking("delta", "Delta")
+    venv.install(factory.wheel(spec))
+    settle(venv.python.parent.parent)
+    assert "delta" in listing(venv)
+    assert read_from_cache(venv)
+    assert imports_of(spec, site_packages(venv)) == []
 
 
 @pytest.mark.parametrize("change", ["install", "uninstall", "upgrade", "plugin-added-in-place"])

@@ -7,6 +7,10 @@ the common command line itself. Anything else goes to argparse.
 
 from __future__ import annotations
 
+import gc
+import subprocess
+import sys
+
 import pytest
 from helpers import PluginSpec
 
@@ -76,3 +80,30 @@ def test_both_paths_greet_and_fail_alike(cli, install, fast: list[str], argparse
     one, other = cli(*fast), cli(*argparsed)
     assert (one.returncode, one.stdout, one.stderr) == (other.returncode, other.stdout, other.stderr)
     assert one.returncode in (0, 1, 2) and (one.stdout or one.stderr)
+
+
+def test_the_one_shot_of_this_process_pauses_the_collector_and_freezes_what_it_built(
+    greeter_env, install, tmp_path
+) -> None:
+    """`greeter --driver X` as the process's own command: start-up's objects are frozen, the collector back on."""
+    install(PluginSpec("klingon"))
+    code = (
+        "import gc, sys\n"
+        "from greeter_core.cli import main\n"
+        "sys.argv = ['greeter', '--driver', 'klingon']\n"
+        "assert main() == 0\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 1000)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=greeter_env, cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.splitlines() == ["Hi Universe", "True True"]
+
+
+def test_a_program_calling_main_keeps_its_collector_as_it_was(on_path, install) -> None:
+    """main(argv) in someone else's program leaves the collector alone: nothing frozen, still enabled."""
+    install(PluginSpec("klingon"))
+    frozen = gc.get_freeze_count()
+    assert cli.main(["--driver", "klingon"]) == 0
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == frozen
