@@ -1,14 +1,17 @@
-"""The venvs the process-level figures run in: identical but for the thing being measured.
+"""The interpreters and venvs the figures run in: identical but for the thing being measured.
 
-``base`` holds greeter-core and the shipped plugins; ``hundred`` adds 100
-plugin distributions; ``crowded`` adds 1,000 distributions, 100 of them in
-``greeter.plugins``. Extra distributions are written the way an installer
-lays them out (a module plus a ``*.dist-info`` with METADATA, entry points and
-RECORD), which is all that discovery and stevedore ever look at.
+Per interpreter, one venv per size of installation: greeter-core and the
+shipped plugins, plus 0, 100, 1,000 or 5,000 extra distributions, 100 of
+them registering a greeter plugin (all of them at 100). Extra distributions
+are written the way an installer lays them out (a module plus a
+``*.dist-info`` with METADATA, entry points and RECORD), which is all that
+discovery and stevedore ever look at. Everything is installed as a pip user
+has it: from wheels, bytecode compiled.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +20,10 @@ from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = ("english", "chinese", "german", "spanish")
+
+#: Extra distributions per venv, and how many of them register a plugin.
+SIZES = (0, 100, 1000, 5000)
+PLUGINS = 100
 
 
 class Venv(NamedTuple):
@@ -32,15 +39,36 @@ class Venv(NamedTuple):
 
     @property
     def site_packages(self) -> Path:
-        version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-        return self.path / "lib" / version / "site-packages"
+        [site] = self.path.glob("lib/python3.*/site-packages")
+        return site
+
+
+def find_interpreter(version: str) -> str:
+    """The CPython *version* ("3.12") to measure: pyenv's, else one on PATH, else the one uv finds."""
+    root = os.environ.get("PYENV_ROOT")
+    if root:
+        found = sorted(Path(root, "versions").glob(f"{version}.*/bin/python{version}"))
+        if found:
+            return str(found[-1])
+    on_path = shutil.which(f"python{version}")
+    if on_path and subprocess.run([on_path, "-c", "pass"], capture_output=True).returncode == 0:
+        return on_path
+    from uv import find_uv_bin
+
+    done = subprocess.run(
+        [find_uv_bin(), "python", "find", "--no-python-downloads", version], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"bench: no Python {version} found (pyenv, PATH, uv); install it or leave it out (--python)")
+    return done.stdout.strip()
 
 
 def build_wheels(out: Path) -> Path:
     """Wheels of the core and the shipped plugins, built through a PEP 517 front end (``uv build``).
 
     Without build isolation: the bench env holds setuptools (tox.ini). Each
-    project is built from a copy, so no build/ or *.egg-info lands in the checkout.
+    project is built from a copy, so no build/ or *.egg-info lands in the
+    checkout. The wheels are pure Python: one build serves every interpreter.
     """
     from uv import find_uv_bin
 
@@ -75,15 +103,26 @@ def build_wheels(out: Path) -> Path:
     return out
 
 
-def make_venv(path: Path, wheels: Path) -> Venv:
-    """A fresh venv with greeter-core and the shipped plugins installed from *wheels*."""
+def make_venv(path: Path, wheels: Path, python: str) -> Venv:
+    """A fresh venv of *python* with greeter-core and the shipped plugins installed from *wheels*, compiled."""
     from uv import find_uv_bin
 
     uv = find_uv_bin()
-    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(path)], check=True)
+    subprocess.run([uv, "venv", "-q", "--python", python, str(path)], check=True)
     packages = ["greeter-core", *(f"greeter-{language}" for language in SHIPPED)]
     subprocess.run(
-        [uv, "pip", "install", "-q", "--python", str(path / "bin" / "python"), "--find-links", str(wheels), *packages],
+        [
+            uv,
+            "pip",
+            "install",
+            "-q",
+            "--compile-bytecode",
+            "--python",
+            str(path / "bin" / "python"),
+            "--find-links",
+            str(wheels),
+            *packages,
+        ],
         check=True,
     )
     return Venv(path)
@@ -116,3 +155,19 @@ def add_distributions(venv: Venv, count: int, plugins: int) -> None:
             (info / "entry_points.txt").write_text(f"[console_scripts]\n{name} = {name}:main\n")
             files.append(f"{name}-1.0.dist-info/entry_points.txt,,")
         (info / "RECORD").write_text("\n".join(files) + "\n")
+
+
+def stevedore_cache(venv: Venv, env: dict[str, str]) -> bool:
+    """Whether stevedore keeps its on-disk entry-point cache for this venv's interpreter (not under /tmp, say).
+
+    Asked of stevedore itself, in the venv: its own rule decides.
+    """
+    done = subprocess.run(
+        [venv.python, "-c", "from stevedore import _cache; print(_cache._c._disable_caching)"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        return not venv.python.startswith("/tmp")
+    return done.stdout.strip() == "False"

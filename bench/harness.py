@@ -4,13 +4,21 @@ Whole processes are timed alternately (baseline, subject, baseline, ...) so
 that a burst of load elsewhere hits both sides alike; the figure is the
 ratio of the two medians. In-process calls use ``timeit`` with the same
 interleaving over repeats.
+
+Each group of figures is a script run inside the venv being measured; it
+prints its figures as a JSON list on stdout (:func:`emit`), which
+``bench/run.py`` reads back (:func:`run_group`).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import statistics
 import subprocess
+import sys
+import threading
 import time
 import timeit
 from collections.abc import Callable, Sequence
@@ -33,10 +41,39 @@ class Figure(NamedTuple):
         return f"| {self.name} | {self.value} | {self.baseline} | {ratio} | {self.goal} | {verdict} |"
 
 
+def ratio_figure(name: str, base: float, subject: float, goal: float | None, fmt: Callable[[float], str]) -> Figure:
+    ratio = subject / base
+    return Figure(
+        name, fmt(subject), fmt(base), ratio, f"≤ {goal:.2f}" if goal else "report", ratio <= goal if goal else None
+    )
+
+
 def time_process(argv: Sequence[str], env: dict[str, str], cwd: str) -> float:
     start = time.perf_counter()
     subprocess.run(argv, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
+
+
+def compare_many(
+    commands: dict[str, Sequence[str]], *, env: dict[str, str], cwd: str, runs: int, warmup: int = 3
+) -> dict[str, float]:
+    """Median wall time (seconds) of each command, run in turn, the order reversed every other round.
+
+    Each command must succeed once before any is timed.
+    """
+    for argv in commands.values():
+        done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"bench: {' '.join(argv)} failed:\n{done.stderr}")
+    for _ in range(warmup):
+        for argv in commands.values():
+            time_process(argv, env, cwd)
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    order = list(commands)
+    for i in range(runs):
+        for name in order if i % 2 == 0 else reversed(order):
+            times[name].append(time_process(commands[name], env, cwd))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def compare_processes(
@@ -98,3 +135,64 @@ def ms(seconds: float) -> str:
 
 def us(seconds: float) -> str:
     return f"{seconds * 1e6:.2f} µs"
+
+
+def greeter_run(
+    greeter: str, isolation: str, *, interval: str, stdout: int, env: dict[str, str], cwd: str
+) -> subprocess.Popen[str]:
+    """`greeter run --driver english` (*greeter*: a venv's script), with a control endpoint on a free port."""
+    return subprocess.Popen(
+        [
+            greeter,
+            "run",
+            "--driver",
+            "english",
+            "--interval",
+            interval,
+            "--control",
+            "127.0.0.1:0",
+            "--isolation",
+            isolation,
+        ],
+        env=env,
+        cwd=cwd,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def control_url(proc: subprocess.Popen[str]) -> str:
+    for line in proc.stderr:  # type: ignore[union-attr]
+        match = re.search(r"control endpoint on (http://\S+)", line)
+        if match:
+            threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
+            return match.group(1)
+    raise RuntimeError("greeter run exited before announcing its control endpoint")
+
+
+def emit(figures: Sequence[Figure], data: dict[str, dict[str, float]] | None = None) -> None:
+    """Print *figures* as the JSON list a figure group answers with; *data*: raw numbers by figure name."""
+    json.dump(
+        [
+            {**figure._asdict(), **({"data": data[figure.name]} if data and figure.name in data else {})}
+            for figure in figures
+        ],
+        sys.stdout,
+        ensure_ascii=False,
+    )
+    print()
+
+
+def run_group(
+    python: str, script: str, args: Sequence[str], *, env: dict[str, str], cwd: str
+) -> list[dict[str, object]]:
+    """Run the figure group *script* (a file in bench/) with a venv's *python*; its figures, as dicts."""
+    argv = [python, os.path.join(os.path.dirname(os.path.abspath(__file__)), script), *args]
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(argv)} failed ({done.returncode}):\n{done.stderr}")
+    figures = json.loads(done.stdout)
+    if not isinstance(figures, list):
+        raise SystemExit(f"bench: {script} printed no JSON list of figures")
+    return figures

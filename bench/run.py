@@ -1,380 +1,265 @@
-"""greeter's benchmark suite: every figure against a baseline measured in the same run.
+"""greeter's benchmark suite: every figure against a baseline measured in the same run, on every interpreter.
 
 Run it with ``tox -e bench`` (or ``python bench/run.py`` in a venv holding
-greeter-core, the shipped plugins, setuptools and uv). It prints a Markdown
-table, with the machine and Python version; ``--write`` also writes it to
-BENCHMARKS.md (``tox -e bench -- --write``), so an ordinary run leaves the
-tracked file alone.
+setuptools, uv and matplotlib). For each interpreter (3.11, 3.12 and 3.13 by
+default, ``--python`` to choose) it builds one venv per size of installation
+(``environments.SIZES``), runs each group of figures as a script inside the
+venv being measured (each prints a JSON list of figures), and prints one
+Markdown table with a column per interpreter, the conditions above it.
+``--write`` also writes the table to BENCHMARKS.md and the cost-growth curve
+to docs/cost-growth.svg (``tox -e bench -- --write``); an ordinary run leaves
+both alone and draws the curve into .bench/ (untracked).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import re
-import socket
-import statistics
-import struct
+import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
-from collections.abc import Callable
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from environments import REPO, add_distributions, build_wheels, make_venv
-from harness import (
-    Figure,
-    compare_calls,
-    compare_processes,
-    cpu_description,
-    ms,
-    percentile,
-    rss_kib,
-    us,
-)
+from environments import PLUGINS, REPO, SIZES, Venv, add_distributions, build_wheels, find_interpreter, make_venv
+from environments import stevedore_cache as stevedore_cache_on
+from harness import cpu_description, run_group
 
-BARE_STEVEDORE = """\
-from stevedore import DriverManager
-from greeter_core.api import HostContext
-context = HostContext.create("english")
-mgr = DriverManager("greeter.plugins", "english", invoke_on_load=True, invoke_kwds={"context": context})
-print(mgr.driver.greet("Universe"))
-"""
+INTERPRETERS = ("3.11", "3.12", "3.13")
+CURVE = REPO / "docs" / "cost-growth.svg"
 
-DIRECT_IMPORT = """\
-from greeter_english import EnglishGreeter
-from greeter_core.api import HostContext
-print(EnglishGreeter(HostContext.create("english")).greet("Universe"))
-"""
+#: The sections of the table, in order, and the groups whose figures go in each.
+SECTIONS = {
+    "start-up": "Start-up: the one-shot greeting (goal 1)",
+    "growth": "How cost grows with what is installed (goal 4)",
+    "greeting": "Greeting in process (goal 5)",
+    "isolation": "Isolation (goals 2, 3, 5)",
+}
 
 
-class Bench:
-    """Owns the scratch directory, the venvs and the settings of one run."""
+class Results:
+    """Every figure of the run, by interpreter, in the order they first came; and the curve's numbers."""
 
-    def __init__(self, workdir: Path, runs: int, repeats: int, swaps: int) -> None:
-        self.workdir = workdir
-        self.runs = runs
-        self.repeats = repeats
-        self.swaps = swaps
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "GREETER_"))}
-        self.env["XDG_CACHE_HOME"] = str(workdir / "cache")
-        wheels = build_wheels(workdir / "wheels")
-        self.base = make_venv(workdir / "base", wheels)
-        self.hundred = make_venv(workdir / "hundred", wheels)
-        add_distributions(self.hundred, count=100, plugins=100)
-        self.crowded = make_venv(workdir / "crowded", wheels)
-        add_distributions(self.crowded, count=1000, plugins=100)
-        self.script = workdir / "bare.py"
-        self.script.write_text(BARE_STEVEDORE)
-        self.direct = workdir / "direct.py"
-        self.direct.write_text(DIRECT_IMPORT)
+    def __init__(self) -> None:
+        self.order: dict[str, list[str]] = {section: [] for section in SECTIONS}
+        self.figures: dict[str, dict[str, dict[str, object]]] = {}  # name -> version -> figure
+        self.curve: dict[str, dict[int, dict[str, float]]] = {}  # version -> size -> numbers
+        self.cache: dict[str, bool] = {}  # version -> stevedore's cache on
+        self.versions: dict[str, str] = {}  # "3.12" -> "3.12.1"
 
-    def processes(self, baseline: list[str], subject: list[str]) -> tuple[float, float]:
-        for argv in (baseline, subject):  # both must work before either is timed
-            done = subprocess.run(argv, env=self.env, cwd=self.workdir, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise SystemExit(f"bench: {' '.join(argv)} failed:\n{done.stderr}")
-        return compare_processes(baseline, subject, env=self.env, cwd=str(self.workdir), runs=self.runs)
-
-
-def ratio_figure(name: str, base: float, subject: float, goal: float | None, fmt: Callable[[float], str]) -> Figure:
-    ratio = subject / base
-    return Figure(
-        name, fmt(subject), fmt(base), ratio, f"≤ {goal:.2f}" if goal else "report", ratio <= goal if goal else None
-    )
-
-
-def in_process_greet(bench: Bench) -> list[Figure]:
-    from greeter_english import EnglishGreeter
-
-    import greeter_core
-
-    loaded = greeter_core.load("english")
-    direct = EnglishGreeter(greeter_core.HostContext.create("english"))
-    base, subject = compare_calls(
-        lambda: direct.greet("Universe"), lambda: loaded.obj.greet("Universe"), repeats=bench.repeats
-    )
-    plugin_call = ratio_figure(
-        "in-process `greet()` on the loaded plugin object (vs the class called directly)", base, subject, 1.05, us
-    )
-    base, subject = compare_calls(
-        lambda: direct.greet("Universe"), lambda: loaded.greet("Universe"), repeats=bench.repeats
-    )
-    contained = ratio_figure(
-        "in-process contained `greet()`: recover() and the contract check (vs the same)", base, subject, None, us
-    )
-    return [plugin_call, contained]
-
-
-def isolated_greet(bench: Bench) -> list[Figure]:
-    import greeter_core
-    from greeter_core.worker.protocol import GREET
-
-    here, there = socket.socketpair()
-    echo = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "echo_worker.py"), str(there.fileno())], pass_fds=[there.fileno()]
-    )
-    there.close()
-    request = struct.pack("!I", 1 + len(b"Universe")) + bytes((GREET,)) + b"Universe"  # what greet() sends
-
-    def echo_call() -> bytes:
-        here.sendall(request)
-        return here.recv(65536)
-
-    # Host, echo and worker on one CPU: left to the scheduler, each worker lands on the host's CPU
-    # or the other one at random, and a wake-up across CPUs (tens of µs on a VM) swamps the figure.
-    host_cpus = os.sched_getaffinity(0)
-    cpu = {min(host_cpus)}
-    with greeter_core.load("english", isolation="process") as worker:
-        for pid in (0, echo.pid, worker.status()["pid"]):
-            assert isinstance(pid, int)
-            os.sched_setaffinity(pid, cpu)
-        try:
-            base, subject = compare_calls(echo_call, lambda: worker.greet("Universe"), repeats=bench.repeats)
-        finally:
-            os.sched_setaffinity(0, host_cpus)
-    here.close()
-    echo.wait()
-    figure = ratio_figure(
-        "isolated `greet()` round trip (vs a raw-bytes echo on the same kind of socketpair, no decoding; one CPU)",
-        base,
-        subject,
-        1.5,
-        us,
-    )
-    rate = Figure(
-        "isolated calls per second (one worker, one caller)",
-        f"{1 / subject:,.0f}/s",
-        f"{1 / base:,.0f}/s",
-        None,
-        "report",
-        None,
-    )
-    return [figure, rate]
-
-
-def cli_vs_bare(bench: Bench) -> Figure:
-    base, subject = bench.processes([bench.base.python, str(bench.script)], [bench.base.greeter, "--driver", "english"])
-    return ratio_figure(
-        "`greeter --driver english`, whole process (vs bare 3-line DriverManager script)", base, subject, 1.10, ms
-    )
-
-
-def crowded_cli(bench: Bench) -> Figure:
-    base, subject = bench.processes(
-        [bench.base.greeter, "--driver", "english"], [bench.crowded.greeter, "--driver", "english"]
-    )
-    return ratio_figure(
-        "the same with 1,000 extra distributions, 100 of them plugins (vs shipped only)", base, subject, 1.20, ms
-    )
-
-
-def import_core(bench: Bench) -> Figure:
-    base, subject = bench.processes([bench.base.python, "-c", "pass"], [bench.base.python, "-c", "import greeter_core"])
-    return ratio_figure('`python -c "import greeter_core"` (vs `python -c pass`)', base, subject, 1.3, ms)
-
-
-def cli_vs_direct(bench: Bench) -> Figure:
-    base, subject = bench.processes([bench.base.python, str(bench.direct)], [bench.base.greeter, "--driver", "english"])
-    return ratio_figure(
-        "`greeter --driver english` (vs a script importing the English class directly)", base, subject, None, ms
-    )
-
-
-def list_hundred(bench: Bench) -> Figure:
-    mark = bench.workdir / "imported.txt"
-    bench.env["BENCH_IMPORT_MARK"] = str(mark)
-    base, subject = bench.processes([bench.base.greeter, "list"], [bench.hundred.greeter, "list"])
-    imported = mark.read_text().split() if mark.exists() else []
-    figure = ratio_figure("`greeter list` with 100 plugins installed (vs the shipped four)", base, subject, 1.5, ms)
-    if imported:
-        return figure._replace(
-            goal=f"{figure.goal}, none imported", met=False, value=f"{figure.value} ({len(imported)} imported!)"
-        )
-    return figure._replace(goal=f"{figure.goal}, none imported")
-
-
-def hot_swap(bench: Bench, isolation: str) -> Figure:
-    """Request -> first greeting of the new driver, in ``greeter run --interval 0``."""
-    proc = _greeter_run(bench, isolation, interval="0", stdout=subprocess.PIPE)
-    try:
-        url = _control_url(proc)
-        first_line = {"english": "Hello Universe", "chinese": "你好宇宙"}
-        seen: dict[str, float] = {}
-        wanted = threading.Event()
-        state = {"want": "", "sent": 0.0}
-
-        def read() -> None:
-            for line in proc.stdout:  # type: ignore[union-attr]
-                if state["want"] and line.rstrip("\n") == first_line[state["want"]] and not wanted.is_set():
-                    seen[state["want"]] = time.perf_counter() - state["sent"]
-                    wanted.set()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        latencies = []
-        driver = "english"
-        # Each isolated swap starts a worker: fewer of them give as stable a median.
-        for _ in range(bench.swaps if isolation == "none" else max(20, bench.swaps // 10)):
-            driver = "chinese" if driver == "english" else "english"
-            wanted.clear()
-            state["want"], state["sent"] = driver, time.perf_counter()
-            urllib.request.urlopen(f"{url}/?mod={driver}", timeout=60).read()
-            if not wanted.wait(60):
-                raise RuntimeError("no greeting from the new driver within 60 s")
-            latencies.append(seen[driver])
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=60)
-    p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
-    label = "in process" if isolation == "none" else "isolated: a new worker per swap"
-    return Figure(
-        f"hot swap in `greeter run --interval 0`, request → first new greeting ({label})",
-        f"p50 {ms(p50)}, p99 {ms(p99)}",
-        f"{len(latencies)} swaps",
-        None,
-        "report",
-        None,
-    )
-
-
-def memory(bench: Bench) -> list[Figure]:
-    floor = subprocess.Popen([bench.base.python, "-c", "import time; time.sleep(600)"], env=bench.env)
-    figures = []
-    try:
-        time.sleep(1.0)
-        baseline = rss_kib(floor.pid)
-        for isolation in ("none", "process"):
-            proc = _greeter_run(bench, isolation, interval="0.2", stdout=subprocess.DEVNULL)
-            try:
-                url = _control_url(proc)
-                time.sleep(1.0)
-                status = json.load(urllib.request.urlopen(f"{url}/status", timeout=60))
-                host = rss_kib(proc.pid)
-                figures.append(
-                    Figure(
-                        f"memory: `greeter run` host RSS, isolation {isolation}",
-                        f"{host / 1024:.1f} MiB",
-                        f"{baseline / 1024:.1f} MiB",
-                        host / baseline,
-                        "report",
-                        None,
-                    )
+    def add(self, section: str, version: str, figures: Iterable[dict[str, object]], prefix: str = "") -> None:
+        for figure in figures:
+            name = f"{prefix}{figure['name']}"
+            if name not in self.figures:
+                self.figures[name] = {}
+                self.order[section].append(name)
+            self.figures[name][version] = {**figure, "name": name}
+            data = figure.get("data")
+            if isinstance(data, dict) and "size" in data:
+                size = int(data["size"])
+                self.curve.setdefault(version, {}).setdefault(size, {}).update(
+                    {key: float(value) for key, value in data.items() if key != "size"}
                 )
-                if isolation == "process":
-                    worker = rss_kib(status["worker"]["pid"])
-                    figures.append(
-                        Figure(
-                            "memory: each isolated worker's RSS",
-                            f"{worker / 1024:.1f} MiB",
-                            f"{baseline / 1024:.1f} MiB",
-                            worker / baseline,
-                            "report",
-                            None,
-                        )
-                    )
-            finally:
-                proc.terminate()
-                proc.communicate(timeout=60)
-    finally:
-        floor.kill()
-        floor.wait()
-    return figures
 
 
-def _greeter_run(bench: Bench, isolation: str, *, interval: str, stdout: int) -> subprocess.Popen[str]:
-    """`greeter run --driver english` in the base venv, with a control endpoint on a free port."""
-    return subprocess.Popen(
-        [
-            bench.base.greeter,
-            "run",
-            "--driver",
-            "english",
-            "--interval",
-            interval,
-            "--control",
-            "127.0.0.1:0",
-            "--isolation",
-            isolation,
-        ],
-        env=bench.env,
-        cwd=bench.workdir,
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def measure(
+    version: str, args: argparse.Namespace, wheels: Path, workdir: Path, env: dict[str, str], results: Results
+) -> None:
+    """Every figure group, for the interpreter *version*, each inside its venv."""
+    python = find_interpreter(version)
+    say(f"{version}: {python}: building {len(SIZES)} venvs")
+    venvs: dict[int, Venv] = {}
+    for size in SIZES:
+        venvs[size] = make_venv(workdir / f"py{version}-{size}", wheels, python)
+        if size:
+            add_distributions(venvs[size], count=size, plugins=min(size, PLUGINS))
+    base = venvs[0]
+    results.cache[version] = stevedore_cache_on(base, env)
+    results.versions[version] = subprocess.run(
+        [base.python, "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True
+    ).stdout.strip()
+    cwd = str(workdir)
+
+    def group(section: str, venv: Venv, script: str, *options: str, prefix: str = "") -> None:
+        say(f"{version}: {script} {' '.join(options)}")
+        results.add(section, version, run_group(venv.python, script, options, env=env, cwd=cwd), prefix)
+
+    runs, swaps = str(args.runs), str(args.swaps)
+    for size in SIZES:
+        section = "start-up" if size == 0 else "growth"
+        group(
+            section,
+            venvs[size],
+            "growth.py",
+            "--size",
+            str(size),
+            "--base",
+            str(base.path),
+            "--runs",
+            runs,
+            "--swaps",
+            swaps,
+        )
+    group("greeting", base, "calls.py", "--repeats", str(args.repeats))
+    group("greeting", base, "throughput.py", "--greetings", str(args.greetings))
+    group("isolation", base, "isolation.py", "--runs", str(args.repeats))
+    biggest = max(SIZES)
+    group("growth", venvs[biggest], "isolation.py", "--runs", str(args.repeats), prefix=f"+{biggest:,} distributions: ")
+    for venv in venvs.values():
+        shutil.rmtree(venv.path, ignore_errors=True)
 
 
-def _control_url(proc: subprocess.Popen[str]) -> str:
-    for line in proc.stderr:  # type: ignore[union-attr]
-        match = re.search(r"control endpoint on (http://\S+)", line)
-        if match:
-            threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
-            return match.group(1)
-    raise RuntimeError("greeter run exited before announcing its control endpoint")
+def say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
-def report(figures: list[Figure], bench: Bench, elapsed: float) -> str:
-    head = [
+# -- the report -------------------------------------------------------------------------------------
+
+
+def cell(figure: dict[str, object] | None, cache_on: bool) -> str:
+    if figure is None:
+        return "—"
+    ratio = figure.get("ratio")
+    met = figure.get("met")
+    verdict = {True: "met", False: "**missed**", None: ""}[met]  # type: ignore[index]
+    if not cache_on and "greeter --driver" in str(figure["name"]) and met is not None:
+        verdict = "cache off"
+    head = f"**{ratio:.3f}**" if isinstance(ratio, float) else str(figure["value"])
+    detail = f"{figure['value']} vs {figure['baseline']}" if isinstance(ratio, float) else str(figure["baseline"])
+    return " ".join(part for part in (head, verdict, f"· {detail}") if part)
+
+
+def report(results: Results, elapsed: float, args: argparse.Namespace) -> str:
+    versions = list(results.versions)
+    off = "**off** (its venv is under /tmp: the start-up figures measure a cold scan)"
+    cache = ", ".join(f"{version}: {'on' if results.cache[version] else off}" for version in versions)
+    lines = [
         "# Benchmarks",
         "",
         f"Measured {date.today().isoformat()} by `tox -e bench` (`bench/run.py`) on {cpu_description()}, "
-        f"{platform.python_implementation()} {platform.python_version()}, {platform.system()} {platform.release()}; "
-        f"{bench.runs} alternating runs per process figure, {bench.repeats} alternating repeats per call figure, "
-        f"medians; the whole suite took {elapsed:.0f} s.",
+        f"{platform.system()} {platform.release()}; CPython "
+        + ", ".join(results.versions[version] for version in versions)
+        + f"; the whole suite took {elapsed:.0f} s.",
         "",
-        "Every ratio is subject / baseline, both measured in this run. The machines are noisy: compare ratios,",
-        "not absolute times, across runs.",
+        "Conditions: every venv installed from wheels with its bytecode compiled (`uv pip install "
+        f"--compile-bytecode`), outside /tmp; stevedore's entry-point cache {cache}. "
+        f"{args.runs} alternating runs per process figure, {args.repeats} alternating repeats per call figure, "
+        f"{args.swaps} in-process swaps, medians. Nothing is pinned to a CPU unless its row says so. "
+        "The curve of how cost grows with the installed distributions: `docs/cost-growth.svg`.",
         "",
-        "| figure | value | baseline | ratio | goal | verdict |",
-        "|---|---|---|---|---|---|",
+        "Every ratio is subject / baseline, both measured in this run, each cell as "
+        "**ratio** verdict, then subject vs baseline. The machines are noisy: compare ratios, not absolute "
+        "times, across runs.",
     ]
-    return "\n".join(head + [figure.row() for figure in figures]) + "\n"
+    for section, title in SECTIONS.items():
+        names = results.order[section]
+        if not names:
+            continue
+        lines += ["", f"## {title}", "", "| figure | goal | " + " | ".join(versions) + " |"]
+        lines.append("|---|---|" + "---|" * len(versions))
+        for name in names:
+            by_version = results.figures[name]
+            goal = next(str(figure["goal"]) for figure in by_version.values())
+            cells = [cell(by_version.get(version), results.cache.get(version, True)) for version in versions]
+            lines.append(f"| {name} | {goal} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def draw_curve(results: Results, path: Path) -> bool:
+    """The cost-growth curve, one panel per interpreter; False (and why, on stderr) when it cannot be drawn."""
+    try:
+        import matplotlib
+
+        matplotlib.use("svg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        say("matplotlib is not installed: no curve (tox -e bench installs it)")
+        return False
+    versions = [version for version in results.versions if results.curve.get(version)]
+    if not versions:
+        return False
+    plt.rcParams["svg.hashsalt"] = "greeter-bench"  # the same ids every run: a diff shows only what moved
+    figure, axes = plt.subplots(1, len(versions), figsize=(4.2 * len(versions), 4.0), sharey=True, squeeze=False)
+    series = [
+        ("bare", "bare stevedore script", "o-"),
+        ("greeter", "greeter --driver english", "s-"),
+        ("list", "greeter list", "^-"),
+        ("p50", "hot swap, in process (p50)", "d-"),
+    ]
+    for ax, version in zip(axes[0], versions, strict=True):
+        points = results.curve[version]
+        if 0 in points:
+            bases = [values["list_base"] for values in points.values() if "list_base" in values]
+            if bases:
+                points[0]["list"] = sorted(bases)[len(bases) // 2]
+        for key, label, style in series:
+            sizes = sorted(size for size, values in points.items() if key in values)
+            ax.plot([max(size, 1) for size in sizes], [points[size][key] * 1000 for size in sizes], style, label=label)
+        ax.set_xscale("log")
+        ax.set_xticks([max(size, 1) for size in SIZES], [f"{size:,}" for size in SIZES])
+        ax.set_title(f"CPython {results.versions[version]}")
+        ax.set_xlabel("extra installed distributions")
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("milliseconds (median)")
+    axes[0][0].set_ylim(bottom=0)
+    axes[0][-1].legend(loc="upper left", fontsize="small")
+    figure.suptitle("How cost grows with what is installed (100 of the extra distributions are plugins)")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="svg", metadata={"Date": None, "Creator": "greeter bench/run.py"})
+    plt.close(figure)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--write",
         nargs="?",
         const=str(REPO / "BENCHMARKS.md"),
         metavar="PATH",
-        help="also write the table to PATH (default: BENCHMARKS.md); without it, only print",
+        help="also write the table to PATH (default: BENCHMARKS.md) and the curve to docs/cost-growth.svg; "
+        "without it, only print",
     )
-    parser.add_argument("--runs", type=int, default=40, help="alternating runs per process figure (default: 40)")
-    parser.add_argument("--repeats", type=int, default=25, help="alternating repeats per call figure (default: 25)")
-    parser.add_argument("--swaps", type=int, default=200, help="hot swaps to time (default: 200)")
+    parser.add_argument(
+        "--python",
+        action="append",
+        metavar="VERSION",
+        help=f"an interpreter to measure, e.g. 3.12; repeatable (default: {', '.join(INTERPRETERS)})",
+    )
+    parser.add_argument("--runs", type=int, default=20, help="alternating runs per process figure (default: 20)")
+    parser.add_argument("--repeats", type=int, default=15, help="alternating repeats per call figure (default: 15)")
+    parser.add_argument("--swaps", type=int, default=100, help="in-process hot swaps to time (default: 100)")
+    parser.add_argument(
+        "--greetings", type=int, default=200_000, help="greetings per throughput run (default: 200,000)"
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     scratch = scratch_dir()
     scratch.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="run-", dir=scratch) as workdir:
-        bench = Bench(Path(workdir), args.runs, args.repeats, args.swaps)
-        figures = [
-            *in_process_greet(bench),
-            *isolated_greet(bench),
-            cli_vs_bare(bench),
-            crowded_cli(bench),
-            import_core(bench),
-            cli_vs_direct(bench),
-            list_hundred(bench),
-            hot_swap(bench, "none"),
-            hot_swap(bench, "process"),
-            *memory(bench),
-        ]
-        text = report(figures, bench, time.monotonic() - started)
+    results = Results()
+    with tempfile.TemporaryDirectory(prefix="run-", dir=scratch) as directory:
+        workdir = Path(directory)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "GREETER_"))}
+        env["XDG_CACHE_HOME"] = str(workdir / "cache")
+        say("building the wheels")
+        wheels = build_wheels(workdir / "wheels")
+        for version in args.python or INTERPRETERS:
+            measure(version, args, wheels, workdir, env, results)
+    text = report(results, time.monotonic() - started, args)
     print(text)
+    curve = CURVE if args.write else scratch / "cost-growth.svg"
+    if draw_curve(results, curve):
+        say(f"drew {curve}")
     if args.write:
         Path(args.write).write_text(text, encoding="utf-8")
-        print(f"bench: wrote {args.write}", file=sys.stderr)
+        say(f"wrote {args.write}")
     return 0
 
 
@@ -391,15 +276,12 @@ def scratch_dir() -> Path:
         return inside
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").resolve() / "greeter-bench"
     if str(cache).startswith("/tmp"):
-        raise SystemExit(
-            f"bench: {REPO} and {cache} are under /tmp, where stevedore keeps no entry-point cache, so every "
-            f"figure would measure a cold scan; run from a checkout elsewhere, or set XDG_CACHE_HOME outside /tmp"
+        say(
+            f"{REPO} and {cache} are under /tmp, where stevedore keeps no entry-point cache: the start-up "
+            'figures measure a cold scan, and say "cache off"'
         )
-    print(
-        f"bench: this checkout is under /tmp, where stevedore keeps no entry-point cache; "
-        f"the bench's venvs go to {cache} instead",
-        file=sys.stderr,
-    )
+        return cache
+    say(f"this checkout is under /tmp, where stevedore keeps no entry-point cache; the venvs go to {cache} instead")
     return cache
 
 

@@ -7,12 +7,13 @@ that command runs, so the one-shot greeting pays for nothing else.
 
 from __future__ import annotations
 
-import argparse
+import gc
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NamedTuple, NoReturn
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, cast
 
 from .api import DEFAULT_NAME
 from .drive import CHECK_ISOLATION, DEFAULT_CALL_TIMEOUT, ISOLATION_MODES, LoadOptions
@@ -20,6 +21,8 @@ from .errors import GreeterError, UsageError, install_hint
 from .guard import Command, plugin_output_to_stderr
 
 if TYPE_CHECKING:
+    import argparse
+
     from .checkup import CheckResult
     from .lock import PluginLock
     from .loop import RunPlan
@@ -37,17 +40,32 @@ POLICY_ENV = ("GREETER_PLUGINS", "GREETER_DISABLE")
 LOCK_ENV = "GREETER_LOCK"
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line, as every user mistake should be."""
+def _parser(**kwargs: Any) -> argparse.ArgumentParser:
+    """An ArgumentParser whose errors are one line, as every user mistake should be.
 
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+    argparse (with gettext and locale) is imported here, not by this module:
+    the one-shot greeting reads its arguments without it (:func:`_one_shot`).
+    """
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    return Parser(**kwargs)
+
+
+def _invalid(message: str) -> Exception:
+    """The error an option's type function raises; argparse is imported by then (it is the caller)."""
+    import argparse
+
+    return argparse.ArgumentTypeError(message)
 
 
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip() or key != key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        raise _invalid(f"expected KEY=VALUE, got {text!r}")
     return key, value
 
 
@@ -55,16 +73,16 @@ def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+        raise _invalid(f"expected a number of seconds, got {text!r}") from None
     if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text!r}")
+        raise _invalid(f"expected a finite number of seconds >= 0, got {text!r}")
     return value
 
 
 def _positive_seconds(text: str) -> float:
     value = _seconds(text)
     if value == 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
+        raise _invalid("must be greater than 0")
     return value
 
 
@@ -78,9 +96,9 @@ def _whole(minimum: int) -> Callable[[str], int]:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+            raise _invalid(f"expected a whole number, got {text!r}") from None
         if value < 0 or 0 < value < minimum:
-            raise argparse.ArgumentTypeError(f"must be 0 (no limit) or at least {minimum}, got {value}")
+            raise _invalid(f"must be 0 (no limit) or at least {minimum}, got {value}")
         return value
 
     return whole
@@ -89,7 +107,7 @@ def _whole(minimum: int) -> Callable[[str], int]:
 def _env_item(text: str) -> tuple[str, str | None]:
     name, sep, value = text.partition("=")
     if not name or "\0" in text:
-        raise argparse.ArgumentTypeError(f"expected NAME or NAME=VALUE, got {text!r}")
+        raise _invalid(f"expected NAME or NAME=VALUE, got {text!r}")
     return name, value if sep else None
 
 
@@ -177,8 +195,10 @@ def _policy_options(parser: argparse.ArgumentParser, *, lock: bool = True) -> No
 
 
 def _greet_parser(prog: str) -> argparse.ArgumentParser:
+    import argparse
+
     commands = "\n".join(f"  {prog} {name:<11} {command.summary}" for name, command in _COMMANDS.items())
-    parser = _Parser(
+    parser = _parser(
         prog=prog,
         usage=f"%(prog)s --driver NAME [--name WHO] [options]\n       %(prog)s {{{','.join(_COMMANDS)}}} ...",
         description="Greet once with the plugin (driver) you name.",
@@ -195,7 +215,7 @@ def _greet_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _list_parser(prog: str) -> argparse.ArgumentParser:
-    parser = _Parser(prog=f"{prog} list", description="List installed plugins; nothing is imported.")
+    parser = _parser(prog=f"{prog} list", description="List installed plugins; nothing is imported.")
     parser.add_argument("--json", action="store_true", help="print a JSON array of records")
     _policy_options(parser, lock=False)
     _common(parser)
@@ -203,7 +223,7 @@ def _list_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _check_parser(prog: str) -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = _parser(
         prog=f"{prog} check",
         description="Load each plugin, check the Greeter contract and greet once; exit 1 if any fails. "
         "Each plugin runs in a worker process unless --isolation none: none can silence the report.",
@@ -217,6 +237,7 @@ def _check_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _run_parser(prog: str) -> argparse.ArgumentParser:
+    import argparse
     import textwrap
 
     from .control import ROUTES
@@ -226,7 +247,7 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
         textwrap.fill(f"{route.method:<4} {route.usage:<25} {route.does}", 76, subsequent_indent=" " * 31)
         for route in ROUTES
     )
-    parser = _Parser(
+    parser = _parser(
         prog=f"{prog} run",
         description=textwrap.dedent(
             """\
@@ -289,14 +310,14 @@ def _count(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise _invalid(f"expected a whole number, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        raise _invalid(f"must be at least 1, got {value}")
     return value
 
 
 def _lock_parser(prog: str) -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = _parser(
         prog=f"{prog} lock",
         description="Write a lock file: every installed plugin distribution, its version, its entry points "
         "and the sha256 of each file it installed, hashed from the files. With --check, list every "
@@ -316,7 +337,7 @@ def _lock_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _new_plugin_parser(prog: str) -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = _parser(
         prog=f"{prog} new-plugin",
         description="Write a complete plugin distribution (pyproject.toml, package, tests using "
         "greeter_core.testing, README) that installs and passes its tests as written.",
@@ -395,9 +416,9 @@ def _read_lock(args: argparse.Namespace) -> PluginLock | None:
 def _warn_unknown(policy: PluginPolicy | None) -> None:
     """A name the settings list that is not installed is a warning, never an error."""
     if policy is not None:
-        from .discovery import discover
+        from .catalog import listed
 
-        policy.warn_unknown(discover())
+        policy.warn_unknown(listed().plugins)
 
 
 def _cmd_greet(args: argparse.Namespace) -> int:
@@ -414,10 +435,10 @@ def _cmd_greet(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from .discovery import discover
+    from .catalog import listed
     from .policy import listing
 
-    plugins = discover()
+    plugins = listed().plugins
     policy = _policy(args)
     _warn_unknown(policy)
     records = listing(plugins, policy)
@@ -586,9 +607,9 @@ def _no_command(prog: str, word: str | None) -> int:
     """Bare ``greeter``, or ``greeter WORD`` where WORD is no command: say what would work; exit 2."""
     import difflib
 
-    from .discovery import discover
+    from .catalog import listed
 
-    installed = sorted({plugin.name for plugin in discover()})
+    installed = sorted({plugin.name for plugin in listed().plugins})
     if word is None:
         print(_greet_parser(prog).format_usage(), end="", file=sys.stderr)
         if installed:
@@ -609,16 +630,97 @@ def _no_command(prog: str, word: str | None) -> int:
     return 2
 
 
+#: The options :func:`_one_shot` reads, and where they go.
+_ONE_SHOT_OPTIONS = {"--driver": "driver", "--name": "name"}
+
+
+def _one_shot(argv: Sequence[str]) -> argparse.Namespace | None:
+    """``greeter --driver NAME [--name WHO]``, read without argparse; None for any other command line.
+
+    The one-shot greeting is what start-up time is measured on, and argparse
+    with gettext and locale is a few milliseconds of it. Only the plain
+    spellings are read here: each option once, as ``--driver NAME`` or
+    ``--driver=NAME``, its value not empty and not starting with ``-``.
+    Everything else (another option, an abbreviation, ``--help``, a mistake)
+    goes to argparse, which answers with its own messages and exit codes. The
+    result is what ``_greet_parser`` would return (tests/test_cli.py checks
+    that the two agree), as a namespace of the same attributes.
+    """
+    from types import SimpleNamespace
+
+    values: dict[str, str] = {}
+    words = iter(argv)
+    for word in words:
+        option, sep, value = word.partition("=")
+        dest = _ONE_SHOT_OPTIONS.get(option)
+        if dest is None or dest in values:
+            return None
+        value = value if sep else next(words, "")
+        if not value or value.startswith("-"):
+            return None
+        values[dest] = value
+    if "driver" not in values:
+        return None
+    defaults = LoadOptions()
+    args = SimpleNamespace(
+        driver=values["driver"],
+        name=values.get("name", DEFAULT_NAME),
+        options=[],
+        isolation=defaults.isolation,
+        verify=defaults.verify,
+        call_timeout=DEFAULT_CALL_TIMEOUT,
+        worker_memory=None,
+        worker_cpu=None,
+        worker_files=None,
+        worker_env=[],
+        plugins=None,
+        disable=[],
+        lock=None,
+        verbose=0,
+        debug=False,
+    )
+    return cast("argparse.Namespace", args)  # the same attributes; only its class differs
+
+
+@contextmanager
+def _uncollected() -> Iterator[None]:
+    """The cyclic garbage collector paused for a one-shot greeting; what it built, frozen at the end.
+
+    Start-up builds tens of thousands of objects (stevedore, importlib.metadata,
+    the plugin) that live as long as the process; the collector would walk them
+    several times while they are built, and all of them once more as the
+    interpreter exits: a tenth of the whole command (docs/performance.md).
+    Frozen, they are left out of the exit's collection too.
+    """
+    if not gc.isenabled():  # someone chose otherwise: leave it
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "greeter") -> int:
-    """Run the ``greeter`` command; return its exit status."""
+    """Run the ``greeter`` command; return its exit status.
+
+    Without *argv* it runs this process's own command line, and so may tune
+    the process for it (:func:`_uncollected`); a program passing *argv* keeps
+    its process as it is.
+    """
+    own_process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (not argv[0].startswith("-") and argv[0] not in _COMMANDS):
-        return _no_command(prog, argv[0] if argv else None)
-    command = _COMMANDS[argv.pop(0)] if argv[0] in _COMMANDS else _GREET
-    args = command.parser(prog).parse_args(argv)
+    command, args = _GREET, _one_shot(argv)
+    if args is None:
+        if not argv or (not argv[0].startswith("-") and argv[0] not in _COMMANDS):
+            return _no_command(prog, argv[0] if argv else None)
+        command = _COMMANDS[argv.pop(0)] if argv[0] in _COMMANDS else _GREET
+        args = command.parser(prog).parse_args(argv)
     _setup_logging(args.verbose, args.debug, command.log_level)
     # The user's Ctrl-C told from a plugin's; threads a plugin left behind do not keep the process alive.
-    with Command() as held:
+    with Command() as held, _uncollected() if own_process and command is _GREET else nullcontext():
         return held.leave(_handle(command, args, prog))
 
 

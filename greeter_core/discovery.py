@@ -2,10 +2,11 @@
 
 stevedore's entry points carry no distribution (``entry_point.dist`` is
 ``None`` when they come from its cache), so this module reads
-:mod:`importlib.metadata` directly, like flake8's and pluggy's finders. It is
-a fresh scan each time: use it to list, to name a distribution in a message,
-and where a long-running process must see installs and uninstalls as they
-happen. The one-shot greeting path does not call it (see ``loading``).
+:mod:`importlib.metadata` directly, like flake8's and pluggy's finders.
+:func:`discover` and :func:`find` are a fresh scan each time; ``greeter run``
+and ``greeter list`` keep a scan for as long as nothing it depends on changed
+(:mod:`greeter_core.catalog`). The one-shot greeting path does not call it
+(see ``loading``).
 
 One broken distribution must not hide every plugin: a distribution whose
 ``entry_points.txt`` or metadata cannot be read is skipped, with one warning
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, NamedTuple
 
 from .api import GROUP
 from .errors import DuplicateDriverError, NoSuchDriverError, PluginLoadError, one_line
@@ -49,7 +52,7 @@ def discover() -> tuple[PluginInfo, ...]:
     the same name are both listed, so that :func:`find` can refuse them. A
     distribution that cannot be read is skipped and logged.
     """
-    return _scan()[0]
+    return scan().plugins
 
 
 def find(name: str, plugins: tuple[PluginInfo, ...] | None = None) -> PluginInfo:
@@ -59,38 +62,66 @@ def find(name: str, plugins: tuple[PluginInfo, ...] | None = None) -> PluginInfo
     :class:`DuplicateDriverError` (naming every distribution), or
     :class:`PluginLoadError` when the distribution registering *name* cannot be read.
     """
-    unreadable: dict[str, str] = {}
-    if plugins is None:
-        plugins, unreadable = _scan()
-    matches = [p for p in plugins if p.name == name]
-    if not matches and name in unreadable:
-        raise PluginLoadError(name, None, unreadable[name])
-    if not matches:
-        raise NoSuchDriverError(name, sorted({p.name for p in plugins}))
-    if len(matches) > 1:
-        raise DuplicateDriverError(name, matches)
-    return matches[0]
+    return scan().find(name) if plugins is None else Scan(plugins).find(name)
 
 
-def _scan() -> tuple[tuple[PluginInfo, ...], dict[str, str]]:
-    """The plugins installed, and the names of those whose distribution cannot be read (with why).
+class Scan(NamedTuple):
+    """What one look at the installed metadata found: the plugins, and what could not be read."""
+
+    plugins: tuple[PluginInfo, ...]
+    """Every plugin registered in ``greeter.plugins``, sorted."""
+
+    unreadable: Mapping[str, str] = MappingProxyType({})
+    """Plugin name -> why the distribution registering it cannot be read."""
+
+    problems: tuple[tuple[str, str], ...] = ()
+    """``(where, problem)`` for each distribution skipped, as the warning names it."""
+
+    sources: tuple[str, ...] = ()
+    """The metadata directory of every distribution that registers a plugin or could not be read:
+    what a cache of this scan must watch (see :mod:`greeter_core.catalog`)."""
+
+    def find(self, name: str) -> PluginInfo:
+        """The one plugin called *name* in this scan; the errors of :func:`find`."""
+        matches = [p for p in self.plugins if p.name == name]
+        if not matches and name in self.unreadable:
+            raise PluginLoadError(name, None, self.unreadable[name])
+        if not matches:
+            raise NoSuchDriverError(name, sorted({p.name for p in self.plugins}))
+        if len(matches) > 1:
+            raise DuplicateDriverError(name, matches)
+        return matches[0]
+
+    def warn(self) -> None:
+        """Log the warning for each distribution skipped, once per process (as the scan itself does)."""
+        for where, problem in self.problems:
+            _warn_once(where, problem)
+
+
+def scan() -> Scan:
+    """Read every distribution's metadata now, without importing anything.
 
     Like ``importlib.metadata.entry_points()``, but one distribution at a
     time: that function gives up on all of them at the first malformed line.
+    Each distribution that cannot be read is skipped and logged, once.
     """
     from importlib.metadata import distributions
 
     found: dict[tuple[str, str], PluginInfo] = {}
     unreadable: dict[str, str] = {}
+    problems: list[tuple[str, str]] = []
+    sources: list[str] = []
     seen: set[str] = set()
     for dist in distributions():
         try:
             entry_points = dist.entry_points.select(group=GROUP)
         except Exception as error:
-            _skip(dist, f"its entry points cannot be read ({one_line(error)})")
+            problems.append(_skip(dist, f"its entry points cannot be read ({one_line(error)})"))
+            sources.append(problems[-1][0])
             continue
         if not entry_points:
             continue
+        sources.append(_where(dist))
         try:
             meta = dist.metadata  # parsed once per distribution
             # get_all, not meta["Name"]: Python 3.13 warns when a field is missing (and will raise).
@@ -98,8 +129,8 @@ def _scan() -> tuple[tuple[PluginInfo, ...], dict[str, str]]:
             if not isinstance(name, str) or not name or not isinstance(version, str) or not version:
                 raise ValueError("its metadata gives no Name or no Version")
         except Exception as error:
-            problem = _skip(dist, one_line(error).removeprefix("ValueError: "))
-            unreadable.update((ep.name, problem) for ep in entry_points)
+            problems.append(_skip(dist, one_line(error).removeprefix("ValueError: ")))
+            unreadable.update((ep.name, _text(*problems[-1])) for ep in entry_points)
             continue
         canonical = _canonical(name)
         if canonical in seen:  # the same distribution again, further down sys.path
@@ -107,14 +138,25 @@ def _scan() -> tuple[tuple[PluginInfo, ...], dict[str, str]]:
         seen.add(canonical)
         for ep in entry_points:
             found.setdefault((ep.name, canonical), PluginInfo(ep.name, name, version, ep.value))
-    return tuple(sorted(found.values())), unreadable
+    return Scan(tuple(sorted(found.values())), unreadable, tuple(problems), tuple(sources))
 
 
-def _skip(dist: Distribution, problem: str) -> str:
-    """Log (once) that *dist* is skipped because of *problem*; return the problem, naming where it is."""
-    where = str(getattr(dist, "_path", None) or dist.locate_file(""))
-    text = f"the distribution at {where} cannot be read: {problem}"
+def _where(dist: Distribution) -> str:
+    return str(getattr(dist, "_path", None) or dist.locate_file(""))
+
+
+def _text(where: str, problem: str) -> str:
+    return f"the distribution at {where} cannot be read: {problem}"
+
+
+def _skip(dist: Distribution, problem: str) -> tuple[str, str]:
+    """Log (once) that *dist* is skipped because of *problem*; return where it is and the problem."""
+    where = _where(dist)
+    _warn_once(where, problem)
+    return where, problem
+
+
+def _warn_once(where: str, problem: str) -> None:
     if (where, problem) not in _warned:
         _warned.add((where, problem))
-        log.warning("%s; skipping the plugins it may register (reinstall or remove it)", text)
-    return text
+        log.warning("%s; skipping the plugins it may register (reinstall or remove it)", _text(where, problem))

@@ -25,7 +25,6 @@ numbers behind ``/status`` and ``/metrics``.
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
 import threading
 import time
@@ -34,7 +33,8 @@ from contextlib import contextmanager
 from typing import NamedTuple
 
 from .api import DEFAULT_NAME
-from .discovery import PluginInfo, discover, find
+from .catalog import Catalog
+from .discovery import PluginInfo
 from .drive import LoadOptions, load
 from .errors import GreeterError, PluginLoadTimeoutError, ReloadUnsupportedError, RuntimeStoppedError, UsageError
 from .guard import call_bounded
@@ -89,8 +89,9 @@ class DriverSlot:
     """The driver slot and the counters that the loop, the control plane and SIGHUP share.
 
     Only names registered in ``greeter.plugins`` are ever loaded: every swap
-    looks the name up with a fresh :func:`~greeter_core.discovery.find` and
-    loads exactly the record it returns.
+    looks the name up in the installed metadata as it is now (a
+    :class:`~greeter_core.catalog.Catalog`, which scans again only when
+    something on ``sys.path`` changed) and loads exactly the record it returns.
     """
 
     def __init__(
@@ -103,6 +104,7 @@ class DriverSlot:
         self.options = options or LoadOptions()
         self.load_timeout = load_timeout
         self._loader = loader
+        self._catalog = Catalog()
         self._lock = threading.Lock()  # guards the fields below; held only for a few assignments
         self._swap_lock = threading.Lock()  # serializes swaps and reloads (held for one bounded load and close)
         self._current: _Active | None = None
@@ -120,8 +122,7 @@ class DriverSlot:
         with self._swap_lock:
             if self._current is not None:
                 raise RuntimeError("the slot is already started")
-            importlib.invalidate_caches()
-            active = self._build(find(driver))
+            active = self._build(self._catalog.find(driver))
             with self._lock:
                 self._current = active
                 self._count_worker(active)
@@ -147,8 +148,7 @@ class DriverSlot:
             with self._swap_lock:
                 if self._closed:
                     raise RuntimeStoppedError
-                importlib.invalidate_caches()  # see files installed or removed since the last look
-                info = find(driver or self.current.name)
+                info = self._catalog.find(driver or self.current.name)  # installed or removed since: seen
                 if not reload and info == self.current:
                     # Already greeting with exactly that plugin: nothing to switch (a reload is the way
                     # to a new instance), and no swap to count.
@@ -319,8 +319,7 @@ class DriverSlot:
 
     def plugins(self) -> list[dict[str, object]]:
         """Every installed plugin, fresh, each marked disabled or not: the records of ``greeter list --json``."""
-        importlib.invalidate_caches()
-        return listing(discover(), self.options.policy)
+        return listing(self._catalog.scan(thorough=True).plugins, self.options.policy)
 
     def close(self) -> None:
         """Refuse further swaps and close every plugin still held; call it after the loop stopped.

@@ -28,6 +28,7 @@ ORDER = [
     "errors",
     # finding and checking a plugin, never importing it (contract: checking an object once built)
     "discovery",
+    "catalog",
     "integrity",
     "lock",
     "policy",
