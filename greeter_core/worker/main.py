@@ -44,10 +44,8 @@ from .protocol import (
     COOKIE,
     COOKIE_ENV,
     ERROR,
-    GREET,
     HELLO,
     LOG_MARK,
-    OK,
     PROTOCOL_VERSION,
     SENDABLE_ERRORS,
     Channel,
@@ -151,24 +149,23 @@ def _serve(channel: Channel) -> int:
 
 
 def _answer_calls(channel: Channel, loaded: LoadedPlugin, limits: Limits) -> None:
-    driver, record = loaded.driver, loaded.plugin
-    recv, send, greet = channel.recv, channel.send, loaded.greet  # the hot loop: no attribute lookups
+    driver, record, serve = loaded.driver, loaded.plugin, channel.serve
     while True:
-        kind, payload = recv()
-        if kind == BYE:
-            return
         try:
-            if kind != GREET:
-                raise HandshakeError(driver, record, f"unknown request {kind!r}")
-            send(OK, greet(payload.decode("utf-8", "surrogatepass")).encode("utf-8", "surrogatepass"))
+            kind, _ = serve(loaded.greet)  # greetings are answered in there; any other frame comes back
+            if kind == BYE:
+                return
+            raise HandshakeError(driver, record, f"unknown request {kind!r}")
+        except EOFError:
+            raise  # the host is gone (the plugin's own failures come wrapped by loaded.greet)
         except FrameTooLarge as error:
-            channel.send_json(ERROR, to_data(PluginCallError(driver, record, str(error))))
+            failure: GreeterError = PluginCallError(driver, record, str(error))
         except BaseException as error:
             # Any KeyboardInterrupt here is the plugin's own: this process ignores SIGINT.
             failure = _failure(error, driver, record, limits, loading=False)
-            channel.send_json(ERROR, to_data(failure))
-            if isinstance(failure, WorkerLimitError):
-                return  # over a limit: this worker is spent, the host starts a fresh one
+        channel.send_json(ERROR, to_data(failure))
+        if isinstance(failure, WorkerLimitError):
+            return  # over a limit: this worker is spent, the host starts a fresh one
 
 
 def _failure(error: BaseException, driver: str, record: PluginInfo, limits: Limits, *, loading: bool) -> GreeterError:
