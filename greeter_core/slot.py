@@ -247,7 +247,7 @@ class DriverSlot:
                 self._count_worker(active)  # a call may have crashed or restarted the worker
                 close_now = active.retired and not self._closed
             if close_now:
-                active.loaded.close()
+                active.loaded.retire()
 
     def record_greeting(self) -> None:
         """Count a greeting of the call that just ended."""

@@ -243,6 +243,10 @@ class WorkerPlugin(LoadedPlugin):
             self._lock.release()
         _live.discard(self)
 
+    def retire(self) -> None:
+        """Close it in a thread of its own: whoever replaced it goes on at once (the host's exit still waits)."""
+        threading.Thread(target=self.close, name=f"greeter-retire-{self.driver}", daemon=True).start()
+
     def status(self) -> dict[str, object]:
         """State, pid, restarts, crashes, the circuit and the limits, for ``/status`` and ``greeter check``."""
         now = time.monotonic()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import logging
 import os
 import select
@@ -336,11 +337,14 @@ def serve(argv: Sequence[str]) -> int:
         return 3
     if os.getppid() != host:  # the host ended before the pidfd was opened: it may be another process
         return 0
+    gc.disable()  # no collection leaves holes in the pages the workers share with this process
     for module in PRELOAD:
         __import__(module)
+    gc.freeze()  # nor touches these objects in a worker: they stay shared (see the gc module's docs)
     child = _loop(control, host_fd)
     if child is None:
         return 0
+    gc.enable()
     control.close()
     _become_keeper(child)
     from .main import main

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import errno
 import faulthandler
+import gc
+import importlib
 import json
 import logging
 import os
@@ -106,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(channel)
     except EOFError:
         return 0  # the host went away: nothing left to do
+    finally:
+        # The interpreter's last collections need not look at what is left: a worker's exit takes
+        # ~9 ms less, and the host waits for it when it closes the plugin (a swap's old plugin).
+        gc.freeze()
 
 
 def _serve(channel: Channel) -> int:
@@ -195,6 +201,7 @@ def prepare(settings: Settings) -> None:
     os.environ.clear()
     os.environ.update(settings.env)
     sys.path[:] = settings.sys_path
+    importlib.invalidate_caches()  # forked from a fork server: see what was installed since it imported
     tree.become_subreaper()
     _exit_when_orphaned(os.getppid())
     _apply_limits(settings.limits)

@@ -1,0 +1,458 @@
+"""The isolated figures of greeter's benchmarks, measured inside one venv's interpreter; JSON on stdout.
+
+Run it with the interpreter of a venv holding greeter-core and the shipped
+plugins (compiled bytecode, outside ``/tmp`` so that stevedore keeps its
+cache)::
+
+    VENV/bin/python bench/isolation.py --runs 20
+
+It prints a JSON list of figures, each ``{"name", "value", "baseline",
+"ratio", "goal", "met"}`` (the fields of :class:`harness.Figure`; ``ratio``
+and ``met`` are null on a "report" row), and what it is doing on stderr.
+Every figure has its baseline measured in the same run, interleaved:
+
+- the isolated ``greet()`` round trip against an echo of the same bytes
+  over the same kind of socketpair (host, echo and worker on one CPU: a
+  wake-up across CPUs costs tens of microseconds on a VM, and where the
+  scheduler puts each process is random);
+- a worker's start (``start()`` until the handshake is done), forked from
+  the fork server against a fresh interpreter;
+- the hot swap in ``greeter run --interval 0``, request to the first
+  greeting of the new plugin, isolated against in process;
+- the memory of the host, the fork server and a worker against an idle
+  ``python -c``;
+- the greetings per second of ``greeter run --interval 0`` under isolation
+  against a bare loop that calls the plugin's ``greet()`` and writes the line
+  (both and their processes on one CPU, the bench reading on the other).
+
+With a greeter-core that has no fork server (an older one), the figures
+about it are left out and workers start cold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import Figure, compare_calls, ms, percentile, rss_kib, us
+
+HERE = Path(__file__).resolve().parent
+
+BARE_LOOP = """\
+import sys
+from stevedore import DriverManager
+from greeter_core.api import HostContext
+greeter = DriverManager(
+    "greeter.plugins", "english", invoke_on_load=True, invoke_kwds={"context": HostContext.create("english")}
+).driver
+write, flush = sys.stdout.write, sys.stdout.flush
+while True:
+    write(greeter.greet("Universe") + "\\n")
+    flush()
+"""
+
+
+def note(message: str) -> None:
+    print(f"bench/isolation: {message}", file=sys.stderr, flush=True)
+
+
+def has_fork_server() -> bool:
+    try:
+        from greeter_core.worker.forkserver import supported
+    except ImportError:
+        return False
+    return supported()
+
+
+def figure(
+    name: str, value: str, baseline: str, ratio: float | None, goal: str = "report", met: bool | None = None
+) -> Figure:
+    return Figure(name, value, baseline, ratio, goal, met)
+
+
+# -- the round trip -------------------------------------------------------------------------------
+
+
+def round_trip(repeats: int, cpu: int) -> list[Figure]:
+    import greeter_core
+    from greeter_core.worker.protocol import GREET
+
+    here, there = socket.socketpair()
+    echo = subprocess.Popen(
+        [sys.executable, str(HERE / "echo_worker.py"), str(there.fileno())], pass_fds=[there.fileno()]
+    )
+    there.close()
+    request = struct.pack("!I", 1 + len(b"Universe")) + bytes((GREET,)) + b"Universe"  # what greet() sends
+
+    def echo_call() -> bytes:
+        here.sendall(request)
+        return here.recv(65536)
+
+    mine = os.sched_getaffinity(0)
+    with greeter_core.load("english", isolation="process") as worker:
+        for pid in (0, echo.pid, worker.status()["pid"]):
+            assert isinstance(pid, int)
+            os.sched_setaffinity(pid, {cpu})
+        try:
+            base, subject = compare_calls(echo_call, lambda: worker.greet("Universe"), repeats=repeats)
+        finally:
+            os.sched_setaffinity(0, mine)
+    here.close()
+    echo.wait()
+    ratio = subject / base
+    return [
+        figure(
+            "isolated `greet()` round trip (vs a raw-bytes echo on the same kind of socketpair, no decoding; one CPU)",
+            us(subject),
+            us(base),
+            ratio,
+            "≤ 1.50",
+            ratio <= 1.5,
+        ),
+        figure(
+            "isolated calls per second (one worker, one caller; one CPU)",
+            f"{1 / subject:,.0f}/s",
+            f"{1 / base:,.0f}/s",
+            None,
+        ),
+    ]
+
+
+# -- a worker's start ----------------------------------------------------------------------------
+
+
+def worker_start(runs: int) -> list[Figure]:
+    """``start()`` until the handshake is done: a fresh interpreter, and forked from the fork server."""
+    from greeter_core import find
+    from greeter_core.worker.client import WorkerPlugin
+
+    record = find("english")
+    server = None
+    if has_fork_server():
+        from greeter_core.worker.forkserver import ForkServer
+
+        server = ForkServer()
+
+    def start(forkserver: object) -> float:
+        worker = (
+            WorkerPlugin(record, call_timeout=5, forkserver=forkserver)
+            if forkserver
+            else WorkerPlugin(record, call_timeout=5)
+        )
+        began = time.perf_counter()
+        worker.start()
+        took = time.perf_counter() - began
+        worker.close()
+        return took
+
+    try:
+        if server is not None:
+            start(server)  # the fork server's own start is not a worker's
+        cold, forked = [], []
+        for i in range(runs):
+            order = [(None, cold), (server, forked)] if i % 2 == 0 else [(server, forked), (None, cold)]
+            for forkserver, into in order:
+                if into is forked and server is None:
+                    continue
+                into.append(start(forkserver))
+    finally:
+        if server is not None:
+            server.close()
+    figures = [
+        figure(
+            "isolated worker start → ready, a fresh interpreter (`python -I`)",
+            ms(statistics.median(cold)),
+            f"{len(cold)} starts",
+            None,
+        )
+    ]
+    if forked:
+        base, subject = statistics.median(cold), statistics.median(forked)
+        figures.append(
+            figure(
+                "isolated worker start → ready, forked from the fork server (vs a fresh interpreter)",
+                ms(subject),
+                ms(base),
+                subject / base,
+            )
+        )
+    return figures
+
+
+# -- greeter run ---------------------------------------------------------------------------------
+
+
+def greeter_command() -> list[str]:
+    script = Path(sys.executable).with_name("greeter")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "greeter_core"]
+
+
+@contextmanager
+def greeter_run(
+    workdir: Path, env: dict[str, str], isolation: str, interval: str
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`greeter run --driver english` with a control endpoint on a free port; yields it and its URL."""
+    proc = subprocess.Popen(
+        [
+            *greeter_command(),
+            "run",
+            "--driver",
+            "english",
+            "--interval",
+            interval,
+            "--control",
+            "127.0.0.1:0",
+            "--isolation",
+            isolation,
+        ],
+        env=env,
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    )
+    try:
+        yield proc, _control_url(proc)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+
+
+def _control_url(proc: subprocess.Popen[str]) -> str:
+    for line in proc.stderr:  # type: ignore[union-attr]
+        match = re.search(r"control endpoint on (http://\S+)", line)
+        if match:
+            threading.Thread(target=proc.stderr.read, daemon=True).start()  # type: ignore[union-attr]
+            return match.group(1)
+    raise RuntimeError("greeter run exited before announcing its control endpoint")
+
+
+def _swaps(workdir: Path, env: dict[str, str], isolation: str, count: int) -> list[float]:
+    """Seconds from each swap request to the first greeting of the new driver on stdout."""
+    first_line = {"english": "Hello Universe", "chinese": "你好宇宙"}
+    with greeter_run(workdir, env, isolation, "0") as (proc, url):
+        seen: dict[str, float] = {}
+        wanted = threading.Event()
+        state = {"want": "", "sent": 0.0}
+
+        def read() -> None:
+            for line in proc.stdout:  # type: ignore[union-attr]
+                if state["want"] and not wanted.is_set() and line.rstrip("\n") == first_line[state["want"]]:
+                    seen[state["want"]] = time.perf_counter() - state["sent"]
+                    wanted.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        latencies = []
+        driver = "english"
+        for i in range(count + 2):
+            driver = "chinese" if driver == "english" else "english"
+            wanted.clear()
+            state["want"], state["sent"] = driver, time.perf_counter()
+            urllib.request.urlopen(f"{url}/?mod={driver}", timeout=60).read()
+            if not wanted.wait(60):
+                raise RuntimeError(f"no greeting from {driver} within 60 s of the swap")
+            if i >= 2:  # the first two warm up (the fork server's first forks, the page cache)
+                latencies.append(seen[driver])
+    return latencies
+
+
+def hot_swap(workdir: Path, env: dict[str, str], swaps: int, rounds: int) -> list[Figure]:
+    inproc: list[float] = []
+    isolated: list[float] = []
+    for _ in range(rounds):
+        inproc += _swaps(workdir, env, "none", swaps // rounds)
+        isolated += _swaps(workdir, env, "process", swaps // rounds)
+    base50, base99 = statistics.median(inproc), percentile(inproc, 0.99)
+    p50, p99 = statistics.median(isolated), percentile(isolated, 0.99)
+    how = "forked from the fork server" if has_fork_server() else "a fresh interpreter per swap"
+    return [
+        figure(
+            f"isolated hot swap in `greeter run --interval 0`, request → first new greeting, p50 "
+            f"({how}; vs in process)",
+            ms(p50),
+            ms(base50),
+            p50 / base50,
+            "≤ 25 ms",
+            p50 <= 0.025,
+        ),
+        figure(
+            f"isolated hot swap, p99 ({len(isolated)} swaps; vs in process, {len(inproc)} swaps)",
+            ms(p99),
+            ms(base99),
+            p99 / base99,
+            "≤ 60 ms",
+            p99 <= 0.060,
+        ),
+    ]
+
+
+# -- memory --------------------------------------------------------------------------------------
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages counted in part, so the fork server's pages are not counted twice."""
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        for line in rollup:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no Pss for {pid}")
+
+
+def memory(workdir: Path, env: dict[str, str]) -> list[Figure]:
+    floor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=env)
+    figures = []
+    try:
+        time.sleep(1.0)
+        base_rss, base_pss = rss_kib(floor.pid), pss_kib(floor.pid)
+        with greeter_run(workdir, env, "process", "0.2") as (_, url):
+            urllib.request.urlopen(f"{url}/?mod=chinese", timeout=60).read()  # a swap: a second worker came and went
+            time.sleep(1.0)
+            worker = json.load(urllib.request.urlopen(f"{url}/status", timeout=60))["worker"]
+            keeper = _parent(worker["pid"])
+            host = _parent(worker.get("forkserver") or keeper)  # the keeper's parent, or the fork server's
+            processes = [("the `greeter run` host", host)]
+            if worker.get("forkserver"):
+                processes.append(("the fork server", worker["forkserver"]))
+            processes += [("a worker's keeper", keeper), ("a worker", worker["pid"])]
+            for label, pid in processes:
+                rss, pss = rss_kib(pid), pss_kib(pid)
+                figures.append(
+                    figure(
+                        f"memory under isolation: {label}, RSS / Pss (vs an idle `python -c`)",
+                        f"{rss / 1024:.1f} / {pss / 1024:.1f} MiB",
+                        f"{base_rss / 1024:.1f} / {base_pss / 1024:.1f} MiB",
+                        rss / base_rss,
+                    )
+                )
+    finally:
+        floor.kill()
+        floor.wait()
+    return figures
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith("PPid:")).split()[1])
+
+
+# -- throughput ----------------------------------------------------------------------------------
+
+
+def _rate(argv: list[str], workdir: Path, env: dict[str, str], seconds: float, cpu: int) -> float:
+    """Lines per second *argv* writes to a pipe, counted over *seconds* once it runs; it and its children on *cpu*."""
+    mine = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})  # inherited by the process and all it starts
+    try:
+        proc = subprocess.Popen(argv, env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    finally:
+        os.sched_setaffinity(0, (mine - {cpu}) or mine)
+    try:
+        fd = proc.stdout.fileno()  # type: ignore[union-attr]
+        while b"\n" not in os.read(fd, 65536):
+            pass
+        warm = time.perf_counter() + 0.5
+        while time.perf_counter() < warm:
+            os.read(fd, 65536)
+        count, began = 0, time.perf_counter()
+        end = began + seconds
+        while (now := time.perf_counter()) < end:
+            count += os.read(fd, 1 << 20).count(b"\n")
+        return count / (now - began)
+    finally:
+        proc.kill()
+        proc.wait()
+        os.sched_setaffinity(0, mine)
+
+
+def throughput(workdir: Path, env: dict[str, str], seconds: float, rounds: int, cpu: int) -> list[Figure]:
+    script = workdir / "bare_loop.py"
+    script.write_text(BARE_LOOP)
+    bare_argv = [sys.executable, str(script)]
+    isolated_argv = [*greeter_command(), "run", "--driver", "english", "--interval", "0", "--isolation", "process"]
+    bare, isolated = [], []
+    for i in range(rounds):
+        pair = [(bare_argv, bare), (isolated_argv, isolated)]
+        for argv, into in pair if i % 2 == 0 else reversed(pair):
+            into.append(_rate(argv, workdir, env, seconds, cpu))
+    base, subject = statistics.median(bare), statistics.median(isolated)
+    return [
+        figure(
+            "`greeter run --interval 0 --isolation process`, greetings per second "
+            "(vs a bare loop calling the plugin's `greet()` and writing the line; time per greeting ratio; one CPU)",
+            f"{subject:,.0f}/s",
+            f"{base:,.0f}/s",
+            base / subject,
+        )
+    ]
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=20, help="alternating worker starts per kind (default: 20)")
+    parser.add_argument("--repeats", type=int, default=25, help="alternating repeats of the round trip (default: 25)")
+    parser.add_argument("--swaps", type=int, default=100, help="hot swaps to time in each mode (default: 100)")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="alternating rounds of swaps and of throughput (default: 2)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=2.0, help="seconds each throughput run is counted (default: 2)"
+    )
+    parser.add_argument(
+        "--cpu", type=int, default=None, help="the CPU pinned figures run on (default: the lowest allowed)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["round-trip", "start", "swap", "memory", "throughput"],
+        help="measure only these",
+    )
+    args = parser.parse_args(argv)
+    cpu = args.cpu if args.cpu is not None else min(os.sched_getaffinity(0))
+    if sys.prefix.startswith("/tmp"):
+        note(f"{sys.prefix} is under /tmp, where stevedore keeps no entry-point cache: process figures are cold scans")
+    wanted = set(args.only or ["round-trip", "start", "swap", "memory", "throughput"])
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="isolation-", dir=Path(sys.prefix).parent) as scratch:
+        workdir = Path(scratch)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "GREETER_"))}
+        env["XDG_CACHE_HOME"] = str(workdir / "cache")
+        os.environ["XDG_CACHE_HOME"] = env["XDG_CACHE_HOME"]  # for this process's own stevedore, not imported yet
+        steps: list[tuple[str, Callable[[], list[Figure]]]] = [
+            ("round-trip", lambda: round_trip(args.repeats, cpu)),
+            ("start", lambda: worker_start(args.runs)),
+            ("swap", lambda: hot_swap(workdir, env, args.swaps, args.rounds)),
+            ("memory", lambda: memory(workdir, env)),
+            ("throughput", lambda: throughput(workdir, env, args.seconds, args.rounds, cpu)),
+        ]
+        for name, step in steps:
+            if name in wanted:
+                began = time.monotonic()
+                figures += step()
+                note(f"{name}: {time.monotonic() - began:.0f} s")
+    json.dump([figure._asdict() for figure in figures], sys.stdout, ensure_ascii=False, indent=1)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
