@@ -20,17 +20,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Figure, compare_many, control_url, emit, greeter_run, ms, percentile, ratio_figure
+from harness import Figure, compare_many, emit, ms, percentile, ratio_figure, swap_latencies
 
 BARE_STEVEDORE = """\
 from stevedore import DriverManager
@@ -149,35 +145,7 @@ def listing(size: int, base: Path, workdir: Path, env: dict[str, str], runs: int
 
 def hot_swap(size: int, workdir: Path, env: dict[str, str], swaps: int) -> tuple[Figure, dict[str, float]]:
     """Request -> first greeting of the new driver, in ``greeter run --interval 0`` (in process)."""
-    greeter = str(HERE / "greeter")
-    proc = greeter_run(greeter, "none", interval="0", stdout=subprocess.PIPE, env=env, cwd=str(workdir))
-    try:
-        url = control_url(proc)
-        first_line = {"english": "Hello Universe", "chinese": "你好宇宙"}
-        seen: dict[str, float] = {}
-        wanted = threading.Event()
-        state = {"want": "", "sent": 0.0}
-
-        def read() -> None:
-            for line in proc.stdout:  # type: ignore[union-attr]
-                if state["want"] and line.rstrip("\n") == first_line[state["want"]] and not wanted.is_set():
-                    seen[state["want"]] = time.perf_counter() - state["sent"]
-                    wanted.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        latencies = []
-        driver = "english"
-        for _ in range(swaps):
-            driver = "chinese" if driver == "english" else "english"
-            wanted.clear()
-            state["want"], state["sent"] = driver, time.perf_counter()
-            urllib.request.urlopen(f"{url}/?mod={driver}", timeout=60).read()
-            if not wanted.wait(60):
-                raise RuntimeError("no greeting from the new driver within 60 s")
-            latencies.append(seen[driver])
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=60)
+    latencies = swap_latencies(str(HERE / "greeter"), "none", swaps, env=env, cwd=str(workdir))
     p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
     figure = Figure(
         f"hot swap in `greeter run --interval 0`, request → first new greeting (in process), {label(size)}",

@@ -21,7 +21,9 @@ import sys
 import threading
 import time
 import timeit
-from collections.abc import Callable, Sequence
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import NamedTuple
 
 
@@ -159,7 +161,58 @@ def greeter_run(
         stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
+        encoding="utf-8",
     )
+
+
+@contextmanager
+def running(
+    greeter: str, isolation: str, *, interval: str, env: dict[str, str], cwd: str, stdout: int = subprocess.PIPE
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """:func:`greeter_run`, until the block ends; yields the process and its control endpoint's URL."""
+    proc = greeter_run(greeter, isolation, interval=interval, stdout=stdout, env=env, cwd=cwd)
+    try:
+        yield proc, control_url(proc)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+
+
+#: The first line each shipped plugin greets with in ``greeter run`` (the default name).
+FIRST_LINE = {"english": "Hello Universe", "chinese": "你好宇宙"}
+
+
+def swap_latencies(
+    greeter: str, isolation: str, swaps: int, *, env: dict[str, str], cwd: str, warmup: int = 0
+) -> list[float]:
+    """Seconds from each swap request to the new driver's first greeting, in ``greeter run --interval 0``.
+
+    The swaps alternate English and Chinese; the first *warmup* are not counted.
+    """
+    with running(greeter, isolation, interval="0", env=env, cwd=cwd) as (proc, url):
+        seen: dict[str, float] = {}
+        wanted = threading.Event()
+        state = {"want": "", "sent": 0.0}
+
+        def read() -> None:
+            for line in proc.stdout:  # type: ignore[union-attr]
+                if state["want"] and not wanted.is_set() and line.rstrip("\n") == FIRST_LINE[state["want"]]:
+                    seen[state["want"]] = time.perf_counter() - state["sent"]
+                    wanted.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        latencies = []
+        driver = "english"
+        for i in range(swaps + warmup):
+            driver = "chinese" if driver == "english" else "english"
+            wanted.clear()
+            state["want"], state["sent"] = driver, time.perf_counter()
+            urllib.request.urlopen(f"{url}/?mod={driver}", timeout=60).read()
+            if not wanted.wait(60):
+                raise RuntimeError(f"no greeting from {driver} within 60 s of the swap")
+            if i >= warmup:
+                latencies.append(seen[driver])
+    return latencies
 
 
 def control_url(proc: subprocess.Popen[str]) -> str:

@@ -1,11 +1,31 @@
-"""The isolated figures of greeter's bench, measured inside the venv of the interpreter being measured.
+"""The isolated figures of greeter's benchmarks, measured inside one venv's interpreter; JSON on stdout.
 
-``VENV/bin/python bench/isolation.py --runs N`` prints a JSON list of figures
-on stdout, each ``{"name", "value", "baseline", "ratio", "goal", "met"}``
-(``harness.Figure``'s fields; ``ratio`` and ``met`` are null for a "report"
-row), and exits 0. ``bench/run.py`` runs it once per interpreter; it owns
-nothing of the run but a scratch directory of its own. The environment it
-gets (``XDG_CACHE_HOME`` among it) is passed on to every process it starts.
+Run it with the interpreter of a venv holding greeter-core and the shipped
+plugins (compiled bytecode, outside ``/tmp`` so that stevedore keeps its
+cache)::
+
+    VENV/bin/python bench/isolation.py --runs 20
+
+It prints a JSON list of figures, each ``{"name", "value", "baseline",
+"ratio", "goal", "met"}`` (the fields of :class:`harness.Figure`; ``ratio``
+and ``met`` are null on a "report" row), and what it is doing on stderr.
+Every figure has its baseline measured in the same run, interleaved:
+
+- the isolated ``greet()`` round trip against an echo of the same bytes
+  over the same kind of socketpair (host, echo and worker on one CPU: a
+  wake-up across CPUs costs tens of microseconds on a VM, and where the
+  scheduler puts each process is random);
+- a worker's start (``start()`` until the handshake is done), forked from
+  the fork server against a fresh interpreter;
+- the hot swap in ``greeter run --interval 0``, request to the first
+  greeting of the new plugin, isolated against in process;
+- the memory of the host, the fork server and a worker against an idle
+  ``python -c``.
+
+Greetings per second under isolation are ``bench/throughput.py``'s.
+
+With a greeter-core that has no fork server (an older one), the figures
+about it are left out and workers start cold.
 """
 
 from __future__ import annotations
@@ -19,21 +39,40 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Figure, compare_calls, control_url, greeter_run, ms, percentile, ratio_figure, rss_kib, us
+from harness import Figure, compare_calls, emit, ms, percentile, rss_kib, running, swap_latencies, us
 
 HERE = Path(__file__).resolve().parent
-#: The venv's ``greeter`` script, beside the interpreter running this one.
-GREETER = str(Path(sys.executable).parent / "greeter")
 
 
-def isolated_greet(repeats: int) -> list[Figure]:
+def note(message: str) -> None:
+    print(f"bench/isolation: {message}", file=sys.stderr, flush=True)
+
+
+def has_fork_server() -> bool:
+    try:
+        from greeter_core.worker.forkserver import supported
+    except ImportError:
+        return False
+    return supported()
+
+
+def figure(
+    name: str, value: str, baseline: str, ratio: float | None, goal: str = "report", met: bool | None = None
+) -> Figure:
+    return Figure(name, value, baseline, ratio, goal, met)
+
+
+# -- the round trip -------------------------------------------------------------------------------
+
+
+def round_trip(repeats: int, cpu: int) -> list[Figure]:
     import greeter_core
     from greeter_core.worker.protocol import GREET
 
@@ -48,133 +87,226 @@ def isolated_greet(repeats: int) -> list[Figure]:
         here.sendall(request)
         return here.recv(65536)
 
-    # Host, echo and worker on one CPU: left to the scheduler, each worker lands on the host's CPU
-    # or the other one at random, and a wake-up across CPUs (tens of µs on a VM) swamps the figure.
-    host_cpus = os.sched_getaffinity(0)
-    cpu = {min(host_cpus)}
+    mine = os.sched_getaffinity(0)
     with greeter_core.load("english", isolation="process") as worker:
         for pid in (0, echo.pid, worker.status()["pid"]):
             assert isinstance(pid, int)
-            os.sched_setaffinity(pid, cpu)
+            os.sched_setaffinity(pid, {cpu})
         try:
             base, subject = compare_calls(echo_call, lambda: worker.greet("Universe"), repeats=repeats)
         finally:
-            os.sched_setaffinity(0, host_cpus)
+            os.sched_setaffinity(0, mine)
     here.close()
     echo.wait()
-    figure = ratio_figure(
-        "isolated `greet()` round trip (vs a raw-bytes echo on the same kind of socketpair, no decoding; one CPU)",
-        base,
-        subject,
-        1.5,
-        us,
-    )
-    rate = Figure(
-        "isolated calls per second (one worker, one caller)",
-        f"{1 / subject:,.0f}/s",
-        f"{1 / base:,.0f}/s",
-        None,
-        "report",
-        None,
-    )
-    return [figure, rate]
+    ratio = subject / base
+    return [
+        figure(
+            "isolated `greet()` round trip (vs a raw-bytes echo on the same kind of socketpair, no decoding; one CPU)",
+            us(subject),
+            us(base),
+            ratio,
+            "≤ 1.50",
+            ratio <= 1.5,
+        ),
+        figure(
+            "isolated calls per second (one worker, one caller; one CPU)",
+            f"{1 / subject:,.0f}/s",
+            f"{1 / base:,.0f}/s",
+            None,
+        ),
+    ]
 
 
-def hot_swap(swaps: int, workdir: str) -> Figure:
-    """Request -> first greeting of the new driver, in ``greeter run --interval 0 --isolation process``."""
-    proc = greeter_run(GREETER, "process", interval="0", stdout=subprocess.PIPE, env=dict(os.environ), cwd=workdir)
+# -- a worker's start ----------------------------------------------------------------------------
+
+
+def worker_start(runs: int) -> list[Figure]:
+    """``start()`` until the handshake is done: a fresh interpreter, and forked from the fork server."""
+    from greeter_core import find
+    from greeter_core.worker.client import WorkerPlugin
+
+    record = find("english")
+    server = None
+    if has_fork_server():
+        from greeter_core.worker.forkserver import ForkServer
+
+        server = ForkServer()
+
+    def start(forkserver: object) -> float:
+        worker = (
+            WorkerPlugin(record, call_timeout=5, forkserver=forkserver)
+            if forkserver
+            else WorkerPlugin(record, call_timeout=5)
+        )
+        began = time.perf_counter()
+        worker.start()
+        took = time.perf_counter() - began
+        worker.close()
+        return took
+
     try:
-        url = control_url(proc)
-        first_line = {"english": "Hello Universe", "chinese": "你好宇宙"}
-        seen: dict[str, float] = {}
-        wanted = threading.Event()
-        state = {"want": "", "sent": 0.0}
-
-        def read() -> None:
-            for line in proc.stdout:  # type: ignore[union-attr]
-                if state["want"] and line.rstrip("\n") == first_line[state["want"]] and not wanted.is_set():
-                    seen[state["want"]] = time.perf_counter() - state["sent"]
-                    wanted.set()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        latencies = []
-        driver = "english"
-        for _ in range(swaps):
-            driver = "chinese" if driver == "english" else "english"
-            wanted.clear()
-            state["want"], state["sent"] = driver, time.perf_counter()
-            urllib.request.urlopen(f"{url}/?mod={driver}", timeout=60).read()
-            if not wanted.wait(60):
-                raise RuntimeError("no greeting from the new driver within 60 s")
-            latencies.append(seen[driver])
+        if server is not None:
+            start(server)  # the fork server's own start is not a worker's
+        cold, forked = [], []
+        for i in range(runs):
+            order = [(None, cold), (server, forked)] if i % 2 == 0 else [(server, forked), (None, cold)]
+            for forkserver, into in order:
+                if into is forked and server is None:
+                    continue
+                into.append(start(forkserver))
     finally:
-        proc.terminate()
-        proc.communicate(timeout=60)
-    p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
-    return Figure(
-        "hot swap in `greeter run --interval 0`, request → first new greeting (isolated: a new worker per swap)",
-        f"p50 {ms(p50)}, p99 {ms(p99)}",
-        f"{len(latencies)} swaps",
-        None,
-        "report",
-        None,
-    )
+        if server is not None:
+            server.close()
+    figures = [
+        figure(
+            "isolated worker start → ready, a fresh interpreter (`python -I`)",
+            ms(statistics.median(cold)),
+            f"{len(cold)} starts",
+            None,
+        )
+    ]
+    if forked:
+        base, subject = statistics.median(cold), statistics.median(forked)
+        figures.append(
+            figure(
+                "isolated worker start → ready, forked from the fork server (vs a fresh interpreter)",
+                ms(subject),
+                ms(base),
+                subject / base,
+            )
+        )
+    return figures
 
 
-def memory(workdir: str) -> list[Figure]:
-    env = dict(os.environ)
+# -- greeter run ---------------------------------------------------------------------------------
+
+#: The venv's ``greeter`` script, beside the interpreter running this one.
+GREETER = str(Path(sys.executable).with_name("greeter"))
+
+
+def hot_swap(workdir: Path, env: dict[str, str], swaps: int, rounds: int) -> list[Figure]:
+    inproc: list[float] = []
+    isolated: list[float] = []
+    for _ in range(rounds):
+        # The first two swaps of each run warm up (the fork server's first forks, the page cache).
+        for isolation, into in (("none", inproc), ("process", isolated)):
+            into += swap_latencies(GREETER, isolation, swaps // rounds, env=env, cwd=str(workdir), warmup=2)
+    base50, base99 = statistics.median(inproc), percentile(inproc, 0.99)
+    p50, p99 = statistics.median(isolated), percentile(isolated, 0.99)
+    how = "forked from the fork server" if has_fork_server() else "a fresh interpreter per swap"
+    return [
+        figure(
+            f"isolated hot swap in `greeter run --interval 0`, request → first new greeting, p50 "
+            f"({how}; vs in process)",
+            ms(p50),
+            ms(base50),
+            p50 / base50,
+            "≤ 25 ms",
+            p50 <= 0.025,
+        ),
+        figure(
+            f"isolated hot swap, p99 ({len(isolated)} swaps; vs in process, {len(inproc)} swaps)",
+            ms(p99),
+            ms(base99),
+            p99 / base99,
+            "≤ 60 ms",
+            p99 <= 0.060,
+        ),
+    ]
+
+
+# -- memory --------------------------------------------------------------------------------------
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages counted in part, so the fork server's pages are not counted twice."""
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        for line in rollup:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no Pss for {pid}")
+
+
+def memory(workdir: Path, env: dict[str, str]) -> list[Figure]:
     floor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=env)
     figures = []
     try:
         time.sleep(1.0)
-        baseline = rss_kib(floor.pid)
-        proc = greeter_run(GREETER, "process", interval="0.2", stdout=subprocess.DEVNULL, env=env, cwd=workdir)
-        try:
-            url = control_url(proc)
+        base_rss, base_pss = rss_kib(floor.pid), pss_kib(floor.pid)
+        with running(GREETER, "process", interval="0.2", env=env, cwd=str(workdir)) as (_, url):
+            urllib.request.urlopen(f"{url}/?mod=chinese", timeout=60).read()  # a swap: a second worker came and went
             time.sleep(1.0)
-            status = json.load(urllib.request.urlopen(f"{url}/status", timeout=60))
-            host = rss_kib(proc.pid)
-            figures.append(
-                Figure(
-                    "memory: `greeter run` host RSS, isolation process",
-                    f"{host / 1024:.1f} MiB",
-                    f"{baseline / 1024:.1f} MiB",
-                    host / baseline,
-                    "report",
-                    None,
+            worker = json.load(urllib.request.urlopen(f"{url}/status", timeout=60))["worker"]
+            keeper = _parent(worker["pid"])
+            host = _parent(worker.get("forkserver") or keeper)  # the keeper's parent, or the fork server's
+            processes = [("the `greeter run` host", host)]
+            if worker.get("forkserver"):
+                processes.append(("the fork server", worker["forkserver"]))
+            processes += [("a worker's keeper", keeper), ("a worker", worker["pid"])]
+            for label, pid in processes:
+                rss, pss = rss_kib(pid), pss_kib(pid)
+                figures.append(
+                    figure(
+                        f"memory under isolation: {label}, RSS / Pss (vs an idle `python -c`)",
+                        f"{rss / 1024:.1f} / {pss / 1024:.1f} MiB",
+                        f"{base_rss / 1024:.1f} / {base_pss / 1024:.1f} MiB",
+                        rss / base_rss,
+                    )
                 )
-            )
-            worker = rss_kib(status["worker"]["pid"])
-            figures.append(
-                Figure(
-                    "memory: each isolated worker's RSS",
-                    f"{worker / 1024:.1f} MiB",
-                    f"{baseline / 1024:.1f} MiB",
-                    worker / baseline,
-                    "report",
-                    None,
-                )
-            )
-        finally:
-            proc.terminate()
-            proc.communicate(timeout=60)
     finally:
         floor.kill()
         floor.wait()
     return figures
 
 
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith("PPid:")).split()[1])
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=20, help="alternating worker starts per kind (default: 20)")
+    parser.add_argument("--repeats", type=int, default=25, help="alternating repeats of the round trip (default: 25)")
+    parser.add_argument("--swaps", type=int, default=100, help="hot swaps to time in each mode (default: 100)")
     parser.add_argument(
-        "--runs", type=int, default=25, help="alternating repeats per call figure; swaps timed: at least 20"
+        "--rounds", type=int, default=2, help="alternating rounds of swaps, in process and isolated (default: 2)"
+    )
+    parser.add_argument(
+        "--cpu", type=int, default=None, help="the CPU pinned figures run on (default: the lowest allowed)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["round-trip", "start", "swap", "memory"],
+        help="measure only these",
     )
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="isolation-") as workdir:
-        figures = [*isolated_greet(args.runs), hot_swap(max(20, args.runs), workdir), *memory(workdir)]
-    json.dump([figure._asdict() for figure in figures], sys.stdout, ensure_ascii=False)
-    print()
+    cpu = args.cpu if args.cpu is not None else min(os.sched_getaffinity(0))
+    if sys.prefix.startswith("/tmp"):
+        note(f"{sys.prefix} is under /tmp, where stevedore keeps no entry-point cache: process figures are cold scans")
+    wanted = set(args.only or ["round-trip", "start", "swap", "memory"])
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="isolation-", dir=Path(sys.prefix).parent) as scratch:
+        workdir = Path(scratch)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "GREETER_"))}
+        env["XDG_CACHE_HOME"] = str(workdir / "cache")
+        os.environ["XDG_CACHE_HOME"] = env["XDG_CACHE_HOME"]  # for this process's own stevedore, not imported yet
+        steps: list[tuple[str, Callable[[], list[Figure]]]] = [
+            ("round-trip", lambda: round_trip(args.repeats, cpu)),
+            ("start", lambda: worker_start(args.runs)),
+            ("swap", lambda: hot_swap(workdir, env, args.swaps, args.rounds)),
+            ("memory", lambda: memory(workdir, env)),
+        ]
+        for name, step in steps:
+            if name in wanted:
+                began = time.monotonic()
+                figures += step()
+                note(f"{name}: {time.monotonic() - began:.0f} s")
+    emit(figures)
     return 0
 
 

@@ -108,9 +108,18 @@ def measure(
         )
     group("greeting", base, "calls.py", "--repeats", str(args.repeats))
     group("greeting", base, "throughput.py", "--greetings", str(args.greetings))
-    group("isolation", base, "isolation.py", "--runs", str(args.repeats))
+    group("isolation", base, "isolation.py", "--runs", runs, "--repeats", str(args.repeats), "--swaps", swaps)
     biggest = max(SIZES)
-    group("growth", venvs[biggest], "isolation.py", "--runs", str(args.repeats), prefix=f"+{biggest:,} distributions: ")
+    group(
+        "growth",
+        venvs[biggest],
+        "isolation.py",
+        "--only",
+        "swap",
+        "--swaps",
+        swaps,
+        prefix=f"+{biggest:,} distributions: ",
+    )
     for venv in venvs.values():
         shutil.rmtree(venv.path, ignore_errors=True)
 
@@ -235,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, default=20, help="alternating runs per process figure (default: 20)")
     parser.add_argument("--repeats", type=int, default=15, help="alternating repeats per call figure (default: 15)")
-    parser.add_argument("--swaps", type=int, default=100, help="in-process hot swaps to time (default: 100)")
+    parser.add_argument("--swaps", type=int, default=100, help="hot swaps to time, per kind (default: 100)")
     parser.add_argument(
         "--greetings", type=int, default=200_000, help="greetings per throughput run (default: 200,000)"
     )

@@ -1,4 +1,4 @@
-"""``greeter run --interval 0`` in process: greetings per second, and the host's memory.
+"""``greeter run --interval 0``, in process and isolated: greetings per second, and the host's memory.
 
 ``VENV/bin/python bench/throughput.py --greetings N --rounds R`` prints a JSON
 list of figures on stdout (see ``harness.emit``). The baseline is a bare loop
@@ -54,26 +54,35 @@ def rate(argv: list[str], greetings: int, env: dict[str, str], cwd: str) -> floa
     return lines / (last - first)
 
 
-def throughput(greetings: int, rounds: int, workdir: str, env: dict[str, str]) -> Figure:
+def throughput(greetings: int, rounds: int, workdir: str, env: dict[str, str]) -> list[Figure]:
     bare = Path(workdir, "bare_loop.py")
     bare.write_text(BARE_LOOP)
+    run = [str(HERE / "greeter"), "run", "--driver", "english", "--interval", "0", "--count", str(greetings)]
     commands = {
         "bare": [sys.executable, str(bare), str(greetings)],
-        "greeter": [str(HERE / "greeter"), "run", "--driver", "english", "--interval", "0", "--count", str(greetings)],
+        "none": run,
+        "process": [*run, "--isolation", "process"],
     }
     rates: dict[str, list[float]] = {name: [] for name in commands}
     for i in range(rounds):
         for name in commands if i % 2 == 0 else reversed(list(commands)):
             rates[name].append(rate(commands[name], greetings, env, workdir))
-    base, subject = statistics.median(rates["bare"]), statistics.median(rates["greeter"])
-    return Figure(
-        "`greeter run --interval 0` in process, greetings per second (vs a bare loop: greet(), write, flush)",
-        f"{subject:,.0f}/s",
-        f"{base:,.0f}/s",
-        base / subject,
-        "report (ratio: time per greeting)",
-        None,
-    )
+    base = statistics.median(rates["bare"])
+    figures = []
+    for isolation in ("none", "process"):
+        subject = statistics.median(rates[isolation])
+        figures.append(
+            Figure(
+                f"`greeter run --interval 0 --isolation {isolation}`, greetings per second "
+                "(vs a bare loop: greet(), write, flush)",
+                f"{subject:,.0f}/s",
+                f"{base:,.0f}/s",
+                base / subject,
+                "report (ratio: time per greeting)",
+                None,
+            )
+        )
+    return figures
 
 
 def memory(workdir: str, env: dict[str, str]) -> Figure:
@@ -111,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="throughput-") as workdir:
-        emit([throughput(args.greetings, args.rounds, workdir, env), memory(workdir, env)])
+        emit([*throughput(args.greetings, args.rounds, workdir, env), memory(workdir, env)])
     return 0
 
 

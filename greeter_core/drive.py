@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from .loaded import LoadedPlugin
     from .lock import PluginLock
     from .policy import PluginPolicy
+    from .worker.forkserver import ForkServer
 
-__all__ = ["CHECK_ISOLATION", "DEFAULT_CALL_TIMEOUT", "ISOLATION_MODES", "LoadOptions", "load"]
+__all__ = ["CHECK_ISOLATION", "DEFAULT_CALL_TIMEOUT", "ISOLATION_MODES", "LoadOptions", "fork_server", "load"]
 
 #: ``none``: the plugin runs in this process (fastest). ``process``: in a worker
 #: process, which it cannot take down with it.
@@ -88,6 +89,7 @@ def load(
     worker_env: Mapping[str, str] | None = None,
     policy: PluginPolicy | None = None,
     lock: PluginLock | None = None,
+    forkserver: ForkServer | None = None,
 ) -> LoadedPlugin:
     """A ready plugin for *plugin* (a driver name, or a record from ``discover()``/``find()``).
 
@@ -98,6 +100,8 @@ def load(
     ``RECORD`` first.
     A *policy* that disables the plugin, or a *lock* its distribution does not
     match, refuses it here, before anything of it is imported in either mode.
+    With a *forkserver* (see :func:`fork_server`) a worker is forked from it
+    instead of starting a fresh interpreter: in milliseconds, not a tenth of a second.
     """
     if isolation not in ISOLATION_MODES:
         raise UsageError(f"unknown isolation mode {isolation!r}; use one of: {', '.join(ISOLATION_MODES)}")
@@ -119,8 +123,27 @@ def load(
                 raise UsageError(f"worker limit {field} must be a number >= 0 (0: no limit), not {value!r}")
         record = find(plugin) if isinstance(plugin, str) else plugin
         return WorkerPlugin(
-            record, config=config, verify=verify, call_timeout=call_timeout, limits=limits, env=worker_env
+            record,
+            config=config,
+            verify=verify,
+            call_timeout=call_timeout,
+            limits=limits,
+            env=worker_env,
+            forkserver=forkserver,
         ).start()
     from .loading import load_in_process
 
     return load_in_process(plugin, config, verify=verify)
+
+
+def fork_server(options: LoadOptions) -> ForkServer | None:
+    """Where a long run forks its isolated workers from, or None (in process, nothing to fork).
+
+    Started on first use; close it when the run ends (the workers it forked
+    are closed on their own). See :mod:`greeter_core.worker.forkserver`.
+    """
+    if options.isolation != "process":
+        return None
+    from .worker.forkserver import ForkServer
+
+    return ForkServer()

@@ -50,6 +50,15 @@ class LoadedPlugin(abc.ABC):
     def close(self) -> None:
         """Release the plugin (its ``close()``, or its worker); safe to call twice."""
 
+    def retire(self) -> None:
+        """Close it once it was replaced and nobody uses it any more; by default, :meth:`close`.
+
+        The greeting loop calls it when it gives back a plugin a swap replaced;
+        a worker-backed plugin closes in the background (its worker's polite
+        stop takes milliseconds), so the new plugin greets at once.
+        """
+        self.close()
+
     def status(self) -> dict[str, object] | None:
         """What ``/status`` shows of how it runs: the worker's state, or None in process."""
         return None

@@ -35,7 +35,7 @@ from typing import NamedTuple
 from .api import DEFAULT_NAME
 from .catalog import Catalog
 from .discovery import PluginInfo
-from .drive import LoadOptions, load
+from .drive import LoadOptions, fork_server, load
 from .errors import GreeterError, PluginLoadTimeoutError, ReloadUnsupportedError, RuntimeStoppedError, UsageError
 from .guard import call_bounded
 from .loaded import LoadedPlugin
@@ -116,6 +116,7 @@ class DriverSlot:
         #: Driver name -> what it did since the start; one entry per driver that was ever loaded.
         self.drivers: dict[str, DriverStats] = {}
         self._last_call: tuple[str, float] | None = None  # (driver, seconds) of the borrow that just ended
+        self._forkserver = fork_server(self.options)  # isolated workers are forked from it, in milliseconds
 
     def start(self, driver: str) -> PluginInfo:
         """Load the first driver; its errors are the caller's (the CLI exits with them)."""
@@ -176,7 +177,7 @@ class DriverSlot:
         """
         load = functools.partial(self._loader, info, **self.options._asdict())
         if self.options.isolation != "none":
-            return load()
+            return load(forkserver=self._forkserver)
         try:
             return call_bounded(load, self.load_timeout, name=f"greeter-load-{info.name}", late=_close_late)
         except TimeoutError:
@@ -246,7 +247,7 @@ class DriverSlot:
                 self._count_worker(active)  # a call may have crashed or restarted the worker
                 close_now = active.retired and not self._closed
             if close_now:
-                active.loaded.close()
+                active.loaded.retire()
 
     def record_greeting(self) -> None:
         """Count a greeting of the call that just ended."""
@@ -334,6 +335,8 @@ class DriverSlot:
             held = {id(a): a for a in (self._current, self._borrowed) if a is not None}
         for active in held.values():
             active.loaded.close()
+        if self._forkserver is not None:
+            self._forkserver.close()
 
     def summary(self) -> str:
         with self._lock:

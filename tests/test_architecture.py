@@ -41,6 +41,7 @@ ORDER = [
     "worker.output",
     "worker.main",
     "worker.keeper",
+    "worker.forkserver",
     "worker.__main__",
     "worker.client",
     # the one place that chooses

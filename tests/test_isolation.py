@@ -260,7 +260,8 @@ def test_a_worker_started_by_hand_says_what_it_is(greeter_env, tmp_path) -> None
 
 
 # A host process: load the plugin in a worker, say the worker's pid, then greet (the plugin's log
-# record "sleeping" on stderr says the call is in flight), sit idle, or exit.
+# record "sleeping" on stderr says the call is in flight), sit idle, or exit (once its stdin closes:
+# the test has seen the worker by then).
 HOST = """
 import logging, sys, time
 from greeter_core import load
@@ -271,6 +272,8 @@ if sys.argv[2] == "greet":
     greeter.greet("x")
 elif sys.argv[2] == "idle":
     time.sleep(600)
+else:
+    sys.stdin.read()
 """
 
 
@@ -291,6 +294,7 @@ def test_no_worker_outlives_its_host(plugins, greeter_env, tmp_path, plugin, act
         [sys.executable, "-c", HOST, plugin, action],
         env=env,
         cwd=tmp_path,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -298,6 +302,7 @@ def test_no_worker_outlives_its_host(plugins, greeter_env, tmp_path, plugin, act
     stderr = Lines(host.stderr)  # type: ignore[arg-type]
     worker = int(host.stdout.readline())  # type: ignore[union-attr]
     assert alive(worker) and worker in descendants(host.pid)
+    host.stdin.close()  # type: ignore[union-attr]
     if action == "greet":
         stderr.search("^greeter.plugins.hang: sleeping$")
     if how is not None:

@@ -237,3 +237,59 @@ def test_worker_limits_from_the_command_line_are_applied_and_shown_in_status(sta
     assert limits["Max open files"] == ["100", "100"]
     soft, hard = map(int, limits["Max cpu time"])
     assert 50 <= soft <= 52 and hard == soft + 1
+
+
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.usefixtures("faults")
+def test_a_swap_forks_its_worker_from_the_fork_server_started_with_the_run(start) -> None:
+    """The run's fork server (a child of greeter run) existed before the swap, and forks the new worker."""
+    greeter = isolated(start)
+    before = greeter.status()["worker"]
+    server = before["forkserver"]
+    assert isinstance(server, int) and alive(server) and parent(server) == greeter.process.pid
+    assert greeter.swap("beta").status == 200
+    greeter.wait_greetings("Beta Universe")
+    worker = greeter.status()["worker"]
+    assert worker["forkserver"] == server and worker["pid"] != before["pid"]
+    assert parent(parent(worker["pid"])) == server  # worker -> its keeper -> the fork server
+    assert greeter.stop() == 0
+    wait_for(lambda: not alive(server), what=f"fork server {server} to end with greeter run")
+
+
+@pytest.mark.usefixtures("faults")
+def test_killing_the_fork_server_ends_no_worker_and_the_next_swap_gets_a_fresh_one(start) -> None:
+    """The current worker greets on; the next swap starts a fresh fork server, with one line saying so."""
+    greeter = isolated(start)
+    worker = greeter.status()["worker"]
+    subprocess.run(["kill", "-KILL", str(worker["forkserver"])], check=True)
+    wait_for(lambda: not alive(worker["forkserver"]), what="the fork server to be killed")
+    greeter.wait_greetings("Alpha Universe", 3)
+    assert greeter.status()["worker"]["pid"] == worker["pid"]
+    assert greeter.swap("beta").status == 200
+    greeter.wait_greetings("Beta Universe")
+    fresh = greeter.status()["worker"]["forkserver"]
+    assert fresh not in (None, worker["forkserver"]) and parent(fresh) == greeter.process.pid
+    assert greeter.stop() == 0
+    said = [line for line in greeter.stderr.lines if "fork server" in line]
+    ended = f"the fork server (pid {worker['forkserver']}) ended (killed by signal SIGKILL)"
+    assert len(said) == 1 and ended in said[0]
+
+
+@pytest.mark.usefixtures("faults")
+@pytest.mark.parametrize("server_killed", [False, True], ids=["fork-server-up", "fork-server-killed-first"])
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_no_worker_keeper_or_fork_server_outlives_greeter_run(start, how: signal.Signals, server_killed: bool) -> None:
+    """Stopped or killed, greeter run leaves nothing behind, even when its fork server was killed before it."""
+    greeter = isolated(start)
+    worker = greeter.status()["worker"]
+    processes = [worker["pid"], parent(worker["pid"]), worker["forkserver"]]
+    if server_killed:
+        subprocess.run(["kill", "-KILL", str(worker["forkserver"])], check=True)
+        wait_for(lambda: not alive(worker["forkserver"]), what="the fork server to be killed")
+    greeter.send(how)
+    greeter.wait()
+    for pid in processes:
+        wait_for(lambda: not alive(pid), what=f"process {pid} to end with greeter run")  # noqa: B023

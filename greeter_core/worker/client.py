@@ -47,6 +47,8 @@ from ..errors import (
 from ..loaded import LoadedPlugin
 from ..printable import printable
 from . import tree
+from .forkserver import BOOTSTRAP as FORK_BOOTSTRAP
+from .forkserver import ForkedProcess, ForkServer
 from .output import forward
 from .protocol import (
     BYE,
@@ -65,6 +67,7 @@ from .protocol import (
     check_hello,
     core_identity,
     decode_json,
+    decode_text,
 )
 
 __all__ = [
@@ -144,15 +147,16 @@ def worker_sys_path() -> list[str]:
     return paths if core in paths else [core, *paths]
 
 
-def worker_command(sys_path: Sequence[str]) -> list[str]:
+def worker_command(sys_path: Sequence[str], bootstrap: str = BOOTSTRAP) -> list[str]:
     """How a worker is started: this interpreter in isolated mode (no current directory, no ``PYTHON*``
-    variables, no user site), given *sys_path*; the channel's fd is appended."""
+    variables, no user site), given *sys_path*; the channel's fd is appended. A fork server is started
+    alike, with its own *bootstrap*."""
     flags = ["-I"]
     if sys.flags.dont_write_bytecode:
         flags.append("-B")
     if sys.flags.utf8_mode:
         flags += ["-X", "utf8"]
-    return [sys.executable, *flags, "-c", BOOTSTRAP, json.dumps(list(sys_path))]
+    return [sys.executable, *flags, "-c", bootstrap, json.dumps(list(sys_path))]
 
 
 class WorkerPlugin(LoadedPlugin):
@@ -178,6 +182,7 @@ class WorkerPlugin(LoadedPlugin):
         limits: Limits | None = None,
         env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = None,
+        forkserver: ForkServer | None = None,
     ) -> None:
         self.driver = plugin.name
         self.language = ""
@@ -189,12 +194,15 @@ class WorkerPlugin(LoadedPlugin):
         self.limits = limits or Limits()
         self.extra_env = dict(env or {})
         self.command = list(command) if command else None
+        #: Where workers are forked from (None, or when it cannot: a fresh interpreter each).
+        self.forkserver = forkserver
         self.restarts = 0
         self.crashes = 0
         self.last_exit: str | None = None
         self._logger = logging.getLogger(f"{GROUP}.{self.driver}")
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: subprocess.Popen[bytes] | ForkedProcess | None = None
+        self._forked_by: int | None = None  # the pid of the fork server that forked the running worker
         self._channel: Channel | None = None
         self._worker_pid: int | None = None
         self._readers: list[threading.Thread] = []
@@ -235,6 +243,10 @@ class WorkerPlugin(LoadedPlugin):
             self._lock.release()
         _live.discard(self)
 
+    def retire(self) -> None:
+        """Close it in a thread of its own: whoever replaced it goes on at once (the host's exit still waits)."""
+        threading.Thread(target=self.close, name=f"greeter-retire-{self.driver}", daemon=True).start()
+
     def status(self) -> dict[str, object]:
         """State, pid, restarts, crashes, the circuit and the limits, for ``/status`` and ``greeter check``."""
         now = time.monotonic()
@@ -259,12 +271,16 @@ class WorkerPlugin(LoadedPlugin):
             "circuit": "open" if self._circuit_until > now else "half-open" if self._trial else "closed",
             "retry_in": round(max(0.0, retry_at - now), 3) if not running else 0.0,
             "limits": self.limits._asdict(),
+            "forkserver": self._forked_by if running else None,
         }
 
     # -- calls ----------------------------------------------------------------
 
     def greet(self, name: str) -> str:
-        request = name.encode("utf-8", "surrogatepass")
+        try:
+            request = name.encode()
+        except UnicodeEncodeError:  # a lone surrogate: carried as is
+            request = name.encode("utf-8", "surrogatepass")
         if len(request) >= MAX_FRAME:
             raise UsageError(f"a name of {len(request)} bytes is over the 16 MiB limit of --isolation process")
         with self._lock:
@@ -286,9 +302,12 @@ class WorkerPlugin(LoadedPlugin):
                 raise
             if kind == OK:
                 try:
-                    text = payload.decode("utf-8", "surrogatepass")
+                    text = payload.decode()  # strict first: the faster path, and it fails on surrogates only
                 except UnicodeDecodeError:
-                    raise self._broke_protocol("a greeting that is not UTF-8") from None
+                    try:
+                        text = decode_text(payload)
+                    except UnicodeDecodeError:
+                        raise self._broke_protocol("a greeting that is not UTF-8") from None
                 if self._recovering:
                     self._recovered()
                 # The worker applied the one-line rule; a plugin may have forged the frame.
@@ -330,13 +349,12 @@ class WorkerPlugin(LoadedPlugin):
 
     def _spawn(self) -> None:
         sys_path, env = worker_sys_path(), worker_environment(self.extra_env)
-        command = self.command or worker_command(sys_path)
         with self._host_resources():
             host_end, worker_end = socket.socketpair()
         try:
             with self._host_resources(host_end):
-                proc = subprocess.Popen(
-                    [*command, str(worker_end.fileno())],
+                proc = self._forked(sys_path, env, worker_end) or subprocess.Popen(
+                    [*(self.command or worker_command(sys_path)), str(worker_end.fileno())],
                     pass_fds=[worker_end.fileno()],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
@@ -349,6 +367,7 @@ class WorkerPlugin(LoadedPlugin):
                 )
         finally:
             worker_end.close()
+        self._forked_by = proc.server if isinstance(proc, ForkedProcess) else None
         self._proc, self._channel, self._worker_pid = proc, Channel(host_end), None
         self._started_at = time.monotonic()
         self._readers = [
@@ -361,6 +380,12 @@ class WorkerPlugin(LoadedPlugin):
         except BaseException:
             self._stop(polite=False)
             raise
+
+    def _forked(self, sys_path: list[str], env: dict[str, str], channel: socket.socket) -> ForkedProcess | None:
+        """The worker's keeper, forked by the fork server; None: start it cold (no fork server, or it failed)."""
+        if self.forkserver is None or self.command is not None:
+            return None
+        return self.forkserver.fork(worker_command(sys_path, FORK_BOOTSTRAP), env, channel)
 
     @contextlib.contextmanager
     def _host_resources(self, *opened: socket.socket) -> Iterator[None]:
@@ -539,7 +564,7 @@ def _describe_exit(code: int) -> str:
     return f"worker exited with code {code}"
 
 
-def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+def _kill_tree(proc: subprocess.Popen[bytes] | ForkedProcess) -> None:
     """SIGKILL the worker's keeper and everything below it; then its process group, for good measure."""
     if proc.poll() is None:
         tree.kill_tree(proc.pid)

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
+import struct
 import time
+from collections.abc import Callable
 from typing import NoReturn
 
 from .tree import become_subreaper, kill_tree
@@ -38,28 +41,43 @@ def start(argv: list[str]) -> int:
     return main(argv)
 
 
-def split(host: int, channel: int) -> None:
-    """Fork off the worker, which returns from here; this process stays behind as its keeper for good."""
+def split(host: int | None, channel: int, *, host_pidfd: int | None = None, status: int | None = None) -> None:
+    """Fork off the worker, which returns from here; this process stays behind as its keeper for good.
+
+    The keeper watches the host: its parent *host*, or, forked by the fork
+    server, the host's *host_pidfd*. With *status*, it writes there how the
+    worker ended before it exits (its parent is then not the host, who cannot
+    wait for it); the worker keeps neither.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
     become_subreaper()
     worker = os.fork()
     if worker == 0:
+        for fd in (host_pidfd, status):
+            if fd is not None:
+                os.close(fd)
         return
     os.close(channel)  # the worker's alone: when the worker ends, the host sees the channel close
-    _keep(worker, host)
+    if host_pidfd is not None:
+        pidfd = host_pidfd
+        _keep(worker, lambda: bool(select.select([pidfd], [], [], 0)[0]), status)
+    _keep(worker, lambda: os.getppid() != host, status)
 
 
-def _keep(worker: int, host: int) -> NoReturn:
+def _keep(worker: int, host_gone: Callable[[], bool], status: int | None) -> NoReturn:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
     while True:
-        if os.getppid() != host:  # the host is gone, whatever killed it
+        if host_gone():  # whatever ended it
             _end_tree()
             os._exit(0)
         signal.sigtimedwait({signal.SIGCHLD}, POLL_SECONDS)
-        for pid, status in _reaped():
+        for pid, ended in _reaped():
             if pid == worker:
+                if status is not None:
+                    with contextlib.suppress(OSError):
+                        os.write(status, struct.pack("!i", os.waitstatus_to_exitcode(ended)))
                 _end_tree()
-                _exit_as(status)
+                _exit_as(ended)
 
 
 def _reaped() -> list[tuple[int, int]]:

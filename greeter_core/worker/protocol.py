@@ -23,6 +23,7 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ..api import API_VERSION
@@ -45,6 +46,7 @@ __all__ = [
     "check_hello",
     "core_identity",
     "decode_json",
+    "decode_text",
 ]
 
 #: Bumped whenever the messages below change shape; checked both ways at the handshake.
@@ -215,6 +217,54 @@ class Channel:
             self._buffer += chunk
         return self._recv_rest(started + timeout)
 
+    def serve(self, greet: Callable[[str], str]) -> tuple[int, bytes]:
+        """Answer greeting requests with *greet* until another frame comes; return that one: the worker's hot path.
+
+        A request's name is decoded, *greet* called and its text sent back as
+        an ``OK`` frame, without a call per frame: the round trip should cost
+        little more than the echo of the same bytes. Whatever *greet* raises
+        (or :class:`FrameTooLarge` for its text) leaves here, the request
+        consumed; the caller reports it and serves on. *greet* must wrap its own
+        failures (a loaded plugin's ``greet`` does): ``EOFError`` from here means the host
+        is gone. No deadline: a worker waits for its host.
+        """
+        if self._armed is not None:
+            self._arm(None)
+        recv, sendall, buffer, pack = self._recv, self._sendall, self._buffer, _HEAD.pack
+        while True:
+            if buffer:
+                kind, payload = self._recv_rest(None)
+            else:
+                try:
+                    chunk = recv(65536)
+                except ConnectionResetError:
+                    chunk = b""
+                size = len(chunk) - _SIZE
+                if size > 0 and _unpack_size(chunk)[0] == size:
+                    kind, payload = chunk[_SIZE], chunk[_SIZE + 1 :]
+                elif not chunk:
+                    raise EOFError("the other end closed the channel")
+                else:
+                    buffer += chunk
+                    kind, payload = self._recv_rest(None)
+            if kind != GREET:
+                return kind, payload
+            try:
+                name = payload.decode()  # strict first: the faster path, and it fails on surrogates only
+            except UnicodeDecodeError:
+                name = payload.decode("utf-8", "surrogatepass")
+            text = greet(name)
+            try:
+                data = text.encode()
+            except UnicodeEncodeError:  # a lone surrogate: carried as is, like any other text
+                data = text.encode("utf-8", "surrogatepass")
+            if len(data) >= MAX_FRAME:
+                raise FrameTooLarge(len(data))
+            try:
+                sendall(pack(len(data) + 1, OK) + data)
+            except OSError:
+                raise EOFError("the other end closed the channel") from None
+
     def recv(self, timeout: float | None = None) -> tuple[int, bytes]:
         """The next frame, as (kind, payload), all of it within *timeout* seconds (None: wait forever).
 
@@ -277,6 +327,18 @@ class Channel:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def decode_text(payload: bytes) -> str:
+    """A greet or ok frame's text; lone surrogates pass (``ValueError`` if it is not UTF-8 at all).
+
+    Strict decoding first: it is the faster codec path, and it accepts every
+    frame but one carrying a surrogate.
+    """
+    try:
+        return payload.decode()
+    except UnicodeDecodeError:
+        return payload.decode("utf-8", "surrogatepass")
 
 
 def _timeval(seconds: float | None) -> bytes:
