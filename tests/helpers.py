@@ -402,12 +402,16 @@ def children(pid: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                stat = (entry / "stat").read_text()
+                if parent(int(entry.name)) == pid:
+                    kids.append(int(entry.name))
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(entry.name))
     return kids
+
+
+def parent(pid: int) -> int:
+    """*pid*'s parent (a worker's is its keeper; a keeper's is the fork server or the host)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def descendants(pid: int) -> list[int]:

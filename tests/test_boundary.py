@@ -13,11 +13,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 from helpers import (
     ALPHA,
+    HANG,
     OS_EXIT,
     Lines,
     PluginSpec,
@@ -25,6 +27,7 @@ from helpers import (
     greet_body,
     kill_quietly,
     one_line,
+    parent,
     wait_for,
 )
 
@@ -206,6 +209,20 @@ return "spawned"
     ),
 )
 
+#: Closes every pidfd the worker holds (the worker watches its keeper through one), then hangs in greet().
+BLINDER = PluginSpec(
+    "blinder",
+    code=greet_body(
+        'for fd in os.listdir("/proc/self/fd"):\n'
+        "    with contextlib.suppress(OSError):\n"
+        '        if "pidfd" in os.readlink(f"/proc/self/fd/{fd}"):\n'
+        "            os.close(int(fd))\n"
+        'self.context.logger.warning("sleeping")\n'
+        "time.sleep(3600)",
+        "import contextlib, os, time",
+    ),
+)
+
 #: Raises KeyboardInterrupt itself: in a worker it can only be the plugin's, never the user's Ctrl-C.
 RAISES_INTERRUPT = PluginSpec("interrupt", code=greet_body("raise KeyboardInterrupt"))
 
@@ -244,6 +261,8 @@ FD_LEAK = PluginSpec(
 )
 
 HOSTILE = [
+    HANG,
+    BLINDER,
     ATTACK,
     FORGED_ERROR,
     GARBAGE,
@@ -471,6 +490,29 @@ def test_a_reply_trickled_a_byte_at_a_time_times_out_at_the_deadline(isolated) -
 
 
 # -- 8. nothing a plugin starts outlives its worker or its host ----------------------------------------------
+
+
+@pytest.mark.parametrize("plugin", ["hang", "blinder"], ids=["hung-in-a-call", "pidfd-closed-by-the-plugin"])
+def test_a_worker_whose_keeper_is_killed_ends_even_mid_call(isolated, caplog, plugin) -> None:
+    """The keeper SIGKILLed, its worker ends, though its plugin hangs in greet() or closed the worker's pidfd."""
+    greeter = isolated(plugin, call_timeout=600)
+    pid = greeter.status()["pid"]
+    failed: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            greeter.greet("x")
+        except WorkerCrashedError as error:
+            failed.append(error)
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    wait_for(lambda: "sleeping" in caplog.messages, what=f"{plugin} to be inside greet()")
+    kill_quietly(parent(pid), signal.SIGKILL)
+    wait_for(lambda: not alive(pid), what=f"worker {pid} to end with its keeper")
+    caller.join(60)
+    assert len(failed) == 1 and "worker killed by signal SIGKILL" in str(failed[0]), failed
+
 
 SPAWN_HOST = """
 import sys, time

@@ -11,7 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ALPHA, OS_EXIT, SEGFAULT, PluginSpec, alive, greet_body, kill_quietly, marking, wait_for
+from helpers import (
+    ALPHA,
+    OS_EXIT,
+    SEGFAULT,
+    PluginSpec,
+    alive,
+    greet_body,
+    kill_quietly,
+    marking,
+    parent,
+    wait_for,
+)
 
 from greeter_core import LoadedPlugin, WorkerCrashedError, load
 from greeter_core.worker.client import worker_sys_path
@@ -48,10 +59,6 @@ def worker(greeter: LoadedPlugin) -> dict[str, Any]:
     status = greeter.status()
     assert status is not None
     return status
-
-
-def parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def descriptors(pid: int) -> dict[int, str]:
@@ -103,10 +110,11 @@ def test_the_fork_server_is_one_thread_holding_only_its_channel_and_the_hosts_pi
 
 
 def test_a_forked_worker_holds_what_a_cold_one_holds_and_nothing_of_the_fork_server(plugins, server) -> None:
-    """stdin /dev/null, stdout and stderr pipes to the host, its channel: the same as a cold worker."""
+    """stdin /dev/null, stdout and stderr pipes to the host, its channel, a pidfd of its keeper: as a cold worker."""
     with load("alpha", isolation="process", forkserver=server) as forked, load("alpha", isolation="process") as cold:
         shapes = [sorted(descriptors(worker(greeter)["pid"]).items()) for greeter in (forked, cold)]
-        assert [[kind for _, kind in shape] for shape in shapes] == [["/dev/null", "pipe", "pipe", "socket"]] * 2
+        expected = ["/dev/null", "pipe", "pipe", "anon_inode", "socket"]  # anon_inode: the keeper's pidfd
+        assert [[kind for _, kind in shape] for shape in shapes] == [expected] * 2
         assert all([fd for fd, _ in shape][:3] == [0, 1, 2] for shape in shapes)
 
 

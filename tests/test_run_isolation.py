@@ -20,6 +20,7 @@ from helpers import (
     alive,
     descendants,
     greet_body,
+    parent,
     wait_for,
 )
 
@@ -237,10 +238,6 @@ def test_worker_limits_from_the_command_line_are_applied_and_shown_in_status(sta
     assert limits["Max open files"] == ["100", "100"]
     soft, hard = map(int, limits["Max cpu time"])
     assert 50 <= soft <= 52 and hard == soft + 1
-
-
-def parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 @pytest.mark.usefixtures("faults")

@@ -21,6 +21,7 @@ import importlib
 import json
 import logging
 import os
+import select
 import signal
 import socket
 import sys
@@ -63,7 +64,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Settings", "main", "prepare"]
 
-#: How often the worker checks that its keeper (and so the host) is still there.
+#: How long the worker waits on its keeper's pidfd before it looks again (the pidfd wakes it at once).
+PARENT_WAIT_SECONDS = 5.0
+
+#: How often the worker checks that its keeper (and so the host) is still there, where it has no pidfd to wait on.
 PARENT_POLL_SECONDS = 0.2
 
 
@@ -245,12 +249,24 @@ def _exit_when_orphaned(parent: int) -> None:
     The keeper ends the tree when the host goes; this covers the keeper
     itself being killed. Not prctl(PR_SET_PDEATHSIG): it fires when the
     *thread* that started the process ends, and hosts start workers from
-    short-lived HTTP request threads.
+    short-lived HTTP request threads. The watching thread waits on a pidfd
+    of the keeper, so the worker ends as soon as the keeper is gone and an
+    idle worker wakes up only every few seconds; without pidfds (Linux < 5.3),
+    or once the plugin closed or replaced that descriptor, it polls.
     """
+    try:
+        keeper: int | None = os.pidfd_open(parent)
+    except (AttributeError, OSError):
+        keeper = None
 
     def watch() -> None:
         while os.getppid() == parent:
-            time.sleep(PARENT_POLL_SECONDS)
+            try:
+                ready = keeper is None or bool(select.select([keeper], [], [], PARENT_WAIT_SECONDS)[0])
+            except (OSError, ValueError):
+                ready = True
+            if ready and os.getppid() == parent:  # no pidfd, or it is no longer the keeper's: poll
+                time.sleep(PARENT_POLL_SECONDS)
         tree.kill_tree(os.getpid(), include_root=False)
         os._exit(0)
 
