@@ -55,6 +55,7 @@ ORDER = [
     # the shells, and what plugin authors use
     "scaffold",
     "testing",
+    "options",
     "cli",
     "__main__",
 ]

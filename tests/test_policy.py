@@ -10,7 +10,7 @@ import pytest
 from helpers import RunningGreeter, imports_of, marking, one_line, post_json
 
 from greeter_core import PluginDisabledError, load
-from greeter_core import cli as cli_module
+from greeter_core import options as cli_options
 from greeter_core.policy import ALLOW_ENV, DISABLE_ENV, PluginPolicy
 
 #: Both record every import of their module in the site directory, whichever process imports them.
@@ -236,5 +236,5 @@ def test_the_cli_names_the_same_settings_as_the_policy() -> None:
     """The CLI tests for these variables without importing policy.py or lock.py (start-up): the names must agree."""
     from greeter_core.lock import LOCK_ENV
 
-    assert cli_module.POLICY_ENV == (ALLOW_ENV, DISABLE_ENV)
-    assert cli_module.LOCK_ENV == LOCK_ENV
+    assert cli_options.POLICY_ENV == (ALLOW_ENV, DISABLE_ENV)
+    assert cli_options.LOCK_ENV == LOCK_ENV
