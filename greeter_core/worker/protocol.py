@@ -202,20 +202,7 @@ class Channel:
         if timeout != self._armed:
             self._arm(timeout)
         self._sendall(_HEAD.pack(len(payload) + 1, kind) + payload)
-        if not self._buffer:
-            try:
-                chunk = self._recv(65536)
-            except BlockingIOError:  # SO_RCVTIMEO expired
-                raise TimeoutError from None
-            except ConnectionResetError:
-                chunk = b""
-            size = len(chunk) - _SIZE
-            if size > 0 and _unpack_size(chunk)[0] == size:
-                return chunk[_SIZE], chunk[_SIZE + 1 :]
-            if not chunk:
-                raise EOFError("the other end closed the channel")
-            self._buffer += chunk
-        return self._recv_rest(started + timeout)
+        return self._next(started + timeout)
 
     def serve(self, greet: Callable[[str], str]) -> tuple[int, bytes]:
         """Answer greeting requests with *greet* until another frame comes; return that one: the worker's hot path.
@@ -274,7 +261,11 @@ class Channel:
         deadline = None if timeout is None else _monotonic() + timeout
         if timeout != self._armed:
             self._arm(timeout)
-        if not self._buffer:  # the usual case: one read holds the whole frame
+        return self._next(deadline)
+
+    def _next(self, deadline: float | None) -> tuple[int, bytes]:
+        """The next frame, by *deadline* (SO_RCVTIMEO already armed); one read when it holds the whole frame."""
+        if not self._buffer:  # the usual case
             try:
                 chunk = self._recv(65536)
             except BlockingIOError:  # SO_RCVTIMEO expired
