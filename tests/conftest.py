@@ -8,6 +8,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,9 @@ from helpers import (
     wheel_builder,
     wheel_of_installed,
 )
+
+from greeter_core import load
+from greeter_core.worker.client import WorkerPlugin
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -144,3 +148,22 @@ def venv_start(venv: Venv, tmp_path: Path) -> Iterator[Callable[..., RunningGree
     """``start(*args)`` runs `greeter run ARGS` from the :func:`venv`; whatever still runs is killed after."""
     with launcher(venv.env, tmp_path, str(venv.python)) as start:
         yield start
+
+
+@pytest.fixture
+def isolated(plugins: Path) -> Iterator[Callable[..., WorkerPlugin]]:
+    """``isolated(name, **options)`` starts a worker-backed plugin, closed after the test.
+
+    It loads from what the test module's own ``plugins`` fixture installed.
+    """
+    opened: list[WorkerPlugin] = []
+
+    def start(name: str, **options: Any) -> WorkerPlugin:
+        greeter = load(name, isolation="process", **options)
+        assert isinstance(greeter, WorkerPlugin)
+        opened.append(greeter)
+        return greeter
+
+    yield start
+    for greeter in opened:
+        greeter.close()

@@ -34,7 +34,6 @@ from helpers import (
 from greeter_core import (
     CircuitOpenError,
     HandshakeError,
-    LoadedPlugin,
     PluginCallError,
     PluginLoadError,
     PluginTimeoutError,
@@ -290,22 +289,6 @@ def plugins(install, on_path: Path) -> Path:
     """Every hostile plugin installed and visible to this process (and so to its workers)."""
     install(*HOSTILE)
     return on_path
-
-
-@pytest.fixture
-def isolated(plugins):
-    """``isolated(name, **options)`` starts a worker-backed plugin, closed after the test."""
-    opened: list[LoadedPlugin] = []
-
-    def start(name: str, **options: object) -> worker_client.WorkerPlugin:
-        greeter = load(name, isolation="process", **options)  # type: ignore[arg-type]
-        opened.append(greeter)
-        assert isinstance(greeter, worker_client.WorkerPlugin)
-        return greeter
-
-    yield start
-    for greeter in opened:
-        greeter.close()
 
 
 # -- 1. the host never builds objects named by bytes a worker sent ------------------------------------

@@ -52,22 +52,6 @@ def plugins(install, on_path: Path) -> Path:
     return on_path
 
 
-@pytest.fixture
-def isolated(plugins):
-    """``isolated(name, **options)`` starts a worker-backed plugin, closed after the test."""
-    opened: list[LoadedPlugin] = []
-
-    def start(name: str, **options: object) -> WorkerPlugin:
-        greeter = load(name, isolation="process", **options)  # type: ignore[arg-type]
-        opened.append(greeter)
-        assert isinstance(greeter, WorkerPlugin)
-        return greeter
-
-    yield start
-    for greeter in opened:
-        greeter.close()
-
-
 def test_an_isolated_greeter_greets_like_an_in_process_one(isolated) -> None:
     """Same LoadedPlugin surface, same answer; the plugin runs in another process."""
     greeter = isolated("alpha")
