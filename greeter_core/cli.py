@@ -280,7 +280,7 @@ def _one_shot(argv: Sequence[str]) -> argparse.Namespace | None:
     ``--driver=NAME``, its value not empty and not starting with ``-``.
     Everything else (another option, an abbreviation, ``--help``, a mistake)
     goes to argparse, which answers with its own messages and exit codes. The
-    result is what ``greet_parser`` would return (tests/test_cli.py checks
+    result is what ``_greet_parser`` would return (tests/test_one_shot.py checks
     that the two agree), as a namespace of the same attributes.
     """
     from types import SimpleNamespace
