@@ -266,17 +266,10 @@ class Channel:
     def _next(self, deadline: float | None) -> tuple[int, bytes]:
         """The next frame, by *deadline* (SO_RCVTIMEO already armed); one read when it holds the whole frame."""
         if not self._buffer:  # the usual case
-            try:
-                chunk = self._recv(65536)
-            except BlockingIOError:  # SO_RCVTIMEO expired
-                raise TimeoutError from None
-            except ConnectionResetError:
-                chunk = b""
+            chunk = self._read()
             size = len(chunk) - _SIZE
             if size > 0 and _unpack_size(chunk)[0] == size:
                 return chunk[_SIZE], chunk[_SIZE + 1 :]
-            if not chunk:
-                raise EOFError("the other end closed the channel")
             self._buffer += chunk
         return self._recv_rest(deadline)
 
