@@ -41,8 +41,10 @@ ORDER = [
     "worker.output",
     "worker.main",
     "worker.keeper",
+    "worker.forkmain",
     "worker.forkserver",
     "worker.__main__",
+    "worker.supervision",
     "worker.client",
     # the one place that chooses
     "drive",
