@@ -50,8 +50,8 @@ def _core_release(builder: WheelBuilder, scratch: Path, version: str) -> Path:
 
 def _interpreters_path() -> str:
     """PATH with CPython 3.11-3.13 on it, as a plugin author has them (here: pyenv's, in CI)."""
-    root = os.environ.get("PYENV_ROOT")
-    found = [str(path) for minor in (11, 12, 13) for path in Path(root).glob(f"versions/3.{minor}.*/bin")] if root else []
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    found = [str(path) for minor in (11, 12, 13) for path in root.glob(f"versions/3.{minor}.*/bin")]
     return os.pathsep.join([*found, os.environ["PATH"]])
 
 
