@@ -201,6 +201,18 @@ def _cmd_new_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _completion_parser(prog: str) -> argparse.ArgumentParser:
+    from .completion import parser
+
+    return parser(prog)
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    from .completion import run
+
+    return run(args)
+
+
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     from unicodedata import east_asian_width
 
@@ -237,6 +249,7 @@ _COMMANDS = {
     ),
     "lock": _Command("pin every plugin file in a lock file (--check: compare)", lock_parser, _cmd_lock),
     "new-plugin": _Command("write a new, tested plugin distribution to start from", new_plugin_parser, _cmd_new_plugin),
+    "completion": _Command("print a shell completion script (bash, zsh, fish)", _completion_parser, _cmd_completion),
 }
 
 

@@ -132,7 +132,7 @@ def test_unknown_driver_is_one_line_and_exit_2(cli, install) -> None:
     result = cli("--driver", "vulcan")
     line = one_line(result.stderr)
     assert result.returncode == 2
-    assert "klingon" in line and "pip install --find-links WHEELHOUSE greeter-vulcan" in line
+    assert "klingon" in line and "pip install --no-index --find-links DIR greeter-vulcan" in line
     assert result.stdout == ""
 
 

@@ -60,7 +60,7 @@ def test_find_unknown_name_lists_what_is_installed(install) -> None:
     with pytest.raises(NoSuchDriverError) as caught:
         greeter_core.find("vulcan")
     assert "klingon" in caught.value.installed
-    assert "pip install --find-links WHEELHOUSE greeter-vulcan" in str(caught.value)
+    assert "pip install --no-index --find-links DIR greeter-vulcan" in str(caught.value)
 
 
 def unreadable_distribution(site: Path, name: str, metadata: str, entry_points: str) -> Path:
