@@ -25,7 +25,7 @@ def parser(prog: str) -> argparse.ArgumentParser:
     """The command line of ``greeter completion``."""
     parsed = _parser(
         prog=f"{prog} completion",
-        description="Print a completion script; e.g. in ~/.bashrc: eval \"$(greeter completion bash)\".",
+        description='Print a completion script; e.g. in ~/.bashrc: eval "$(greeter completion bash)".',
     )
     parsed.add_argument("shell", nargs="?", choices=sorted(SHELLS), help="the shell to complete in")
     parsed.add_argument("--drivers", action="store_true", help="print the installed driver names (what Tab offers)")
@@ -33,8 +33,11 @@ def parser(prog: str) -> argparse.ArgumentParser:
     return parsed
 
 
-def run(args: argparse.Namespace) -> int:
-    """Print the script for ``args.shell``, or the driver names."""
+Parsers = Mapping[str, Callable[[str], argparse.ArgumentParser]]
+
+
+def run(args: argparse.Namespace, top: Callable[[str], argparse.ArgumentParser], commands: Parsers) -> int:
+    """Print the script for ``args.shell`` (*top*: greeter's own parser; *commands*: the table's), or the drivers."""
     if args.drivers:
         from .catalog import listed
 
@@ -44,10 +47,8 @@ def run(args: argparse.Namespace) -> int:
         from .errors import UsageError
 
         raise UsageError("name a shell: greeter completion bash, zsh or fish")
-    from .cli import _COMMANDS, _GREET
-
-    options = {name: _options(command.parser("greeter")) for name, command in _COMMANDS.items()}
-    print(script(args.shell, _options(_GREET.parser("greeter")), options), end="")
+    options = {name: _options(parser("greeter")) for name, parser in commands.items()}
+    print(script(args.shell, _options(top("greeter")), options), end="")
     return 0
 
 

@@ -38,7 +38,10 @@ def install_hint(distribution: str, environ: Mapping[str, str] | None = None) ->
     for variable in ("PIP_FIND_LINKS", "UV_FIND_LINKS"):
         links = env.get(variable, "").split()
         if links and not any(_public_extras(link) for link in links):
-            return f"pip install --no-index --find-links {links[0]} {distribution} (the wheelhouse in {variable})"
+            return (
+                f"pip install --no-index --find-links {links[0]} {distribution} (the wheelhouse in {variable}; "
+                f"greeter plugins are not on PyPI)"
+            )
     return (
         f"pip install --no-index --find-links DIR {distribution}, DIR being a wheelhouse that holds it; or set "
         f"PIP_INDEX_URL to the package index that serves greeter (greeter plugins are not on PyPI)"

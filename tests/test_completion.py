@@ -25,7 +25,7 @@ def complete(cli, install, greeter_env: dict[str, str], tmp_path: Path):
     def complete(line: str) -> list[str]:
         words = line.split(" ")
         program = (
-            f"greeter() {{ {shlex.quote(sys.executable)} -m greeter_core \"$@\"; }}\n"
+            f'greeter() {{ {shlex.quote(sys.executable)} -m greeter_core "$@"; }}\n'
             f"source {shlex.quote(str(script))}\n"
             f"COMP_WORDS=({' '.join(shlex.quote(w) for w in words)}); COMP_CWORD={len(words) - 1}\n"
             'COMP_LINE=${COMP_WORDS[*]}; _greeter; printf "%s\\n" "${COMPREPLY[@]}"\n'
@@ -74,4 +74,7 @@ def test_zsh_and_fish_scripts_name_the_commands_and_ask_for_drivers(cli, shell: 
 def test_no_shell_is_one_line_and_exit_2(cli) -> None:
     """`greeter completion` alone says what to type."""
     result = cli("completion")
-    assert (result.returncode, result.stderr) == (2, "greeter: error: name a shell: greeter completion bash, zsh or fish\n")
+    assert (result.returncode, result.stderr) == (
+        2,
+        "greeter: error: name a shell: greeter completion bash, zsh or fish\n",
+    )

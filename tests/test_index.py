@@ -99,9 +99,7 @@ def test_each_plugin_dist_reads_well_on_an_index_page(dists: list[Path], distrib
     assert f"pip install {distribution}" in text
 
 
-def test_pip_installs_a_plugin_by_name_from_the_index_and_greets(
-    dists: list[Path], index: str, tmp_path: Path
-) -> None:
+def test_pip_installs_a_plugin_by_name_from_the_index_and_greets(dists: list[Path], index: str, tmp_path: Path) -> None:
     """The design's own command, `pip install greeter-chinese`, against a real index and no other."""
     stevedore = wheel_of_installed("stevedore", tmp_path / "stevedore")
     upload = subprocess.run(
@@ -113,9 +111,7 @@ def test_pip_installs_a_plugin_by_name_from_the_index_and_greets(
 
     venv = tmp_path / "user"
     subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-    env = {
-        k: v for k, v in clean_env().items() if not k.startswith(("PIP_", "UV_", "VIRTUAL_ENV", "TOX"))
-    } | {
+    env = {k: v for k, v in clean_env().items() if not k.startswith(("PIP_", "UV_", "VIRTUAL_ENV", "TOX"))} | {
         "PIP_INDEX_URL": f"{index}/simple/",
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "PIP_CONFIG_FILE": os.devnull,
@@ -131,7 +127,9 @@ def test_pip_installs_a_plugin_by_name_from_the_index_and_greets(
     # The install hint names this index, and its command, run as shown, installs the plugin from it.
     missing = subprocess.run(["greeter", "--driver", "english"], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert missing.returncode == 2
-    hint = re.search(r"to add it: (pip install greeter-english) \(from your index (\S+), PIP_INDEX_URL\)", missing.stderr)
+    hint = re.search(
+        r"to add it: (pip install greeter-english) \(from your index (\S+), PIP_INDEX_URL\)", missing.stderr
+    )
     assert hint and hint[2] == f"{index}/simple/", missing.stderr
     installed = subprocess.run(hint[1].split(), env=env, capture_output=True, text=True)
     assert installed.returncode == 0, installed.stdout + installed.stderr

@@ -1,4 +1,4 @@
-"""A plugin author's tox matrix: what `greeter new-plugin` writes runs as written, and the shipped plugins use it too."""
+"""A plugin author's tox matrix: what `greeter new-plugin` writes runs as written; the shipped plugins use it too."""
 
 from __future__ import annotations
 
