@@ -24,7 +24,8 @@ ORDER = [
     "stats",
     "record",
     "worker.tree",
-    # every failure, named
+    # install hints (read only on an error path), then every failure, named
+    "hints",
     "errors",
     # finding and checking a plugin, never importing it (contract: checking an object once built)
     "discovery",
@@ -58,6 +59,7 @@ ORDER = [
     "scaffold",
     "testing",
     "options",
+    "completion",
     "cli",
     "__main__",
 ]
