@@ -9,7 +9,8 @@ import pytest
 
 from greeter_core import errors
 from greeter_core.discovery import PluginInfo
-from greeter_core.worker.protocol import ERROR, Channel, decode_json
+from greeter_core.worker import codec
+from greeter_core.worker.protocol import ERROR, Channel
 
 INFO = PluginInfo("panic", "greeter-panic", "1.0", "greeter_panic:Panic")
 OTHER = PluginInfo("panic", "greeter-other", "2.0", "other:Panic")
@@ -45,10 +46,10 @@ def across_the_worker_border(error: errors.GreeterError) -> errors.GreeterError:
     """*error* as the host receives it from a worker: as data, sent and received on a real channel."""
     host, worker = socket.socketpair()
     try:
-        Channel(worker).send_json(ERROR, errors.to_data(error))
+        Channel(worker).send_json(ERROR, codec.to_data(error))
         kind, payload = Channel(host).recv()
         assert kind == ERROR
-        return errors.from_data(decode_json(payload))
+        return codec.from_data(codec.decode_json(payload))
     finally:
         host.close()
         worker.close()
@@ -87,20 +88,20 @@ def test_every_error_class_is_listed_above() -> None:
     ],
 )
 def test_data_that_is_not_an_error_is_refused(data: object, problem: str) -> None:
-    """from_data builds only this module's error classes, from fields of the declared types."""
+    """from_data builds only greeter_core.errors' classes, from fields of the types they declare."""
     with pytest.raises(ValueError) as caught:
-        errors.from_data(data)
+        codec.from_data(data)
     assert problem in str(caught.value)
 
 
 def test_text_from_the_other_side_is_printable_and_bounded() -> None:
     """Control characters arrive escaped (no forged lines, no terminal escapes); huge text is cut."""
-    data = errors.to_data(errors.PluginCallError("panic", INFO, "one\ntwo\r\x1b[31m" + "x" * 20000))
-    error = errors.from_data(data)
+    data = codec.to_data(errors.PluginCallError("panic", INFO, "one\ntwo\r\x1b[31m" + "x" * 20000))
+    error = codec.from_data(data)
     assert isinstance(error, errors.PluginCallError)
     assert "\n" not in str(error) and "\x1b" not in str(error) and "\r" not in str(error)
     assert "one\\ntwo\\r\\x1b[31m" in str(error)
-    assert len(error.error) < errors.MAX_TEXT + 100 and "more characters]" in error.error
+    assert len(error.error) < codec.MAX_TEXT + 100 and "more characters]" in error.error
 
 
 @pytest.mark.parametrize("error", ALL_ERRORS, ids=lambda e: type(e).__name__)

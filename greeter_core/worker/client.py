@@ -41,12 +41,12 @@ from ..errors import (
     WorkerLimitError,
     WorkerUnavailableError,
     describe,
-    from_data,
     one_line,
 )
 from ..loaded import LoadedPlugin
 from ..printable import printable
 from . import tree
+from .codec import decode_json, read_error
 from .forkserver import BOOTSTRAP as FORK_BOOTSTRAP
 from .forkserver import ForkedProcess, ForkServer
 from .output import forward
@@ -60,13 +60,11 @@ from .protocol import (
     MAX_FRAME,
     OK,
     PROTOCOL_VERSION,
-    SENDABLE_ERRORS,
     Channel,
     FrameTooLarge,
     Limits,
     check_hello,
     core_identity,
-    decode_json,
     decode_text,
 )
 
@@ -450,16 +448,9 @@ class WorkerPlugin(LoadedPlugin):
     def _error_from(self, payload: bytes, *, counted: bool = True) -> GreeterError:
         """The error a worker reported, rebuilt as data naming *this* plugin; anything else breaks the protocol."""
         try:
-            data = decode_json(payload)
-            kind = data.get("kind") if isinstance(data, dict) else None
-            if kind not in SENDABLE_ERRORS:
-                raise ValueError(f"a worker may not report {str(kind)[:80]!r}")
-            return from_data(data, driver=self.driver, plugin=self._plugin)
-        except ValueError as error:
-            problem = f"a malformed error: {error}"
-            if not counted:
-                return ProtocolError(self.driver, self._plugin, problem)
-            return self._broke_protocol(problem)
+            return read_error(payload, driver=self.driver, plugin=self._plugin)
+        except ProtocolError as error:
+            return self._broke_protocol(error.problem) if counted else error
 
     def _broke_protocol(self, problem: str) -> ProtocolError:
         """Stop a worker that sent what the protocol does not allow; it counts as a crash."""

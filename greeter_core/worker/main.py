@@ -39,9 +39,9 @@ from ..errors import (
     PluginLoadError,
     WorkerLimitError,
     one_line,
-    to_data,
 )
 from . import tree
+from .codec import SENDABLE_ERRORS, decode_json, to_data
 from .protocol import (
     BYE,
     COOKIE,
@@ -50,13 +50,11 @@ from .protocol import (
     HELLO,
     LOG_MARK,
     PROTOCOL_VERSION,
-    SENDABLE_ERRORS,
     Channel,
     FrameTooLarge,
     Limits,
     check_hello,
     core_identity,
-    decode_json,
 )
 
 if TYPE_CHECKING:
