@@ -150,7 +150,7 @@ def decode_json(payload: bytes) -> Any:
 def _check_depth(value: object) -> None:
     """Refuse nesting deeper than :data:`MAX_DEPTH`, without recursion (a deep value could exhaust the stack)."""
     level: list[object] = [value]
-    for _ in range(MAX_DEPTH + 1):
+    for _ in range(MAX_DEPTH):
         level = [
             child
             for item in level
