@@ -174,3 +174,88 @@ def test_a_typo_gets_a_suggestion_instead_of_an_install_command(typed: str, mean
     message = str(errors.NoSuchDriverError(typed, ["english", "chinese"]))
     assert f"did you mean {meant!r}?" in message
     assert "pip install" not in message
+
+
+#: The control endpoint's answer per failure (the table control.status_for had; every other error is 422).
+HTTP_STATUS = {
+    errors.NoSuchDriverError: 404,
+    errors.PluginDisabledError: 403,
+    errors.DuplicateDriverError: 409,
+    errors.ReloadUnsupportedError: 409,
+    errors.RuntimeStoppedError: 409,
+    errors.UsageError: 400,
+    errors.HostResourceError: 503,
+}
+
+#: What a worker may report: errors about the plugin it runs, each exit 1.
+SENDABLE = {
+    errors.HandshakeError,
+    errors.IntegrityError,
+    errors.PluginAPIVersionError,
+    errors.PluginCallError,
+    errors.PluginContractError,
+    errors.PluginLoadError,
+    errors.WorkerLimitError,
+}
+
+
+@pytest.mark.parametrize("error", ALL_ERRORS, ids=lambda e: type(e).__name__)
+def test_each_error_says_its_category_on_its_class(error: errors.GreeterError) -> None:
+    """Exit code, HTTP status and whether a worker may send it: one place, the class, read by the CLI and control."""
+    from greeter_core.control import status_for
+
+    assert status_for(error) == type(error).http_status == HTTP_STATUS.get(type(error), 422)
+    assert type(error).sendable is (type(error) in SENDABLE)
+    assert not type(error).sendable or type(error).exit_code == 1
+
+
+def test_the_kinds_a_worker_may_send_are_derived_from_the_classes() -> None:
+    """The codec's table of kinds is every class of greeter_core.errors; SENDABLE_ERRORS those marked sendable."""
+    exported = {getattr(errors, name) for name in errors.__all__}
+    assert set(codec.KINDS.values()) == {c for c in exported if isinstance(c, type) and issubclass(c, errors.GreeterError)}
+    assert codec.SENDABLE_ERRORS == {cls.__name__ for cls in SENDABLE}
+
+
+def test_sendable_is_not_inherited() -> None:
+    """A subclass of a sendable error is not sendable unless it says so: a lock mismatch is the host's finding."""
+
+    class Finding(errors.IntegrityError):
+        pass
+
+    assert errors.IntegrityError.sendable and not Finding.sendable and not errors.LockMismatchError.sendable
+
+
+def test_a_class_with_its_own_constructor_must_declare_its_wire_fields() -> None:
+    """The codec reads only what a class declares; a constructor the declaration does not describe is refused."""
+    with pytest.raises(TypeError, match="does not declare its wire_fields"):
+
+        class Undeclared(errors.GreeterError):
+            def __init__(self, driver: str) -> None:
+                super().__init__("x", driver=driver)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [e for e in ALL_ERRORS if type(e) is not errors.GreeterError],
+    ids=lambda e: type(e).__name__,
+)
+def test_a_subclass_is_built_through_its_parents_constructor(error: errors.GreeterError, monkeypatch) -> None:
+    """Fields a parent sets are set by the parent's __init__, never copied by hand into the subclass."""
+    parent = type(error).__bases__[0]
+    original = parent.__init__
+    calls: list[type] = []
+
+    def spy(self: errors.GreeterError, *args: object, **kwargs: object) -> None:
+        calls.append(type(self))
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(parent, "__init__", spy)
+    copy = codec.from_data(codec.to_data(error))
+    assert calls == [type(error)]
+    assert (str(copy), copy.__dict__) == (str(error), error.__dict__)
+
+
+def test_the_message_helpers_are_exported() -> None:
+    """describe, one_line and install_hint are the errors module's public helpers, used across greeter."""
+    assert {"describe", "one_line", "install_hint"} <= set(errors.__all__)
+    assert errors.describe("panic", INFO) == "plugin 'panic' (greeter-panic 1.0)"
