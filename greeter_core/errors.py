@@ -18,6 +18,7 @@ phrase their own messages the same way.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from .printable import printable
@@ -96,6 +97,11 @@ def _rebuild(cls: type[GreeterError], args: tuple[Any, ...], state: dict[str, An
 _PLUGIN = PluginInfo | None
 
 
+def _wire(**fields: object) -> Mapping[str, object]:
+    """A class's wire fields, in its constructor's order, read-only."""
+    return MappingProxyType(fields)
+
+
 class GreeterError(Exception):
     """Base class of every error greeter raises on purpose."""
 
@@ -115,7 +121,7 @@ class GreeterError(Exception):
     #: The fields this error crosses a process border with, and their types: the arguments of its
     #: constructor, each kept as the attribute of the same name. A class with its own ``__init__``
     #: declares its own.
-    wire_fields: ClassVar[Mapping[str, object]] = {"message": str, "driver": str | None, "plugin": _PLUGIN}
+    wire_fields: ClassVar[Mapping[str, object]] = _wire(message=str, driver=str | None, plugin=_PLUGIN)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -153,7 +159,7 @@ class NoSuchDriverError(GreeterError):
 
     exit_code = 2
     http_status = 404
-    wire_fields = {"driver": str, "installed": tuple[str, ...]}
+    wire_fields = _wire(driver=str, installed=tuple[str, ...])
 
     def __init__(self, driver: str, installed: Iterable[str]) -> None:
         self.installed = tuple(sorted(installed))
@@ -187,7 +193,7 @@ class DuplicateDriverError(GreeterError):
     """Several distributions register the same plugin name; greeter will not guess."""
 
     http_status = 409
-    wire_fields = {"driver": str, "plugins": tuple[PluginInfo, ...]}
+    wire_fields = _wire(driver=str, plugins=tuple[PluginInfo, ...])
 
     def __init__(self, driver: str, plugins: Iterable[PluginInfo]) -> None:
         self.plugins = tuple(plugins)
@@ -203,7 +209,7 @@ class PluginLoadError(GreeterError):
     """The plugin's module failed to import, or its class failed to construct."""
 
     sendable = True
-    wire_fields = {"driver": str, "plugin": _PLUGIN, "error": str, "target": str | None}
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, error=str, target=str | None)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, error: str, *, target: str | None = None) -> None:
         self.error = error
@@ -221,7 +227,7 @@ class PluginLoadError(GreeterError):
 class PluginLoadTimeoutError(PluginLoadError):
     """Loading a plugin in process (its import and construction) did not finish in time; it was given up on."""
 
-    wire_fields = {"driver": str, "plugin": _PLUGIN, "seconds": float}
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, seconds=float)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, seconds: float) -> None:
         self.seconds = seconds
@@ -239,7 +245,7 @@ class PluginContractError(GreeterError):
     """The loaded object is not a Greeter: the type assertion of the Go original."""
 
     sendable = True
-    wire_fields = {"driver": str, "plugin": _PLUGIN, "problem": str}
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, problem=str)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, problem: str) -> None:
         self.problem = problem
@@ -257,7 +263,7 @@ class PluginAPIVersionError(PluginContractError):
     """The plugin was written for a newer plugin API than this core provides."""
 
     sendable = True
-    wire_fields = {"driver": str, "plugin": _PLUGIN, "wanted": int, "provided": int}
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, wanted=int, provided=int)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, wanted: int, provided: int) -> None:
         self.wanted = wanted
@@ -277,7 +283,7 @@ class PluginCallError(GreeterError):
     """``greet()`` raised: the Go original's ``recover()``-ed panic."""
 
     sendable = True
-    wire_fields = {"driver": str, "plugin": _PLUGIN, "error": str}
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, error=str)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, error: str) -> None:
         self.error = error
@@ -287,7 +293,7 @@ class PluginCallError(GreeterError):
 class WorkerCrashedError(GreeterError):
     """The isolated worker running the plugin died (exit, signal, kill)."""
 
-    wire_fields = {"driver": str, "plugin": _PLUGIN, "what": str}
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, what=str)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, what: str) -> None:
         self.what = what
@@ -304,7 +310,7 @@ class WorkerLimitError(WorkerCrashedError):
     """The isolated worker went over one of its resource limits (``--worker-memory``...) and was stopped."""
 
     sendable = True
-    wire_fields = {"driver": str, "plugin": _PLUGIN, "limit": str}
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, limit=str)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, limit: str) -> None:
         self.limit = limit
@@ -320,7 +326,7 @@ class WorkerLimitError(WorkerCrashedError):
 class ProtocolError(WorkerCrashedError):
     """The isolated worker sent something the protocol does not allow; it was stopped."""
 
-    wire_fields = {"driver": str, "plugin": _PLUGIN, "problem": str}
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, problem=str)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, problem: str) -> None:
         self.problem = problem
@@ -336,7 +342,7 @@ class ProtocolError(WorkerCrashedError):
 class WorkerUnavailableError(WorkerCrashedError):
     """The isolated worker crashed a moment ago: calls fail at once, starting nothing, until its restart is due."""
 
-    wire_fields = {"driver": str, "plugin": _PLUGIN, "last_exit": str, "retry_in": float}
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, last_exit=str, retry_in=float)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, last_exit: str, retry_in: float) -> None:
         self.last_exit = last_exit
@@ -353,7 +359,7 @@ class WorkerUnavailableError(WorkerCrashedError):
 class CircuitOpenError(WorkerUnavailableError):
     """The isolated worker crashed too often: it is not restarted until the window passes, a swap or a reload."""
 
-    wire_fields = {"driver": str, "plugin": _PLUGIN, "crashes": int, "window": float, "retry_in": float}
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, crashes=int, window=float, retry_in=float)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, crashes: int, window: float, retry_in: float) -> None:
         self.crashes = crashes
@@ -370,7 +376,7 @@ class CircuitOpenError(WorkerUnavailableError):
 class PluginTimeoutError(GreeterError):
     """A call to an isolated plugin did not answer in time; its worker was killed."""
 
-    wire_fields = {"driver": str, "plugin": _PLUGIN, "seconds": float}
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, seconds=float)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, seconds: float) -> None:
         self.seconds = seconds
@@ -386,7 +392,7 @@ class HandshakeError(GreeterError):
     """The worker and the host do not speak the same protocol or plugin API."""
 
     sendable = True
-    wire_fields = {"driver": str, "plugin": _PLUGIN, "problem": str}
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, problem=str)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, problem: str) -> None:
         self.problem = problem
@@ -401,7 +407,7 @@ class HostResourceError(GreeterError):
     """greeter itself ran short of a resource (file descriptors...) while serving a plugin: not the plugin's fault."""
 
     http_status = 503  # greeter itself is short of descriptors or memory: not the plugin, and retryable
-    wire_fields = {"driver": str, "plugin": _PLUGIN, "what": str, "problem": str}
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, what=str, problem=str)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, what: str, problem: str) -> None:
         self.what = what
@@ -418,7 +424,7 @@ class IntegrityError(GreeterError):
     """A file of the plugin's distribution does not match its ``RECORD``."""
 
     sendable = True
-    wire_fields = {"driver": str, "plugin": _PLUGIN, "path": str, "problem": str}
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, path=str, problem=str)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, path: str, problem: str) -> None:
         self.path = path
@@ -436,7 +442,7 @@ class IntegrityError(GreeterError):
 class LockMismatchError(IntegrityError):
     """The plugin's distribution differs from the lock file: not locked, another version, or a file changed."""
 
-    wire_fields = {"driver": str, "plugin": _PLUGIN, "lock_file": str, "path": str, "problem": str}
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, lock_file=str, path=str, problem=str)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, lock_file: str, path: str, problem: str) -> None:
         self.lock_file = lock_file
@@ -455,7 +461,7 @@ class PluginDisabledError(GreeterError):
 
     exit_code = 2
     http_status = 403  # installed, understood, and forbidden by the operator's --plugins/--disable
-    wire_fields = {"driver": str, "plugin": _PLUGIN, "setting": str, "why": str}
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, setting=str, why=str)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, setting: str, why: str) -> None:
         self.setting = setting
@@ -468,7 +474,7 @@ class ReloadUnsupportedError(GreeterError):
 
     exit_code = 2
     http_status = 409
-    wire_fields = {"driver": str}
+    wire_fields = _wire(driver=str)
 
     def __init__(self, driver: str) -> None:
         super().__init__(
@@ -483,7 +489,7 @@ class RuntimeStoppedError(GreeterError):
     """A swap arrived while ``greeter run`` was shutting down."""
 
     http_status = 409
-    wire_fields: ClassVar[Mapping[str, object]] = {}
+    wire_fields = _wire()
 
     def __init__(self) -> None:
         super().__init__("greeter run is stopping; no more swaps")
