@@ -119,14 +119,14 @@ class GreeterError(Exception):
     sendable: ClassVar[bool] = False
 
     #: The fields this error crosses a process border with, and their types: the arguments of its
-    #: constructor, each kept as the attribute of the same name. A class with its own ``__init__``
-    #: declares its own.
+    #: constructor, each kept as the attribute of the same name. A class of this module with its own
+    #: ``__init__`` declares its own (a plugin's subclass never crosses: the codec builds only these).
     wire_fields: ClassVar[Mapping[str, object]] = _wire(message=str, driver=str | None, plugin=_PLUGIN)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.sendable = bool(vars(cls).get("sendable", False))
-        if "__init__" in vars(cls) and "wire_fields" not in vars(cls):
+        if cls.__module__ == __name__ and "__init__" in vars(cls) and "wire_fields" not in vars(cls):
             raise TypeError(f"{cls.__name__} has its own __init__ but does not declare its wire_fields")
 
     def __init__(self, message: str, *, driver: str | None = None, plugin: PluginInfo | None = None) -> None:
