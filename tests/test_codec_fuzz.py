@@ -23,7 +23,7 @@ from greeter_core.worker.protocol import check_hello, decode_text
 
 INFO = PluginInfo("victim", "greeter-victim", "1.0", "gt_victim:Plugin")
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 #: Bodies the issue names: deep nesting, huge numbers, invalid UTF-8, another encoding, constants.
 NASTY = [
@@ -187,6 +187,7 @@ def test_an_error_frame_is_an_error_a_worker_may_send_or_a_protocol_error(payloa
 
 @FUZZ
 @given(payloads)
+@example(b"[" * 200_000)
 def test_a_hello_is_json_or_a_value_error(payload: bytes) -> None:
     """Whatever a worker writes as its hello, decoding raises ValueError or nothing, and checking never raises."""
     host_reads_a_hello(payload)
