@@ -53,12 +53,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs
 
 from .errors import (
-    DuplicateDriverError,
     GreeterError,
-    HostResourceError,
     NoSuchDriverError,
-    PluginDisabledError,
-    ReloadUnsupportedError,
     RuntimeStoppedError,
     UsageError,
 )
@@ -174,18 +170,8 @@ for _route in ROUTES:
 
 
 def status_for(error: GreeterError) -> int:
-    """The HTTP status for a slot's error: whose fault, and can it be retried."""
-    if isinstance(error, NoSuchDriverError):
-        return 404
-    if isinstance(error, PluginDisabledError):
-        return 403  # installed, understood, and forbidden by the operator's --plugins/--disable
-    if isinstance(error, (DuplicateDriverError, ReloadUnsupportedError, RuntimeStoppedError)):
-        return 409
-    if isinstance(error, UsageError):
-        return 400
-    if isinstance(error, HostResourceError):
-        return 503  # greeter itself is short of descriptors or memory: not the plugin, and retryable
-    return 422  # the plugin failed to load or broke the contract
+    """The HTTP status for a slot's error: whose fault, and can it be retried (``http_status`` on its class)."""
+    return error.http_status
 
 
 class _Text(NamedTuple):

@@ -38,6 +38,7 @@ ORDER = [
     # building it in this process
     "loading",
     # or in a worker, which loads through loading on its side
+    "worker.codec",
     "worker.protocol",
     "worker.output",
     "worker.main",
