@@ -50,6 +50,7 @@ ORDER = [
     "checkup",
     "slot",
     "metrics",
+    "httpd",  # a hardened HTTP server; it imports only printable, and knows nothing of greeter
     "control",
     "loop",
     # the shells, and what plugin authors use
