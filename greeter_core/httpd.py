@@ -274,14 +274,20 @@ class _Refusals:
     when none comes, once the window has passed (:meth:`flush`).
     """
 
-    def __init__(self, log: logging.Logger, name: str, window: float = _REFUSAL_WINDOW) -> None:
-        self._log, self._name, self._window = log, name, window
+    def __init__(
+        self,
+        log: logging.Logger,
+        name: str,
+        window: float = _REFUSAL_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log, self._name, self._window, self._clock = log, name, window, clock
         self._lock = threading.Lock()
         self._last: dict[str, float] = {}  # reason -> when its last line was logged
         self._suppressed: dict[str, int] = {}
 
     def refused(self, reason: str, client: str, what: str, why: str) -> None:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             if now - self._last.get(reason, -self._window) < self._window:
                 self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
@@ -300,7 +306,7 @@ class _Refusals:
 
     def flush(self) -> None:
         """Log the count of refusals held back, for each reason whose window has passed."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             due = [r for r, n in self._suppressed.items() if n and now - self._last[r] >= self._window]
             counts = [(reason, self._suppressed.pop(reason)) for reason in due]
@@ -466,6 +472,7 @@ class HardenedHandler(BaseHTTPRequestHandler):
     server: HardenedServer
     timeout = REQUEST_DEADLINE  # per read; the whole request has REQUEST_DEADLINE too (see _Admission)
     raw_requestline: bytes
+    _authority: str | None = None  # of an absolute-form target: it takes the place of the Host
     _consumed = False
     _answered = False
 
@@ -497,7 +504,13 @@ class HardenedHandler(BaseHTTPRequestHandler):
             self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
             self.send_error(400, "expected a request line like 'GET /status HTTP/1.1' (HTTP/0.9 is not supported)")
             return False
-        return super().parse_request()
+        if not super().parse_request():
+            return False
+        absolute = _ABSOLUTE_FORM.fullmatch(self.path)
+        if absolute:  # RFC 9112 3.2.2: its authority, not the Host header, names the server asked
+            self._authority, path = absolute.group("authority", "path")
+            self.path = path if path.startswith("/") else "/" + path
+        return True
 
     def _dispatch(self) -> None:
         try:
@@ -527,6 +540,10 @@ class HardenedHandler(BaseHTTPRequestHandler):
                 raise cut  # too late, or dropped to let another client in: nothing is done
             return 200, handler(self.server, Request(self.command, path, query, body, self.headers)), {}
         except Reject as reject:
+            if reject.refusal is not None:
+                self.server.refusals.refused(
+                    reject.refusal, self.client_address[0], f"{self.command} {self.path[:100]!r}", str(reject)
+                )
             return reject.status, {**reject.payload, "status": reject.status}, reject.headers
         except Exception as error:
             answer = self.server.answer(error)
@@ -542,7 +559,9 @@ class HardenedHandler(BaseHTTPRequestHandler):
         expected = token.encode("ascii")
         ok = hmac.compare_digest(given.strip().encode("latin-1", "replace"), expected)
         if not (ok and scheme.lower() == "bearer"):
+            reason = "no token given" if not given and not scheme else "a wrong token"
             reject = Reject(401, "this endpoint needs 'Authorization: Bearer <token>'", refusal="token")
+            reject.args = (f"{reject.args[0]} ({reason})",)
             reject.headers["WWW-Authenticate"] = 'Bearer realm="greeter"'
             raise reject
 
@@ -560,12 +579,14 @@ class HardenedHandler(BaseHTTPRequestHandler):
         hosts = self.headers.get_all("Host") or []
         if len(hosts) > 1:
             raise Reject(400, "give one Host header")
-        host = str(hosts[0]).strip() if hosts else None
+        host = self._authority if self._authority is not None else str(hosts[0]).strip() if hosts else None
+        if host is None and self.request_version != "HTTP/1.0":
+            raise Reject(400, "an HTTP/1.1 request must name the Host it is for (RFC 9112)")
         if self.server.token is None and host is not None and not self._is_this_server(host):
             raise Reject(
                 403,
                 f"Host {host[:100]!r} is not this endpoint: call it as localhost or {self.server.server_name} "
-                f"(requests under another name are refused, against DNS rebinding)",
+                f"on port {self.server.server_port} (requests under another name are refused, against DNS rebinding)",
                 refusal="rebinding",
             )
         origin = self.headers.get("Origin")
@@ -584,6 +605,8 @@ class HardenedHandler(BaseHTTPRequestHandler):
             name, sep, port = host.rpartition(":")
             if not sep:
                 name, port = host, ""
+        if port and (not port.isdigit() or int(port[-6:]) != self.server.server_port):
+            return False
         return name.lower().removesuffix(".") in self.server.host_names
 
     def _read_body(self) -> bytes:
@@ -603,6 +626,9 @@ class HardenedHandler(BaseHTTPRequestHandler):
         if not length:
             return b""
         self._consumed = True
+        if self.request_version != "HTTP/1.0" and str(self.headers.get("Expect", "")).lower() == "100-continue":
+            # The body is wanted: say so now, or the client waits (curl: a second) before sending it.
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         try:
             body = self.rfile.read(length)
         except TimeoutError:
@@ -667,6 +693,10 @@ class HardenedHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         self.server.log.debug("%s %s", self.address_string(), format % args)
+
+
+#: An absolute-form request target, ``http://127.0.0.1:8080/status``: its authority and the rest.
+_ABSOLUTE_FORM = re.compile(r"(?i:https?)://(?P<authority>[^/?#]*)(?P<path>.*)", re.S)
 
 
 def _is_json(types: list[str]) -> bool:
