@@ -8,7 +8,8 @@ of routes, what they do, their handlers and their status codes, from which
 the server's dispatch table, the CLI's help, the error replies and the docs
 are made; and the mapping of a :class:`~greeter_core.errors.GreeterError` to
 a status code. Every reply is JSON, errors included (``/metrics`` alone
-answers in the Prometheus text format). ``HEAD`` is ``GET`` without the
+answers in the Prometheus text format, and ``GET /`` without ``?mod=`` gives a
+browser, which asks for ``text/html``, the :mod:`~greeter_core.statuspage`). ``HEAD`` is ``GET`` without the
 body, where ``GET`` only reads; a ``POST`` body with a key twice is 400.
 """
 
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs
 
+from . import statuspage
 from .errors import (
     DuplicateDriverError,
     GreeterError,
@@ -76,7 +78,11 @@ DEFAULT_HOST = "127.0.0.1"
 
 
 def _swap_by_query(server: ControlServer, request: Request) -> object:
-    return server.running().swap(_name_from_query(request.query)).as_dict()
+    fields = _query(request.query)
+    if "mod" not in fields and statuspage.wants_html(request.headers.get_all("Accept") or []):
+        slot = server.running()  # a person, in a browser: the status page, from /status's and /plugins' data
+        return Text(statuspage.render(slot.status(), slot.plugins()), "text/html; charset=utf-8", statuspage.HEADERS)
+    return server.running().swap(_name_from_query(fields)).as_dict()
 
 
 def _swap_by_body(server: ControlServer, request: Request) -> object:
@@ -125,7 +131,7 @@ ROUTES = (
         "GET",
         "/",
         "/?mod=NAME",
-        "switch the driver (as in the Go original)",
+        "switch the driver (as in the Go original); without ?mod=, a browser gets a status page",
         (200, 400, 403, 404, 409, 422),
         _swap_by_query,
     ),
@@ -293,11 +299,14 @@ class ControlServer(HardenedServer):
         return status, payload, {}
 
 
-def _name_from_query(query: str) -> str:
+def _query(query: str) -> dict[str, list[str]]:
     try:
-        fields = parse_qs(query, keep_blank_values=True, max_num_fields=32)
+        return parse_qs(query, keep_blank_values=True, max_num_fields=32)
     except ValueError:
         raise Reject(400, "too many query parameters") from None
+
+
+def _name_from_query(fields: dict[str, list[str]]) -> str:
     names = fields.get("mod", [])
     if not names:
         raise Reject(400, "GET / switches the driver: give ?mod=NAME (see: GET /plugins)", routes=_METHODS)
