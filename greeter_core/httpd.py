@@ -103,13 +103,17 @@ class Reject(Exception):
     """A request the server refuses before (or instead of) a handler's answer.
 
     *refusal* names why a client was refused for what it is (``token``,
-    ``rebinding``, ``cross-site``): those are logged at WARNING, rate-limited.
+    ``rebinding``, ``cross-site``): those are logged at WARNING, rate-limited,
+    with *why* (what the log may say and the reply need not; the message by default).
     """
 
-    def __init__(self, status: int, message: str, *, refusal: str | None = None, **extra: object) -> None:
+    def __init__(
+        self, status: int, message: str, *, refusal: str | None = None, why: str | None = None, **extra: object
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.refusal = refusal
+        self.why = why or message
         self.payload: dict[str, object] = {"error": message, **extra}
         self.headers: dict[str, str] = {}
 
@@ -542,7 +546,7 @@ class HardenedHandler(BaseHTTPRequestHandler):
         except Reject as reject:
             if reject.refusal is not None:
                 self.server.refusals.refused(
-                    reject.refusal, self.client_address[0], f"{self.command} {self.path[:100]!r}", str(reject)
+                    reject.refusal, self.client_address[0], f"{self.command} {self.path[:100]!r}", reject.why
                 )
             return reject.status, {**reject.payload, "status": reject.status}, reject.headers
         except Exception as error:
@@ -559,9 +563,8 @@ class HardenedHandler(BaseHTTPRequestHandler):
         expected = token.encode("ascii")
         ok = hmac.compare_digest(given.strip().encode("latin-1", "replace"), expected)
         if not (ok and scheme.lower() == "bearer"):
-            reason = "no token given" if not given and not scheme else "a wrong token"
-            reject = Reject(401, "this endpoint needs 'Authorization: Bearer <token>'", refusal="token")
-            reject.args = (f"{reject.args[0]} ({reason})",)
+            why = "no token given" if not given and not scheme else "a wrong token"
+            reject = Reject(401, "this endpoint needs 'Authorization: Bearer <token>'", refusal="token", why=why)
             reject.headers["WWW-Authenticate"] = 'Bearer realm="greeter"'
             raise reject
 
@@ -605,7 +608,7 @@ class HardenedHandler(BaseHTTPRequestHandler):
             name, sep, port = host.rpartition(":")
             if not sep:
                 name, port = host, ""
-        if port and (not port.isdigit() or int(port[-6:]) != self.server.server_port):
+        if port and not (port.isascii() and port.isdigit() and port.lstrip("0") == str(self.server.server_port)):
             return False
         return name.lower().removesuffix(".") in self.server.host_names
 
