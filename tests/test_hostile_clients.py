@@ -415,7 +415,7 @@ def test_an_absolute_form_swap_without_a_slash_switches(alpha: RunningGreeter) -
     """`GET http://127.0.0.1:PORT?mod=beta` is `/?mod=beta`."""
     line = f"GET http://127.0.0.1:{alpha.port}?mod=beta HTTP/1.1\r\nHost: 127.0.0.1:{alpha.port}\r\n\r\n"
     status, data = answer(alpha.port, line.encode())
-    assert (status, data["new"]["name"]) == ("HTTP/1.0 200 OK", "beta")  # type: ignore[index]
+    assert (status, data["new"]["name"]) == ("HTTP/1.0 200 OK", "beta")
 
 
 def test_an_absolute_form_authority_is_held_to_the_host_rules(alpha: RunningGreeter) -> None:
