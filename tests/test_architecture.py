@@ -54,6 +54,8 @@ ORDER = [
     "checkup",
     "slot",
     "metrics",
+    "httpd",  # a hardened HTTP server; it imports only printable, and knows nothing of greeter
+    "statuspage",
     "control",
     "loop",
     # the shells, and what plugin authors use
