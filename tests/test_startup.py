@@ -40,6 +40,7 @@ assert main(["--driver", "klingon"]) == 0
 ONE_SHOT_EXTRA = {
     "greeter_core.cli": "the command itself (reads `--driver NAME [--name WHO]` without argparse)",
     "greeter_core.options": "the command line made into LoadOptions (argparse only when a parser is built)",
+    "greeter_core.settings": "the table of every option: the one-shot's defaults are read from it",
     "greeter_core.drive": "load(): the one place that chooses in process or a worker",
     "greeter_core.loading": "stevedore's DriverManager, wrapped: every failure names the plugin",
     "greeter_core.contract": "the Greeter contract, checked on the object stevedore built",
