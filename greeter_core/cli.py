@@ -352,6 +352,7 @@ def _handle(command: _Command, args: argparse.Namespace, prog: str) -> int:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (`greeter run | head`): stop quietly, and keep

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from helpers import RunningGreeter, imports_of, marking, one_line, post_json
 
-from greeter_core import PluginDisabledError, load
+from greeter_core import PluginDisabledError, discovery, load
 from greeter_core import options as cli_options
+from greeter_core.lock import PluginLock
 from greeter_core.policy import ALLOW_ENV, DISABLE_ENV, PluginPolicy
 
 #: Both record every import of their module in the site directory, whichever process imports them.
@@ -203,6 +204,62 @@ def test_a_sighup_switch_to_a_disabled_plugin_is_refused_and_logged(
     assert greeter.stop() == 0
     assert greeter.summary()[1:3] == (0, 0)
     assert imports_of(BARRED, plugins) == []
+
+
+@SETTINGS
+@pytest.mark.parametrize(
+    "command",
+    [["--driver", "barred"], ["--driver", "barred", "--isolation", "process"], ["run", "--driver", "barred"]],
+    ids=["one-shot", "one-shot-isolated", "run"],
+)
+def test_a_disabled_plugin_is_named_with_its_distribution_by_every_command(
+    cli, greeter_env, monkeypatch, plugins: Path, args, env, setting: str, command: list[str]
+) -> None:
+    """The refusal names the plugin and its distribution, however it was asked for and whichever setting refuses it."""
+    result = run_cli(cli, greeter_env, monkeypatch, [*command, *args], env)
+    assert result.returncode == 2
+    assert one_line(result.stderr).startswith(
+        f"greeter: error: plugin 'barred' (greeter-barred 1.0) is disabled by {setting}:"
+    )
+
+
+def test_a_name_disabled_but_not_installed_is_refused_as_disabled(cli, plugins: Path) -> None:
+    """A deny-listed name is refused by the setting, installed or not: what the operator wrote is what is named."""
+    result = cli("--driver", "gone", "--disable", "gone")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith("greeter: error: plugin 'gone' is disabled by --disable:")
+
+
+@pytest.mark.parametrize(
+    ("options", "scans"),
+    [
+        ({}, 0),
+        ({"verify": True}, 1),
+        ({"policy": True, "lock": True, "verify": True}, 1),
+        ({"policy": True, "lock": True, "verify": True, "isolation": "process"}, 1),
+    ],
+    ids=["plain", "verify", "policy-lock-verify", "policy-lock-verify-isolated"],
+)
+def test_one_load_looks_at_the_installed_metadata_at_most_once(
+    on_path: Path, install, monkeypatch, options: dict[str, object], scans: int
+) -> None:
+    """Policy, lock, --verify and the build share the record load() resolved once; the plain load scans nothing."""
+    install(ALLOWED, BARRED)
+    if options.get("policy"):
+        options["policy"] = PluginPolicy.from_settings({}, disable=["barred"])
+    if options.get("lock"):
+        options["lock"] = PluginLock.snapshot()
+    real = discovery.scan
+    counted: list[int] = []
+
+    def counting() -> discovery.Scan:
+        counted.append(1)
+        return real()
+
+    monkeypatch.setattr(discovery, "scan", counting)
+    with load("allowed", **options) as loaded:
+        assert loaded.greet("API") == "Allowed API"
+    assert len(counted) == scans
 
 
 def test_greeter_run_refuses_a_disabled_first_driver_in_one_line(cli, plugins: Path) -> None:
