@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import RunningGreeter, imports_of, marking, one_line, post_json
@@ -24,12 +25,11 @@ ISOLATION = pytest.mark.parametrize("isolation", ["none", "process"])
 SETTINGS = pytest.mark.parametrize(
     ("args", "env", "setting"),
     [
-        (["--disable", "barred"], {}, "--disable"),
-        ([], {DISABLE_ENV: " barred,"}, DISABLE_ENV),
-        (["--plugins", "allowed"], {}, "--plugins"),
-        ([], {ALLOW_ENV: "allowed"}, ALLOW_ENV),
+        pytest.param(["--disable", "barred"], {}, "--disable", id="--disable"),
+        pytest.param([], {DISABLE_ENV: " barred,"}, DISABLE_ENV, id="GREETER_DISABLE"),
+        pytest.param(["--plugins", "allowed"], {}, "--plugins", id="--plugins"),
+        pytest.param([], {ALLOW_ENV: "allowed"}, ALLOW_ENV, id="GREETER_PLUGINS"),
     ],
-    ids=["--disable", "GREETER_DISABLE", "--plugins", "GREETER_PLUGINS"],
 )
 
 
@@ -206,14 +206,20 @@ def test_a_sighup_switch_to_a_disabled_plugin_is_refused_and_logged(
     assert imports_of(BARRED, plugins) == []
 
 
-@SETTINGS
-@pytest.mark.parametrize(
-    "command",
-    [["--driver", "barred"], ["--driver", "barred", "--isolation", "process"], ["run", "--driver", "barred"]],
-    ids=["one-shot", "one-shot-isolated", "run"],
-)
+#: The one-shot under every setting; an isolated one-shot and `greeter run` under one each.
+NAMED_BY = [
+    pytest.param(["--driver", "barred"], *case.values, id=f"one-shot-{case.id}") for case in SETTINGS.args[1]
+] + [
+    pytest.param(
+        ["--driver", "barred", "--isolation", "process", "--disable", "barred"], [], {}, "--disable", id="isolated"
+    ),
+    pytest.param(["run", "--driver", "barred"], [], {ALLOW_ENV: "allowed"}, ALLOW_ENV, id="run"),
+]
+
+
+@pytest.mark.parametrize(("command", "args", "env", "setting"), NAMED_BY)
 def test_a_disabled_plugin_is_named_with_its_distribution_by_every_command(
-    cli, greeter_env, monkeypatch, plugins: Path, args, env, setting: str, command: list[str]
+    cli, greeter_env, monkeypatch, plugins: Path, command: list[str], args, env, setting: str
 ) -> None:
     """The refusal names the plugin and its distribution, however it was asked for and whichever setting refuses it."""
     result = run_cli(cli, greeter_env, monkeypatch, [*command, *args], env)
@@ -241,7 +247,7 @@ def test_a_name_disabled_but_not_installed_is_refused_as_disabled(cli, plugins: 
     ids=["plain", "verify", "policy-lock-verify", "policy-lock-verify-isolated"],
 )
 def test_one_load_looks_at_the_installed_metadata_at_most_once(
-    on_path: Path, install, monkeypatch, options: dict[str, object], scans: int
+    on_path: Path, install, monkeypatch, options: dict[str, Any], scans: int
 ) -> None:
     """Policy, lock, --verify and the build share the record load() resolved once; the plain load scans nothing."""
     install(ALLOWED, BARRED)
