@@ -35,16 +35,8 @@ if TYPE_CHECKING:
     from .policy import PluginPolicy
     from .worker.forkserver import ForkServer
 
-__all__ = [
-    "CHECK_ISOLATION",
-    "DEFAULT_CALL_TIMEOUT",
-    "DEFAULT_LOAD_TIMEOUT",
-    "ISOLATION_MODES",
-    "LoadOptions",
-    "RunLoader",
-    "fork_server",
-    "load",
-]
+#: The public names (re-exported by ``greeter_core``); ``RunLoader`` is ``greeter run``'s, not the API's.
+__all__ = ["CHECK_ISOLATION", "DEFAULT_CALL_TIMEOUT", "ISOLATION_MODES", "LoadOptions", "fork_server", "load"]
 
 #: The log of ``greeter run`` (the slot, its loader and the loop): a name users filter on, kept stable.
 log = logging.getLogger("greeter_core.runtime")

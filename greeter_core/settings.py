@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any
 
 from .api import DEFAULT_NAME
 
@@ -116,47 +116,77 @@ def _env_item(text: str) -> tuple[str, str | None]:
     return name, value if sep else None
 
 
-class Setting(NamedTuple):
-    """One option: everything every reader of it needs, written once."""
+class Setting:
+    """One option: everything every reader of it needs, written once.
 
-    dest: str
-    """Its attribute on the parsed command line (for a load setting, the ``LoadOptions`` field it fills)."""
+    A plain class with slots, not a NamedTuple: this module is on the one-shot
+    greeting's path, and building a NamedTuple class costs it a fifth of a millisecond.
+    """
 
-    flags: tuple[str, ...]
-    """``("--verbose", "-v")``: the long flag first, the one messages name."""
+    __slots__ = (
+        "action",
+        "by_command",
+        "choices",
+        "commands",
+        "default",
+        "dest",
+        "env",
+        "flags",
+        "help",
+        "metavar",
+        "required_by",
+        "shown",
+        "type",
+        "worker_only",
+    )
 
-    help: str
-    """What ``--help`` says of it; ``%(default)s``-free, the default is written in."""
+    def __init__(
+        self,
+        dest: str,
+        flags: tuple[str, ...],
+        help: str,
+        commands: frozenset[str],
+        default: Any = None,
+        *,
+        action: str = "store",
+        type: Callable[[str], Any] | None = None,
+        choices: tuple[str, ...] | None = None,
+        metavar: str | None = None,
+        env: str | None = None,
+        worker_only: bool = False,
+        shown: bool = False,
+        by_command: Mapping[str, Any] = MappingProxyType({}),
+        required_by: frozenset[str] = frozenset(),
+    ) -> None:
+        #: Its attribute on the parsed command line (for a load setting, the ``LoadOptions`` field it fills).
+        self.dest = dest
+        #: ``("--verbose", "-v")``: the long flag first, the one messages name.
+        self.flags = flags
+        #: What ``--help`` says of it, its default written in (``{default}``: the command's).
+        self.help = help
+        #: The commands that take it: ``greet`` (``greeter --driver``), ``list``, ``check``, ``run``...
+        self.commands = commands
+        #: Its value when not given (per command: :attr:`by_command`).
+        self.default = default
+        #: How argparse reads it: ``store``, ``append``, ``store_true`` or ``count``.
+        self.action = action
+        #: Its text made a value; raises :class:`InvalidValue` saying what was expected.
+        self.type = type
+        self.choices = choices
+        self.metavar = metavar
+        #: The environment variable read when the flag is not given.
+        self.env = env
+        #: It means something only to the worker of ``--isolation process``: without one, a usage error.
+        self.worker_only = worker_only
+        #: ``GET /status`` shows its value.
+        self.shown = shown
+        #: Command -> its default there, where it differs from :attr:`default`.
+        self.by_command = by_command
+        #: The commands that cannot run without it.
+        self.required_by = required_by
 
-    commands: frozenset[str]
-    """The commands that take it: ``greet`` (``greeter --driver``), ``list``, ``check``, ``run``."""
-
-    default: Any = None
-    """Its value when not given (per command: :attr:`by_command`)."""
-
-    action: str = "store"
-    """How argparse reads it: ``store``, ``append``, ``store_true`` or ``count``."""
-
-    type: Callable[[str], Any] | None = None
-    """Its text made a value; raises :class:`InvalidValue` with what was expected."""
-
-    choices: tuple[str, ...] | None = None
-    metavar: str | None = None
-
-    env: str | None = None
-    """The environment variable read when the flag is not given."""
-
-    worker_only: bool = False
-    """It means something only to the worker of ``--isolation process``: given without it, a usage error."""
-
-    shown: bool = False
-    """``GET /status`` shows its value."""
-
-    by_command: Mapping[str, Any] = MappingProxyType({})
-    """Command -> its default there, where it differs from :attr:`default`."""
-
-    required_by: frozenset[str] = frozenset()
-    """The commands that cannot run without it."""
+    def __repr__(self) -> str:
+        return f"Setting({self.dest!r}, {self.flags!r})"
 
     def default_for(self, command: str) -> Any:
         """Its value on *command*'s parsed command line when not given (a fresh list for ``append``)."""

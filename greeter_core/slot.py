@@ -32,11 +32,11 @@ from typing import NamedTuple
 
 from .catalog import Catalog
 from .discovery import PluginInfo
-from .drive import DEFAULT_LOAD_TIMEOUT, LoadOptions, RunLoader, load, log
+from .drive import LoadOptions, RunLoader, load, log
 from .errors import GreeterError, ReloadUnsupportedError, RuntimeStoppedError, UsageError
 from .loaded import LoadedPlugin
 from .policy import listing
-from .settings import shown
+from .settings import DEFAULT_LOAD_TIMEOUT, shown
 from .stats import DriverStats
 
 __all__ = ["DEFAULT_LOAD_TIMEOUT", "MAX_NAME_LENGTH", "DriverSlot", "Swap", "check_name", "log"]

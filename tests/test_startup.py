@@ -69,7 +69,7 @@ def test_import_greeter_core_imports_nothing_else(greeter_env, tmp_path) -> None
 def test_one_shot_greeting_imports_exactly_greeters_own_modules_beyond_bare_stevedore(
     install, greeter_env, tmp_path
 ) -> None:
-    """`greeter --driver X` adds greeter's ten modules, signal and gc to the bare script: no argparse, no more."""
+    """`greeter --driver X` adds greeter's eleven modules, signal and gc to the bare script: no argparse, no more."""
     spec = PluginSpec(
         "klingon",
         code="class Plugin:\n    def __init__(self, context): pass\n    def greet(self, name): return 'Qapla ' + name",
