@@ -115,7 +115,8 @@ def _add(parser: argparse.ArgumentParser, command: str, only: frozenset[str] | N
                 worker = parser.add_argument_group("with --isolation process (see docs/isolation.md)")
             target = worker
         kwargs: dict[str, Any] = {"dest": row.dest, "action": row.action, "default": default}
-        kwargs["help"] = row.help.replace("{default}", str(row.by_command.get(command, row.default)))
+        default_there = str(row.by_command.get(command, row.default))
+        kwargs["help"] = row.help.replace("{default}", default_there).replace("{env}", row.env or "")
         if row.action in ("store", "append"):
             kwargs["metavar"] = row.metavar
             if row.type is not None:

@@ -162,7 +162,7 @@ class Setting:
         self.dest = dest
         #: ``("--verbose", "-v")``: the long flag first, the one messages name.
         self.flags = flags
-        #: What ``--help`` says of it, its default written in (``{default}``: the command's).
+        #: What ``--help`` says of it (``{default}``: the command's default; ``{env}``: :attr:`env`).
         self.help = help
         #: The commands that take it: ``greet`` (``greeter --driver``), ``list``, ``check``, ``run``...
         self.commands = commands
@@ -247,7 +247,7 @@ SETTINGS: tuple[Setting, ...] = (
         "control_token",
         ("--control-token",),
         "require 'Authorization: Bearer TOKEN' on every control request; mandatory when binding "
-        "a non-loopback address (default: $GREETER_CONTROL_TOKEN)",
+        "a non-loopback address (default: ${env})",
         frozenset({RUN}),
         metavar="TOKEN",
         env="GREETER_CONTROL_TOKEN",
@@ -350,7 +350,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "plugins",
         ("--plugins",),
-        "load only these plugins, never any other (replaces $GREETER_PLUGINS)",
+        "load only these plugins, never any other (replaces ${env})",
         POLICY,
         metavar="NAME,...",
         env="GREETER_PLUGINS",
@@ -358,7 +358,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "disable",
         ("--disable",),
-        "never load (or import) this plugin; repeatable, added to $GREETER_DISABLE",
+        "never load (or import) this plugin; repeatable, added to ${env}",
         POLICY,
         action="append",
         metavar="NAME",
@@ -367,8 +367,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "lock",
         ("--lock",),
-        "refuse a plugin whose distribution differs from this lock file, written by "
-        "greeter lock (default: $GREETER_LOCK)",
+        "refuse a plugin whose distribution differs from this lock file, written by greeter lock (default: ${env})",
         LOADING,
         metavar="FILE",
         env="GREETER_LOCK",
