@@ -43,6 +43,7 @@ from .httpd import (
     resolve,
 )
 from .httpd import parse_address as parse_host_port
+from .settings import env
 from .slot import DriverSlot
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Environment variable holding the token when ``--control-token`` is not given.
-TOKEN_ENV = "GREETER_CONTROL_TOKEN"
+TOKEN_ENV = env("control_token")
 
 DEFAULT_HOST = "127.0.0.1"
 

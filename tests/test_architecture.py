@@ -19,6 +19,7 @@ from helpers import REPO
 ORDER = [
     # the plugin API, and leaves that import nothing of greeter
     "api",
+    "settings",
     "printable",
     "guard",
     "stats",

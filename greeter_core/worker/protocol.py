@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, Self
 
 from ..api import API_VERSION
 from ..record import PluginInfo
+from ..settings import flag
 
 __all__ = [
     "BYE",
@@ -104,10 +105,10 @@ class Limits(NamedTuple):
     def name(self, which: str) -> str:
         """The limit as the user set it, e.g. ``--worker-memory 256 MiB``."""
         if which == "memory":
-            return f"--worker-memory {self.memory_mib} MiB"
+            return f"{flag('worker_memory')} {self.memory_mib} MiB"
         if which == "cpu":
-            return f"--worker-cpu {self.cpu_seconds:g} s"
-        return f"--worker-files {self.files}"
+            return f"{flag('worker_cpu')} {self.cpu_seconds:g} s"
+        return f"{flag('worker_files')} {self.files}"
 
 
 def core_identity() -> dict[str, str]:
