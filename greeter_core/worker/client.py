@@ -44,6 +44,7 @@ from ..errors import (
     from_data,
     one_line,
 )
+from ..guard import undumpable
 from ..loaded import LoadedPlugin
 from ..printable import printable
 from . import tree
@@ -348,6 +349,7 @@ class WorkerPlugin(LoadedPlugin):
         return self._channel
 
     def _spawn(self) -> None:
+        undumpable()  # before the first worker runs: its memory, environment and descriptors out of reach
         sys_path, env = worker_sys_path(), worker_environment(self.extra_env)
         with self._host_resources():
             host_end, worker_end = socket.socketpair()

@@ -43,6 +43,9 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import IO, NamedTuple
 
+from ..guard import undumpable
+from .keeper import host_request
+
 __all__ = ["ForkServer", "ForkedProcess", "serve", "supported"]
 
 log = logging.getLogger(__name__)
@@ -217,6 +220,7 @@ class ForkServer:
 
     def _start(self, key: _Key) -> None:
         host_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        server_end.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # who sent a request: see keeper.host_request
         try:
             proc = subprocess.Popen(
                 [*key.command, str(server_end.fileno()), str(os.getpid())],
@@ -330,6 +334,7 @@ def serve(argv: Sequence[str]) -> int:
     """
     control = socket.socket(fileno=int(argv[0]))
     host = int(argv[1])
+    undumpable()  # a worker must not reach into what forks the next worker (greeter_core.guard)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
     try:
         host_fd = os.pidfd_open(host)
@@ -362,9 +367,12 @@ def _loop(control: socket.socket, host: int) -> _Child | None:
         if not ready:
             continue
         try:
-            message, fds, _, _ = socket.recv_fds(control, 16, 8)
+            received = host_request(control, 16, 8)  # greeter_core.worker.keeper: only the host's requests
         except ConnectionResetError:
             return None
+        if received is None:
+            continue
+        message, fds = received
         if not message:
             return None  # the host closed its end
         if message != b"F" or len(fds) != 4:
