@@ -164,9 +164,12 @@ def test_a_descriptor_of_the_channel_handed_to_another_process_gets_no_worker_fo
     from greeter_core.worker.client import worker_command, worker_environment, worker_sys_path
     from greeter_core.worker.forkserver import BOOTSTRAP, ForkServer
 
+    command, env = worker_command(worker_sys_path(), BOOTSTRAP), worker_environment()
+    forked = []
     mine, theirs = socket.socketpair()
     with ForkServer() as server, mine, theirs:
-        assert server.fork(worker_command(worker_sys_path(), BOOTSTRAP), worker_environment(), theirs) is not None
+        forked.append(server.fork(command, env, theirs))
+        assert forked[0] is not None
         channel = server._sock
         assert channel is not None
         asking = (
@@ -184,7 +187,13 @@ def test_a_descriptor_of_the_channel_handed_to_another_process_gets_no_worker_fo
         assert child.stdout.strip() == "refused", child
         other, again = socket.socketpair()
         with other, again:  # and the host is still served
-            assert server.fork(worker_command(worker_sys_path(), BOOTSTRAP), worker_environment(), again) is not None
+            forked.append(server.fork(command, env, again))
+            assert forked[1] is not None
+    for process in forked:
+        if process is not None:
+            process.wait(timeout=60)
+            process.stdout.close()
+            process.stderr.close()
 
 
 def test_a_copy_of_an_in_process_host_forked_by_its_plugin_ends_at_once(start, install, tmp_path) -> None:
