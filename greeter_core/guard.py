@@ -52,8 +52,8 @@ __all__ = [
     "call_bounded",
     "clear_stop",
     "end_if_copy",
-    "forked",
     "exit_if_stuck",
+    "forked",
     "is_user_stop",
     "plugin_output_to_stderr",
     "request_stop",
@@ -95,6 +95,7 @@ def this_is_greeter() -> None:
     """Claim a process greeter itself forked (a worker below its keeper): it is no plugin's copy."""
     global _HOST_PID, forked
     _HOST_PID, forked = os.getpid(), False
+
 
 _PR_SET_DUMPABLE = 4
 _undumpable = False

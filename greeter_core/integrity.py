@@ -7,11 +7,12 @@ writes a ``RECORD`` listing each installed file with its sha256 (PEP 376/627).
 What this guards: a listed file that was changed or removed, and any
 importable file (every suffix Python imports: ``.py``, ``.pyc``, extension
 modules) added anywhere under the distribution's own packages, or beside its
-top-level modules, where it could shadow or extend the plugin's code. Byte-code caches in ``__pycache__`` are data: ``RECORD`` lists them without a
-hash, and Python checks a cache only against its source's mtime and size,
+top-level modules, where it could shadow or extend the plugin's code.
+Byte-code caches in ``__pycache__`` are data: ``RECORD`` lists them without
+a hash, and Python checks a cache only against its source's mtime and size,
 which anyone who can write it can copy; so the cache Python would run in
-place of a verified source must hold that source's code (:func:`bytecode_problem`).
-What it does not guard: code outside the
+place of a verified source must hold that source's code
+(:func:`bytecode_problem`). What it does not guard: code outside the
 distribution (a ``.pth`` file, another package it imports), and someone who can
 rewrite ``RECORD`` along with the files (a lock file guards that). An editable
 install is refused: its ``RECORD`` hashes none of the plugin's modules, so

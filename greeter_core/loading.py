@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 from stevedore import DriverManager
 from stevedore.exception import NoMatches
 
+from . import guard
 from .api import GROUP, HostContext
 from .contract import Violation, closer, greeting, validate
 from .errors import GreeterError, PluginCallError, PluginLoadError, describe, one_line
-from . import guard
 from .guard import call_bounded, end_if_copy, is_user_stop
 from .loaded import LoadedPlugin
 

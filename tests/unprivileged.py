@@ -60,7 +60,17 @@ class Unprivileged:
         self._pip(*core)
 
     def _pip(self, *wheels: Path) -> None:
-        uv("pip", "install", "--quiet", "--offline", "--no-index", "--python", self.python, *wheels, env=self._build_env)
+        uv(
+            "pip",
+            "install",
+            "--quiet",
+            "--offline",
+            "--no-index",
+            "--python",
+            self.python,
+            *wheels,
+            env=self._build_env,
+        )
 
     def install(self, *specs: PluginSpec) -> None:
         """Install fixture plugins into the shared venv (each once per session)."""
