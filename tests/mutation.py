@@ -1,0 +1,99 @@
+"""Mutation testing (``tox -e mutation``): cosmic-ray over the modules that guard a promise, in the installed wheel.
+
+cosmic-ray rewrites one module file on disk per mutant and runs a test
+command; pointed at the copy tox installed (not the checkout), it tests what
+the suite tests, subprocesses included (mutmut 3 instead runs tests against
+its own copy of the source tree, which this suite refuses to import). Each
+module gets its own session and only the test files that speak for it, one
+pytest worker (``-n 0``), first failure ends a mutant (``-x``).
+
+``python tests/mutation.py [MODULE ...]`` runs the named modules (all by
+default), resuming sessions already started; the report goes to stdout and
+``$TOX_ENV_DIR/mutation/report.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import greeter_core
+
+HERE = Path(__file__).resolve().parent
+INSTALLED = Path(greeter_core.__file__).resolve().parent
+SCRIPTS = Path(sysconfig.get_path("scripts"))
+
+#: module (under greeter_core/) -> the test files that speak for it.
+TARGETS: dict[str, list[str]] = {
+    "printable.py": ["test_mutation_kills.py", "test_hostile_plugins.py"],
+    "contract.py": ["test_mutation_kills.py", "test_loading.py", "test_testing_kit.py"],
+    "policy.py": ["test_mutation_kills.py", "test_policy.py"],
+    "integrity.py": ["test_mutation_kills.py", "test_integrity.py"],
+    "lock.py": ["test_mutation_kills.py", "test_lock.py"],
+    "catalog.py": ["test_mutation_kills.py", "test_catalog.py"],
+    "guard.py": ["test_mutation_kills.py", "test_loading.py", "test_hostile_plugins.py"],
+    "worker/protocol.py": ["test_mutation_kills.py", "test_deadline.py", "test_isolation.py", "test_boundary.py"],
+    # the wire codec: errors.to_data/from_data, or worker/codec.py once it moves there
+    "worker/codec.py": ["test_mutation_kills.py", "test_errors.py", "test_boundary.py"],
+    "errors.py": ["test_mutation_kills.py", "test_errors.py", "test_boundary.py"],
+}
+
+
+def config(module: Path, tests: list[str], timeout: float) -> str:
+    """One cosmic-ray session's configuration (TOML)."""
+    pytest = SCRIPTS / "pytest"
+    files = " ".join(str(HERE / name) for name in tests if (HERE / name).exists())
+    # the pytest script, not python -m pytest: the checkout must not come first on sys.path
+    command = f"{pytest} -x -q -n 0 -p no:cacheprovider -p no:randomly {files}"
+    return (
+        "[cosmic-ray]\n"
+        f'module-path = "{module}"\n'
+        f"timeout = {timeout}\n"
+        "excluded-modules = []\n"
+        f"test-command = {command!r}\n"
+        "[cosmic-ray.distributor]\n"
+        'name = "local"\n'
+    )
+
+
+def run(name: str, work: Path, timeout: float) -> str:
+    """Mutate one installed module (resuming its session); return cosmic-ray's report for it."""
+    module = INSTALLED / name
+    work.mkdir(parents=True, exist_ok=True)
+    stem = name.replace("/", "-").removesuffix(".py")
+    toml, session = work / f"{stem}.toml", work / f"{stem}.sqlite"
+    toml.write_text(config(module, TARGETS[name], timeout), encoding="utf-8")
+    if not session.exists():
+        subprocess.run([SCRIPTS / "cosmic-ray", "init", str(toml), str(session)], check=True)
+    subprocess.run([SCRIPTS / "cosmic-ray", "exec", str(toml), str(session)], check=True, cwd=HERE.parent)
+    report = subprocess.run(
+        [SCRIPTS / "cr-report", "--surviving-only", "--show-diff", str(session)], check=True, capture_output=True, text=True
+    ).stdout
+    return f"== greeter_core/{name}\n{report}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the sessions; return 0 (survivors are a report, not a failure)."""
+    parser = argparse.ArgumentParser(description="cosmic-ray over the installed greeter_core")
+    parser.add_argument("modules", nargs="*", help="paths under greeter_core/ (default: every target)")
+    parser.add_argument("--work", type=Path, default=Path(sys.prefix) / "mutation", help="sessions and report")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds per mutant's test run")
+    args = parser.parse_args(argv)
+    names = args.modules or [name for name in TARGETS if (INSTALLED / name).exists()]
+    # A same-size mutant written within the second its original was compiled would run from the stale .pyc:
+    # no bytecode at all for the package under test (the tests' subprocesses set PYTHONDONTWRITEBYTECODE).
+    for cache in INSTALLED.rglob("__pycache__"):
+        shutil.rmtree(cache)
+    reports = [run(name, args.work, args.timeout) for name in names]
+    text = "\n".join(reports)
+    (args.work / "report.txt").write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""What a plugin object may declare as its ``api_version``: a plain int the core can compare and name."""
+
+from __future__ import annotations
+
+import pytest
+
+from greeter_core import API_VERSION
+from greeter_core.contract import Violation, validate
+
+
+def plugin_declaring(api_version: object) -> object:
+    """A Greeter-shaped object whose class sets *api_version*."""
+
+    class Plugin:
+        def greet(self, name: str) -> str:
+            return name
+
+    Plugin.api_version = api_version  # type: ignore[attr-defined]
+    return Plugin()
+
+
+@pytest.mark.parametrize(
+    ("declared", "problem"),
+    [
+        (True, "api_version must be an int, not bool"),
+        (False, "api_version must be an int, not bool"),
+        (1.0, "api_version must be an int, not float"),
+        (float(API_VERSION + 1), "api_version must be an int, not float"),
+        (float("nan"), "api_version must be an int, not float"),
+        ("1", "api_version must be an int, not str"),
+        (2**63, "api_version must be a plugin API version, not an int of 64 bits"),
+        (10**5000, "api_version must be a plugin API version, not an int of 16610 bits"),
+        (-(10**5000), "api_version must be a plugin API version, not an int of 16610 bits"),
+    ],
+    ids=["true", "false", "float-current", "float-newer", "nan", "str", "2**63", "10**5000", "-10**5000"],
+)
+def test_an_api_version_that_is_not_a_plain_int_is_a_contract_violation(declared: object, problem: str) -> None:
+    """bool is an int to Python (True == 1) and a float may equal one: both are refused, not read as version 1."""
+    with pytest.raises(Violation) as caught:
+        validate(plugin_declaring(declared))
+    assert (caught.value.problem, caught.value.wanted_api) == (problem, None)
+
+
+@pytest.mark.parametrize("declared", [API_VERSION + 1, 2**63 - 1], ids=["next", "largest"])
+def test_a_newer_api_version_is_named_with_the_number_the_plugin_declared(declared: int) -> None:
+    """A version the core does not provide yet is an API-version refusal that says which one was wanted."""
+    with pytest.raises(Violation) as caught:
+        validate(plugin_declaring(declared))
+    assert caught.value.wanted_api == declared
+    assert str(declared) in caught.value.error("klingon", None).args[0]
+
+
+def test_the_current_api_version_is_accepted() -> None:
+    """The control case: a plain int equal to the core's API passes."""
+    assert validate(plugin_declaring(API_VERSION)) == ""
