@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -12,13 +13,37 @@ from typing import Any
 
 import pytest
 
+
+def installed_core() -> str:
+    """Where this interpreter's installed greeter_core is: what ``python -I`` (no cwd, no PYTHONPATH) imports."""
+    found = subprocess.run(
+        [sys.executable, "-I", "-c", "import greeter_core; print(greeter_core.__file__)"],
+        capture_output=True,
+        text=True,
+    )
+    return os.path.realpath(found.stdout.strip()) if found.returncode == 0 else "nowhere (not installed)"
+
+
+def imported_core() -> str:
+    """Where the greeter_core this session would import is (``python -m pytest`` puts the cwd first on sys.path)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("greeter_core")
+    return os.path.realpath(spec.origin) if spec and spec.origin else "nowhere (not installed)"
+
+
+#: The temporary directories this process made, removed when its session ends (pytest_unconfigure).
+MADE: list[str] = []
 # stevedore picks its on-disk cache directory when it is imported, and its
 # cache key can miss changes made within ~2 minutes: keep it out of $HOME and
 # private to this session, before anything imports stevedore.
-os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="greeter-tests-cache-")
+MADE.append(tempfile.mkdtemp(prefix="greeter-tests-cache-"))
+os.environ["XDG_CACHE_HOME"] = MADE[-1]
 # pip's downloads (setuptools for isolated builds, stevedore, pytest), shared by every pip the
-# tests run in this session, where each test otherwise has a cache of its own.
-os.environ.setdefault("PIP_CACHE_DIR", tempfile.mkdtemp(prefix="greeter-tests-pip-"))
+# tests run in this session (pytest-xdist's workers inherit it), where each test otherwise has a cache of its own.
+if "PIP_CACHE_DIR" not in os.environ:
+    MADE.append(tempfile.mkdtemp(prefix="greeter-tests-pip-"))
+    os.environ["PIP_CACHE_DIR"] = MADE[-1]
 
 from helpers import (
     ALPHA_V1,
@@ -39,6 +64,35 @@ from helpers import (
 
 from greeter_core import load
 from greeter_core.worker.client import WorkerPlugin
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse, in one line, a session whose in-process tests would test the source tree instead of the installed copy."""
+    imported, installed = imported_core(), installed_core()
+    if imported != installed:
+        raise pytest.UsageError(
+            f"refusing to test {imported}: this interpreter's installed greeter_core is {installed}; "
+            "run the tests with tox or the venv's pytest script, not python -m pytest from the checkout"
+        )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Leave nothing in the temporary directory: each process removes what it made (each worker, then the controller).
+
+    At the session's end, not at unconfigure: pytest-xdist's workers never unconfigure.
+    """
+    remove_what_this_process_made()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A session refused or ended before it finished removes what it made too."""
+    remove_what_this_process_made()
+
+
+def remove_what_this_process_made() -> None:
+    while MADE:
+        shutil.rmtree(MADE.pop(), ignore_errors=True)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

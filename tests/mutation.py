@@ -29,17 +29,17 @@ SCRIPTS = Path(sysconfig.get_path("scripts"))
 
 #: module (under greeter_core/) -> the test files that speak for it.
 TARGETS: dict[str, list[str]] = {
-    "printable.py": ["test_mutation_kills.py", "test_hostile_plugins.py"],
-    "contract.py": ["test_mutation_kills.py", "test_loading.py", "test_testing_kit.py"],
-    "policy.py": ["test_mutation_kills.py", "test_policy.py"],
-    "integrity.py": ["test_mutation_kills.py", "test_integrity.py"],
-    "lock.py": ["test_mutation_kills.py", "test_lock.py"],
-    "catalog.py": ["test_mutation_kills.py", "test_catalog.py"],
-    "guard.py": ["test_mutation_kills.py", "test_loading.py", "test_hostile_plugins.py"],
-    "worker/protocol.py": ["test_mutation_kills.py", "test_deadline.py", "test_isolation.py", "test_boundary.py"],
+    "printable.py": ["test_printable.py", "test_hostile_plugins.py"],
+    "contract.py": ["test_contract.py", "test_loading.py", "test_hostile_plugins.py"],
+    "policy.py": ["test_policy.py"],
+    "integrity.py": ["test_integrity.py"],
+    "lock.py": ["test_lock_file.py", "test_lock.py"],
+    "catalog.py": ["test_catalog.py"],
+    "guard.py": ["test_loading.py", "test_hostile_plugins.py"],
+    "worker/protocol.py": ["test_deadline.py", "test_errors.py", "test_isolation.py", "test_boundary.py"],
     # the wire codec: errors.to_data/from_data, or worker/codec.py once it moves there
-    "worker/codec.py": ["test_mutation_kills.py", "test_errors.py", "test_boundary.py"],
-    "errors.py": ["test_mutation_kills.py", "test_errors.py", "test_boundary.py"],
+    "worker/codec.py": ["test_errors.py", "test_boundary.py"],
+    "errors.py": ["test_errors.py", "test_worker_failure.py", "test_boundary.py"],
 }
 
 
