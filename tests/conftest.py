@@ -13,37 +13,13 @@ from typing import Any
 
 import pytest
 
-
-def installed_core() -> str:
-    """Where this interpreter's installed greeter_core is: what ``python -I`` (no cwd, no PYTHONPATH) imports."""
-    found = subprocess.run(
-        [sys.executable, "-I", "-c", "import greeter_core; print(greeter_core.__file__)"],
-        capture_output=True,
-        text=True,
-    )
-    return os.path.realpath(found.stdout.strip()) if found.returncode == 0 else "nowhere (not installed)"
-
-
-def imported_core() -> str:
-    """Where the greeter_core this session would import is (``python -m pytest`` puts the cwd first on sys.path)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("greeter_core")
-    return os.path.realpath(spec.origin) if spec and spec.origin else "nowhere (not installed)"
-
-
-#: The temporary directories this process made, removed when its session ends (pytest_unconfigure).
-MADE: list[str] = []
 # stevedore picks its on-disk cache directory when it is imported, and its
 # cache key can miss changes made within ~2 minutes: keep it out of $HOME and
 # private to this session, before anything imports stevedore.
-MADE.append(tempfile.mkdtemp(prefix="greeter-tests-cache-"))
-os.environ["XDG_CACHE_HOME"] = MADE[-1]
-# pip's downloads (setuptools for isolated builds, stevedore, pytest), shared by every pip the
-# tests run in this session (pytest-xdist's workers inherit it), where each test otherwise has a cache of its own.
-if "PIP_CACHE_DIR" not in os.environ:
-    MADE.append(tempfile.mkdtemp(prefix="greeter-tests-pip-"))
-    os.environ["PIP_CACHE_DIR"] = MADE[-1]
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="greeter-tests-cache-")
+# pip's downloads (setuptools for isolated builds, stevedore, pytest), shared by every pip the tests run in
+# this session (pytest-xdist's workers inherit the controller's), where each test otherwise has a cache of its own.
+os.environ["PIP_CACHE_DIR"] = os.environ.get("PIP_CACHE_DIR") or tempfile.mkdtemp(prefix="greeter-tests-pip-")
 
 from helpers import (
     ALPHA_V1,
@@ -65,9 +41,35 @@ from helpers import (
 from greeter_core import load
 from greeter_core.worker.client import WorkerPlugin
 
+#: The temporary directories this process made, removed when its session ends: its stevedore cache, and
+#: the pip cache unless it inherited it (a pytest-xdist worker, or a pip cache the user chose).
+MADE = [os.environ["XDG_CACHE_HOME"]]
+if "PYTEST_XDIST_WORKER" not in os.environ and os.path.basename(os.environ["PIP_CACHE_DIR"]).startswith(
+    "greeter-tests-pip-"
+):
+    MADE.append(os.environ["PIP_CACHE_DIR"])
+
+
+def installed_core() -> str:
+    """Where this interpreter's installed greeter_core is: what ``python -I`` (no cwd, no PYTHONPATH) imports."""
+    found = subprocess.run(
+        [sys.executable, "-I", "-c", "import greeter_core; print(greeter_core.__file__)"],
+        capture_output=True,
+        text=True,
+    )
+    return os.path.realpath(found.stdout.strip()) if found.returncode == 0 else "nowhere (not installed)"
+
+
+def imported_core() -> str:
+    """Where the greeter_core this session would import is (``python -m pytest`` puts the cwd first on sys.path)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("greeter_core")
+    return os.path.realpath(spec.origin) if spec and spec.origin else "nowhere (not installed)"
+
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Refuse, in one line, a session whose in-process tests would test the source tree instead of the installed copy."""
+    """Refuse, in one line, a session whose in-process tests would test the source tree, not the installed copy."""
     imported, installed = imported_core(), installed_core()
     if imported != installed:
         raise pytest.UsageError(

@@ -71,7 +71,10 @@ def run(name: str, work: Path, timeout: float) -> str:
         subprocess.run([SCRIPTS / "cosmic-ray", "init", str(toml), str(session)], check=True)
     subprocess.run([SCRIPTS / "cosmic-ray", "exec", str(toml), str(session)], check=True, cwd=HERE.parent)
     report = subprocess.run(
-        [SCRIPTS / "cr-report", "--surviving-only", "--show-diff", str(session)], check=True, capture_output=True, text=True
+        [SCRIPTS / "cr-report", "--surviving-only", "--show-diff", str(session)],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return f"== greeter_core/{name}\n{report}"
 

@@ -14,7 +14,7 @@ from greeter_core.worker.protocol import GREET, Channel
 DEADLINE = 1.0
 #: When the peer sends half a header, then stalls: each read re-armed to the whole timeout would end at 1.6 s.
 STALL_AT = 0.6
-#: Over the deadline by less than the 0.6 s a read armed with the whole timeout would add, with room for a loaded machine.
+#: Less than the 0.6 s a read armed with the whole timeout adds; room for a loaded machine.
 MARGIN = 0.45
 
 

@@ -69,7 +69,7 @@ def test_python_m_pytest_from_the_checkout_is_refused_in_one_line(core_wheels, t
 
 
 def test_a_session_leaves_nothing_in_the_temp_dir(tmp_path: Path) -> None:
-    """The stevedore and pip caches a session makes (the controller's, and one per pytest-xdist worker) are gone after it."""
+    """The stevedore and pip caches a session makes (the controller's, one per xdist worker) are gone after it."""
     env = session_env(tmp_path)
     pytest_script = Path(sys.executable).parent / "pytest"
     args = ["-q", "-p", "no:cacheprovider", "-n", "2", "--basetemp", str(tmp_path / "base"), SMALL]
