@@ -122,7 +122,11 @@ def factory(tmp_path_factory: pytest.TempPathFactory, builder: WheelBuilder) -> 
 
 @pytest.fixture(scope="session")
 def core_wheels(tmp_path_factory: pytest.TempPathFactory, builder: WheelBuilder) -> tuple[Path, Path]:
-    """greeter-core built from this checkout and stevedore (the copy under test, repacked): what a venv needs."""
+    """greeter-core built from this checkout and stevedore (the copy under test, repacked): what a venv needs.
+
+    From the checkout, not the installed copy: an edit made to the installed greeter_core (a mutant,
+    a debugging print) does not reach the venvs the tests build from this wheel.
+    """
     scratch = tmp_path_factory.mktemp("core")
     return build_core_wheel(builder, scratch), wheel_of_installed("stevedore", scratch)
 
@@ -193,7 +197,10 @@ def on_path(site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 @pytest.fixture
 def venv(tmp_path: Path, factory: PluginFactory, core_wheels: tuple[Path, Path]) -> Venv:
-    """A fresh venv holding greeter-core (built from this checkout), stevedore, greeter-alpha 1.0 and greeter-beta."""
+    """A fresh venv holding greeter-core, stevedore, greeter-alpha 1.0 and greeter-beta.
+
+    Its greeter-core is built from this checkout (:func:`core_wheels`), not copied from the installed one.
+    """
     env = clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"), UV_PYTHON_DOWNLOADS="never", UV_NO_CONFIG="1")
     python = core_venv(tmp_path / "venv", core_wheels, factory.wheel(ALPHA_V1), factory.wheel(BETA), env=env)
     return Venv(python, env)

@@ -15,7 +15,9 @@ default), resuming sessions already started; the report goes to stdout and
 from __future__ import annotations
 
 import argparse
+import ast
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -60,6 +62,35 @@ def config(module: Path, tests: list[str], timeout: float) -> str:
     )
 
 
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Where *source*'s annotations are, as ((line, column), (end line, end column)), cosmic-ray's positions."""
+    annotations: list[ast.expr] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.arg | ast.AnnAssign) and node.annotation is not None:
+            annotations.append(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns is not None:
+            annotations.append(node.returns)
+    return [((a.lineno, a.col_offset), (a.end_lineno or a.lineno, a.end_col_offset or 0)) for a in annotations]
+
+
+def skip_annotations(module: Path, session: Path) -> int:
+    """Mark the mutants inside annotations as skipped: equivalent, since ``from __future__ import annotations``
+    keeps every annotation a string that nothing evaluates. Return how many."""
+    from cosmic_ray.work_db import WorkDB, use_db  # type: ignore[import-not-found]
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult  # type: ignore[import-not-found]
+
+    source = module.read_text(encoding="utf-8")
+    assert "from __future__ import annotations" in source, f"{module}: its annotations are evaluated"
+    spans = annotation_spans(source)
+    skipped = 0
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item in db.work_items:
+            if all(any(start <= m.start_pos and m.end_pos <= end for start, end in spans) for m in item.mutations):
+                db.set_result(item.job_id, WorkResult(output="in an annotation", worker_outcome=WorkerOutcome.SKIPPED))
+                skipped += 1
+    return skipped
+
+
 def run(name: str, work: Path, timeout: float) -> str:
     """Mutate one installed module (resuming its session); return cosmic-ray's report for it."""
     module = INSTALLED / name
@@ -69,14 +100,19 @@ def run(name: str, work: Path, timeout: float) -> str:
     toml.write_text(config(module, TARGETS[name], timeout), encoding="utf-8")
     if not session.exists():
         subprocess.run([SCRIPTS / "cosmic-ray", "init", str(toml), str(session)], check=True)
-    subprocess.run([SCRIPTS / "cosmic-ray", "exec", str(toml), str(session)], check=True, cwd=HERE.parent)
+    skipped = skip_annotations(module, session)
+    pristine = module.read_bytes()
+    try:
+        subprocess.run([SCRIPTS / "cosmic-ray", "exec", str(toml), str(session)], check=True, cwd=HERE.parent)
+    finally:  # stopped in the middle of a mutant, cosmic-ray leaves it on disk
+        module.write_bytes(pristine)
     report = subprocess.run(
         [SCRIPTS / "cr-report", "--surviving-only", "--show-diff", str(session)],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    return f"== greeter_core/{name}\n{report}"
+    return f"== greeter_core/{name} ({skipped} mutants in annotations skipped)\n{report}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path(sys.prefix) / "mutation", help="sessions and report")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per mutant's test run")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that a stopped run restores the module it mutated
     names = args.modules or [name for name in TARGETS if (INSTALLED / name).exists()]
     # A same-size mutant written within the second its original was compiled would run from the stale .pyc:
     # no bytecode at all for the package under test (the tests' subprocesses set PYTHONDONTWRITEBYTECODE).
