@@ -18,10 +18,14 @@ import argparse
 import ast
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+
+from cosmic_ray.work_db import WorkDB, use_db  # type: ignore[import-not-found]
+from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult  # type: ignore[import-not-found]
 
 import greeter_core
 
@@ -33,7 +37,7 @@ SCRIPTS = Path(sysconfig.get_path("scripts"))
 TARGETS: dict[str, list[str]] = {
     "printable.py": ["test_printable.py", "test_hostile_plugins.py"],
     "contract.py": ["test_contract.py", "test_loading.py", "test_hostile_plugins.py"],
-    "policy.py": ["test_policy.py"],
+    "policy.py": ["test_policy_rules.py", "test_policy.py"],
     "integrity.py": ["test_integrity.py"],
     "lock.py": ["test_lock_file.py", "test_lock.py"],
     "catalog.py": ["test_catalog.py"],
@@ -76,9 +80,6 @@ def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]
 def skip_annotations(module: Path, session: Path) -> int:
     """Mark the mutants inside annotations as skipped: equivalent, since ``from __future__ import annotations``
     keeps every annotation a string that nothing evaluates. Return how many."""
-    from cosmic_ray.work_db import WorkDB, use_db  # type: ignore[import-not-found]
-    from cosmic_ray.work_item import WorkerOutcome, WorkResult  # type: ignore[import-not-found]
-
     source = module.read_text(encoding="utf-8")
     assert "from __future__ import annotations" in source, f"{module}: its annotations are evaluated"
     spans = annotation_spans(source)
@@ -91,7 +92,17 @@ def skip_annotations(module: Path, session: Path) -> int:
     return skipped
 
 
-def run(name: str, work: Path, timeout: float) -> str:
+def forget_survivors(session: Path) -> None:
+    """Make the mutants that survived pending again: after new tests, only they need another run."""
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        survived = [
+            item.job_id for item, result in db.completed_work_items if result.test_outcome == TestOutcome.SURVIVED
+        ]
+    with sqlite3.connect(session) as connection:  # cosmic-ray's WorkDB has no call that removes a result
+        connection.executemany("DELETE FROM work_results WHERE job_id = ?", [(job,) for job in survived])
+
+
+def run(name: str, work: Path, timeout: float, *, retest: bool = False) -> str:
     """Mutate one installed module (resuming its session); return cosmic-ray's report for it."""
     module = INSTALLED / name
     work.mkdir(parents=True, exist_ok=True)
@@ -100,6 +111,8 @@ def run(name: str, work: Path, timeout: float) -> str:
     toml.write_text(config(module, TARGETS[name], timeout), encoding="utf-8")
     if not session.exists():
         subprocess.run([SCRIPTS / "cosmic-ray", "init", str(toml), str(session)], check=True)
+    elif retest:
+        forget_survivors(session)
     skipped = skip_annotations(module, session)
     pristine = module.read_bytes()
     try:
@@ -121,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", help="paths under greeter_core/ (default: every target)")
     parser.add_argument("--work", type=Path, default=Path(sys.prefix) / "mutation", help="sessions and report")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per mutant's test run")
+    parser.add_argument("--retest", action="store_true", help="run the mutants that survived last time again")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that a stopped run restores the module it mutated
     names = args.modules or [name for name in TARGETS if (INSTALLED / name).exists()]
@@ -128,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     # no bytecode at all for the package under test (the tests' subprocesses set PYTHONDONTWRITEBYTECODE).
     for cache in INSTALLED.rglob("__pycache__"):
         shutil.rmtree(cache)
-    reports = [run(name, args.work, args.timeout) for name in names]
+    reports = [run(name, args.work, args.timeout, retest=args.retest) for name in names]
     text = "\n".join(reports)
     (args.work / "report.txt").write_text(text, encoding="utf-8")
     print(text)
