@@ -53,3 +53,37 @@ def test_a_newer_api_version_is_named_with_the_number_the_plugin_declared(declar
 def test_the_current_api_version_is_accepted() -> None:
     """The control case: a plain int equal to the core's API passes."""
     assert validate(plugin_declaring(API_VERSION)) == ""
+
+
+def test_a_plugin_for_an_older_api_is_accepted() -> None:
+    """Only a core older than the plugin's API refuses it: a version below the core's passes."""
+    assert validate(plugin_declaring(API_VERSION - 1)) == ""
+
+
+class _Watched(type):
+    """A metaclass whose ``==`` records that the host called it (plugin code running inside a check)."""
+
+    calls = 0
+
+    def __eq__(cls, other: object) -> bool:
+        _Watched.calls += 1
+        return True
+
+    __hash__ = type.__hash__
+
+
+class _SneakyName(str, metaclass=_Watched):
+    """A str subclass, with the metaclass above: what a class's ``__name__`` may be set to."""
+
+
+def test_a_class_name_that_is_not_a_plain_str_is_shown_as_object_without_asking_it() -> None:
+    """A plugin class renamed to a str subclass is named "object", and none of its type's methods run."""
+
+    class Plugin:
+        pass
+
+    Plugin.__name__ = _SneakyName("Plugin")
+    _Watched.calls = 0
+    with pytest.raises(Violation) as caught:
+        validate(Plugin())
+    assert (caught.value.problem, _Watched.calls) == ("object has no greet() method", 0)
