@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from greeter_core import API_VERSION
-from greeter_core.contract import Violation, validate
+from types import MethodType
+
+from greeter_core import API_VERSION, Greeter, HostContext
+from greeter_core.contract import Violation, closer, validate
 
 
 def plugin_declaring(api_version: object) -> object:
@@ -87,3 +89,52 @@ def test_a_class_name_that_is_not_a_plain_str_is_shown_as_object_without_asking_
     with pytest.raises(Violation) as caught:
         validate(Plugin())
     assert (caught.value.problem, _Watched.calls) == ("object has no greet() method", 0)
+
+
+CONTEXT = HostContext.create("klingon")
+
+
+class _EqualToAll:
+    """A callable that says it equals anything, and counts who asked."""
+
+    asked = 0
+
+    def __call__(self, *args: object) -> str:
+        return "Hi"
+
+    def __eq__(self, other: object) -> bool:
+        _EqualToAll.asked += 1
+        return True
+
+    __hash__ = object.__hash__
+
+
+def test_a_greet_that_claims_to_equal_the_base_class_s_is_taken_as_implemented() -> None:
+    """Whether greet() is the base class's own is asked by identity: a callable's == is plugin code."""
+
+    class Plugin(Greeter):
+        greet = _EqualToAll()
+
+    _EqualToAll.asked = 0
+    assert (validate(Plugin(CONTEXT)), _EqualToAll.asked) == ("", 0)
+
+
+def test_the_base_class_s_empty_close_is_not_called() -> None:
+    """A Greeter that keeps the base close() has nothing to close: no closer, and so no thread at close."""
+
+    class Plugin(Greeter):
+        def greet(self, name: str) -> str:
+            return name
+
+    assert closer(Plugin(CONTEXT)) is None
+
+
+def test_a_close_method_whose_function_claims_to_equal_the_base_class_s_is_kept() -> None:
+    """A bound close is compared by identity with the base class's: its function's == is not asked."""
+
+    class Plugin:
+        close = MethodType(_EqualToAll(), object())
+
+    _EqualToAll.asked = 0
+    kept = closer(Plugin())
+    assert (kept is not None, _EqualToAll.asked) == (True, 0)
