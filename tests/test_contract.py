@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from types import MethodType
+
+import pytest
 
 from greeter_core import API_VERSION, Greeter, HostContext
 from greeter_core.contract import Violation, closer, validate
