@@ -1,4 +1,4 @@
-"""What a plugin object may declare as its ``api_version``: a plain int the core can compare and name."""
+"""The contract check on a plugin object: a plain int api_version, and none of the plugin's code run to check."""
 
 from __future__ import annotations
 
