@@ -138,3 +138,18 @@ def test_a_close_method_whose_function_claims_to_equal_the_base_class_s_is_kept(
     _EqualToAll.asked = 0
     kept = closer(Plugin())
     assert (kept is not None, _EqualToAll.asked) == (True, 0)
+
+
+def test_a_close_whose_type_claims_to_be_a_method_type_is_not_asked() -> None:
+    """Whether close is a bound method is asked of its exact type: its metaclass's == is plugin code."""
+
+    class Closing(metaclass=_Watched):
+        def __call__(self) -> None:
+            pass
+
+    class Plugin:
+        close = Closing()
+
+    _Watched.calls = 0
+    kept = closer(Plugin())
+    assert (kept is Plugin.close, _Watched.calls) == (True, 0)
