@@ -113,7 +113,7 @@ def test_a_greet_that_claims_to_equal_the_base_class_s_is_taken_as_implemented()
     """Whether greet() is the base class's own is asked by identity: a callable's == is plugin code."""
 
     class Plugin(Greeter):
-        greet = _EqualToAll()
+        greet = _EqualToAll()  # type: ignore[assignment]
 
     _EqualToAll.asked = 0
     assert (validate(Plugin(CONTEXT)), _EqualToAll.asked) == ("", 0)
