@@ -326,7 +326,8 @@ def _cache_of(source: Path, base: Path) -> str:
 
 def _parse(data: Mapping[str, object]) -> list[LockedDistribution]:
     """The distributions of a parsed lock file; ValueError says what is wrong."""
-    if data.get("lock-version") != LOCK_VERSION:
+    version = data.get("lock-version")
+    if type(version) is not int or version != LOCK_VERSION:  # TOML's true and 1.0 equal 1 in Python
         raise ValueError(f"expected lock-version = {LOCK_VERSION}, found {data.get('lock-version')!r}")
     tables = data.get("distributions", {})
     if not isinstance(tables, dict):
