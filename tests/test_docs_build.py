@@ -56,3 +56,19 @@ def test_stevedores_own_directive_would_import_it(install, site: Path, greeter_e
     install(ALLOWED, BARRED)
     build(tmp_path, {**greeter_env, "GREETER_DISABLE": "barred"}, "stevedore.sphinxext")
     assert len(imports_of(BARRED, site)) == 1
+
+
+def test_the_docs_build_does_not_print_mysts_whole_config(tmp_path: Path) -> None:
+    """A build with the real docs/conf.py shows Sphinx's progress but not MyST's one-line dump of its settings."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "index.md").write_text("# Hello\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-E", "-W", "-b", "html", "-c", REPO / "docs", source, tmp_path / "html"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "build succeeded" in result.stdout
+    assert "MdParserConfig" not in result.stdout + result.stderr
