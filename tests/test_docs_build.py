@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, imports_of, marking
+from helpers import REPO, PluginSpec, imports_of, marking
 
 pytestmark = [pytest.mark.docs, pytest.mark.usefixtures("sphinx")]
 
@@ -72,3 +75,31 @@ def test_the_docs_build_does_not_print_mysts_whole_config(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stdout + result.stderr
     assert "build succeeded" in result.stdout
     assert "MdParserConfig" not in result.stdout + result.stderr
+
+
+DOCUMENTED = PluginSpec("documented", code=marking("documented", "Doc").code + '\nPlugin.__doc__ = "Greets as its docstring says."\n')
+
+
+def test_the_plugins_page_is_what_it_says_it_is(install, site: Path, greeter_env, tmp_path: Path) -> None:
+    """docs/plugins.rst, built as written: a section per name `greeter list` shows, each allowed plugin's class
+    docstring, from greeter's list-plugins directive (stevedore's rendering), the disabled plugin not imported."""
+    install(DOCUMENTED, BARRED)
+    env = {**greeter_env, "GREETER_DISABLE": "barred"}
+    source = tmp_path / "src"
+    source.mkdir()
+    shutil.copy2(REPO / "docs" / "plugins.rst", source / "index.rst")
+    result = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-E", "-W", "-q", "-b", "html", "-c", REPO / "docs", source, tmp_path / "out"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    listed = subprocess.run(
+        [sys.executable, "-m", "greeter_core", "list", "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    names = sorted(plugin["name"] for plugin in json.loads(listed.stdout))
+    assert names == ["barred", "documented"]
+    assert sorted(re.findall(r'<section id="([^"]+)">\n<h2>', page)) == names
+    assert "Greets as its docstring says." in page
+    assert imports_of(BARRED, site) == [] and len(imports_of(DOCUMENTED, site)) == 1
+    assert "listplugins" in (REPO / "docs" / "conf.py").read_text(encoding="utf-8")
