@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import REPO, clean_env, copy_checkout, uv, wheel_of_installed
+from helpers import REPO, WheelBuilder, clean_env, copy_checkout, uv
 
 pytestmark = pytest.mark.packaging
 
@@ -21,20 +21,34 @@ PLUGINS = sorted(p.name for p in (REPO / "plugin_packages").iterdir() if (p / "p
 
 
 @pytest.fixture(scope="module")
-def dists(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """The sdist and wheel of greeter-core and of each shipped plugin, built once per session from a copy."""
+def dists(tmp_path_factory: pytest.TempPathFactory, builder: WheelBuilder, core_wheels: tuple[Path, Path]) -> list[Path]:
+    """The sdist and wheel of greeter-core and of each shipped plugin.
+
+    The wheels are the session's (built once per tox run, shared with the other tests); the
+    sdists are built here, once per session for all of pytest-xdist's workers, from a copy.
+    """
     base = tmp_path_factory.getbasetemp()
     scratch = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # shared by xdist's workers
-    out = scratch / "index-dists"
-    with open(scratch / "index-dists.lock", "w") as lock:
+    out = scratch / "index-sdists"
+    with open(scratch / "index-sdists.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not out.is_dir():
             checkout = copy_checkout(scratch / "index-checkout")
-            for project in [checkout, *(checkout / "plugin_packages" / name for name in PLUGINS)]:
-                uv("build", "--quiet", "--no-build-isolation", "--python", sys.executable,
-                   "--out-dir", scratch / "index-dists.tmp", project, env=clean_env(UV_NO_CONFIG="1"))  # fmt: skip
-            (scratch / "index-dists.tmp").rename(out)
-    return sorted(out.glob("*.tar.gz")) + sorted(out.glob("*.whl"))
+            from uv import find_uv_bin
+
+            builds = [  # at once: each is mostly an interpreter starting and importing setuptools
+                subprocess.Popen(
+                    [find_uv_bin(), "build", "--quiet", "--sdist", "--no-build-isolation", "--python", sys.executable,
+                     "--out-dir", scratch / "index-sdists.tmp", project],
+                    env=clean_env(UV_NO_CONFIG="1"), stderr=subprocess.PIPE, text=True,
+                )  # fmt: skip
+                for project in [checkout, *(checkout / "plugin_packages" / name for name in PLUGINS)]
+            ]
+            errors = [build.communicate()[1] for build in builds]
+            assert all(build.returncode == 0 for build in builds), errors
+            (scratch / "index-sdists.tmp").rename(out)
+    wheels = [core_wheels[0], *(builder.wheel(REPO / "plugin_packages" / name) for name in PLUGINS)]
+    return sorted(out.glob("*.tar.gz")) + sorted(wheels)
 
 
 #: pypiserver's app served on an ephemeral port of 127.0.0.1; prints the port. Its own
@@ -99,9 +113,11 @@ def test_each_plugin_dist_reads_well_on_an_index_page(dists: list[Path], distrib
     assert f"pip install {distribution}" in text
 
 
-def test_pip_installs_a_plugin_by_name_from_the_index_and_greets(dists: list[Path], index: str, tmp_path: Path) -> None:
+def test_pip_installs_a_plugin_by_name_from_the_index_and_greets(
+    dists: list[Path], core_wheels: tuple[Path, Path], index: str, tmp_path: Path
+) -> None:
     """The design's own command, `pip install greeter-chinese`, against a real index and no other."""
-    stevedore = wheel_of_installed("stevedore", tmp_path / "stevedore")
+    stevedore = core_wheels[1]
     upload = subprocess.run(
         [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
          "--repository-url", f"{index}/", "-u", "greeter", "-p", "unused", *dists, stevedore],
@@ -109,8 +125,8 @@ def test_pip_installs_a_plugin_by_name_from_the_index_and_greets(dists: list[Pat
     )  # fmt: skip
     assert upload.returncode == 0, upload.stdout + upload.stderr
 
-    venv = tmp_path / "user"
-    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    venv = tmp_path / "user"  # with pip in it, as `python3 -m venv` makes one (uv's is quicker)
+    uv("venv", "--quiet", "--seed", "--python", sys.executable, venv, env=clean_env(UV_PYTHON_DOWNLOADS="never"))
     env = {k: v for k, v in clean_env().items() if not k.startswith(("PIP_", "UV_", "VIRTUAL_ENV", "TOX"))} | {
         "PIP_INDEX_URL": f"{index}/simple/",
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",

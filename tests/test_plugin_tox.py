@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import CORE_SOURCES, REPO, WheelBuilder, build_core_wheel
+from helpers import CORE_SOURCES, REPO, WheelBuilder
 
 from greeter_core.scaffold import scaffold, tox_ini
 
@@ -66,7 +66,9 @@ def _author_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 @pytest.mark.packaging
-def test_a_scaffolded_plugins_tox_matrix_passes_as_its_author_runs_it(builder: WheelBuilder, tmp_path: Path) -> None:
+def test_a_scaffolded_plugins_tox_matrix_passes_as_its_author_runs_it(
+    builder: WheelBuilder, core_wheels: tuple[Path, Path], tmp_path: Path
+) -> None:
     """`tox` in a new plugin, outside this checkout, with greeter-core 1.0 and a newer one in a wheelhouse.
 
     One env of each axis: the lowest greeter-core on 3.13, the newest on 3.11, and lint; the
@@ -74,7 +76,7 @@ def test_a_scaffolded_plugins_tox_matrix_passes_as_its_author_runs_it(builder: W
     """
     wheelhouse = tmp_path / "wheelhouse"
     wheelhouse.mkdir()
-    lowest = build_core_wheel(builder, tmp_path)
+    lowest = core_wheels[0]  # the session's: built once per tox run
     newer = _core_release(builder, tmp_path / "src", "1.99.0")
     for wheel in (lowest, newer):
         shutil.copy2(wheel, wheelhouse)
