@@ -425,10 +425,11 @@ def test_the_development_commands_are_the_ones_tox_runs() -> None:
 
 
 def test_the_cleanup_command_removes_what_greeter_left_and_nothing_else(tmp_path: Path) -> None:
-    """In a used git checkout the README's clean-up leaves nothing `git status --ignored` shows, and keeps the sources."""
+    """In a used git checkout the README's clean-up leaves nothing that `git status --ignored` shows; sources stay."""
     checkout = copy_checkout(tmp_path / "checkout")
     env = clean_env(GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1")
-    assert sh("git init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm t", env, checkout).returncode == 0
+    commit = "git init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm t"
+    assert sh(commit, env, checkout).returncode == 0
     # What the README's commands, tox (its envs, ruff, mypy, pytest, hypothesis, Sphinx), the bench,
     # an editable install and `pip install ./greeter-panic` leave in the checkout.
     left = [

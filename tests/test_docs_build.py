@@ -77,7 +77,9 @@ def test_the_docs_build_does_not_print_mysts_whole_config(tmp_path: Path) -> Non
     assert "MdParserConfig" not in result.stdout + result.stderr
 
 
-DOCUMENTED = PluginSpec("documented", code=marking("documented", "Doc").code + '\nPlugin.__doc__ = "Greets as its docstring says."\n')
+DOCUMENTED = PluginSpec(
+    "documented", code=marking("documented", "Doc").code + '\nPlugin.__doc__ = "Greets as its docstring says."\n'
+)
 
 
 def test_the_plugins_page_is_what_it_says_it_is(install, site: Path, greeter_env, tmp_path: Path) -> None:
