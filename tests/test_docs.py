@@ -82,6 +82,16 @@ def shell_env(tmp_path: Path, site: Path | None = None, bin_dir: Path | None = N
     """A user's shell: `greeter` and `python3` of this environment (or *bin_dir*) first on PATH."""
     bin_dir = bin_dir or Path(sys.executable).parent
     env = clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"), PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    # The docs show the install hint of a user who configured no index or wheelhouse (this run's may have one).
+    for variable in (
+        "PIP_INDEX_URL",
+        "PIP_FIND_LINKS",
+        "UV_INDEX_URL",
+        "UV_DEFAULT_INDEX",
+        "UV_INDEX",
+        "UV_FIND_LINKS",
+    ):
+        env.pop(variable, None)
     env["COLUMNS"] = "200"
     if site is not None:
         env["PYTHONPATH"] = str(site)
