@@ -112,6 +112,10 @@ def load(
 
         plugin = find(plugin) if isinstance(plugin, str) else plugin
         lock.check(plugin)
+    if isolation != "process" and not isinstance(plugin, str):
+        from .environments import refuse_in_process
+
+        refuse_in_process(plugin)  # its own environment: in a worker only (by name: loading refuses it)
     if isolation == "process":
         from .discovery import find
         from .worker.client import WorkerPlugin
@@ -122,6 +126,10 @@ def load(
             if not value >= 0:
                 raise UsageError(f"worker limit {field} must be a number >= 0 (0: no limit), not {value!r}")
         record = find(plugin) if isinstance(plugin, str) else plugin
+        if record.environment:
+            from .environments import hold
+
+            hold(record)  # it can run, and its build stays while this process lives
         return WorkerPlugin(
             record,
             config=config,

@@ -26,6 +26,8 @@ ORDER = [
     "worker.tree",
     # every failure, named
     "errors",
+    # environments of their own (greeter install): read, never built, below discovery
+    "environments",
     # finding and checking a plugin, never importing it (contract: checking an object once built)
     "discovery",
     "catalog",
@@ -58,6 +60,7 @@ ORDER = [
     "scaffold",
     "testing",
     "options",
+    "installing",
     "cli",
     "__main__",
 ]

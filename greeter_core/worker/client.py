@@ -32,6 +32,7 @@ from typing import TypeVar
 
 from ..api import GROUP
 from ..discovery import PluginInfo
+from ..environments import worker_sys_path as environment_sys_path
 from ..errors import (
     GreeterError,
     HandshakeError,
@@ -566,7 +567,7 @@ class WorkerPlugin(LoadedPlugin):
             verify=self.verify,
             log_level=min(self._logger.getEffectiveLevel(), logging.getLogger().getEffectiveLevel()),
             limits=self.limits,
-            sys_path=worker_sys_path(),
+            sys_path=environment_sys_path(self._plugin) if self._plugin.environment else worker_sys_path(),
             env=worker_environment(self.extra_env),
         )
         worker = Worker(
