@@ -312,7 +312,7 @@ def _decode(data: Any, key: dict[str, object]) -> tuple[Snapshot, Scan] | None:
     """The cache file's content, checked field by field; ``ValueError`` for anything malformed."""
     if not isinstance(data, dict) or data.get("key") != key:
         return None
-    plugins = tuple(PluginInfo(*_strings(record, len(PluginInfo._fields))) for record in _list(data["plugins"]))
+    plugins = tuple(PluginInfo(*_record(record)) for record in _list(data["plugins"]))
     unreadable = data["unreadable"]
     if not isinstance(unreadable, dict) or not all(isinstance(v, str) for v in unreadable.values()):
         raise ValueError("unreadable: not an object of strings")
@@ -345,6 +345,14 @@ def _strings(value: object, count: int | None) -> list[str]:
     items = [_string(item) for item in _list(value)]
     if count is not None and len(items) != count:
         raise ValueError(f"expected {count} strings, got {len(items)}")
+    return items
+
+
+def _record(value: object) -> list[str]:
+    """A plugin's record: four strings, and a fifth for one in an environment of its own."""
+    items = _strings(value, None)
+    if len(items) not in (len(PluginInfo._fields) - 1, len(PluginInfo._fields)):
+        raise ValueError(f"a plugin record is {len(PluginInfo._fields)} strings, not {len(items)}")
     return items
 
 

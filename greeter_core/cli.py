@@ -89,8 +89,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if not plugins:
         print(INSTALL_HINT, file=sys.stderr)
         return 0
-    header: tuple[str, ...] = ("NAME", "DISTRIBUTION", "VERSION", "TARGET", "WHERE")
-    rows: list[tuple[str, ...]] = [(p.name, p.distribution, p.version, p.target, p.where) for p in plugins]
+    header: tuple[str, ...] = ("NAME", "DISTRIBUTION", "VERSION", "TARGET")
+    rows: list[tuple[str, ...]] = [(p.name, p.distribution, p.version, p.target) for p in plugins]
+    if any(p.environment for p in plugins):  # a column only when some plugin has an environment of its own
+        header += ("WHERE",)
+        rows = [(*row, p.where) for row, p in zip(rows, plugins, strict=True)]
     if policy is not None:  # a column only when a policy is set: the plain listing stays as it was
         header += ("STATE",)
         rows = [
@@ -255,7 +258,7 @@ _COMMANDS = {
     "run": _Command(
         "greet in a loop; hot-swap the driver over HTTP or SIGHUP", run_parser, _cmd_run, log_level=logging.INFO
     ),
-    "install": _Command("install plugin distributions, each into an environment of its own", *_installing("install")),
+    "install": _Command("install plugins, each in an environment of its own", *_installing("install")),
     "uninstall": _Command("remove what greeter install installed", *_installing("uninstall")),
     "lock": _Command("pin every plugin file in a lock file (--check: compare)", lock_parser, _cmd_lock),
     "new-plugin": _Command("write a new, tested plugin distribution to start from", new_plugin_parser, _cmd_new_plugin),
