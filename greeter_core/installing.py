@@ -111,7 +111,7 @@ class Installed(NamedTuple):
         return self._asdict()
 
 
-def find_uv() -> str:
+def find_uv(distribution: str) -> str:
     """The uv executable: ``$GREETER_UV``, the ``uv`` package's, or ``uv`` on ``PATH``."""
     chosen = os.environ.get(UV_ENV)
     if chosen:
@@ -125,7 +125,7 @@ def find_uv() -> str:
     on_path = shutil.which("uv")
     if on_path is None:
         raise InstallError(
-            "the plugin",
+            distribution,
             "greeter install builds environments with uv, which is not installed: "
             "pip install 'greeter-core[install]', or put uv on PATH, or set GREETER_UV",
         )
@@ -283,7 +283,7 @@ def _build(
     build: str, spec: str, name: str, *, find_links: Sequence[str], index_url: str | None, no_index: bool
 ) -> Environment:
     """Build *spec* into the new directory *build* and mark it ready; :class:`InstallError` if anything fails."""
-    uv = find_uv()
+    uv = find_uv(name)
     _run([uv, "venv", "--quiet", "--no-project", "--python", sys.executable, build], name)
     site = os.path.join(build, _site_packages())
     hosted = provided()

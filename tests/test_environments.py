@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import PluginSpec, WheelBuilder, clean_env, greet_body, launcher, one_line, wait_for
+from helpers import PluginSpec, Venv, WheelBuilder, clean_env, greet_body, launcher, one_line, wait_for
 
 import greeter_core
 
@@ -375,3 +375,38 @@ def test_the_list_cache_sees_an_install(greeter: Greeter, wheelhouse: Path, data
     assert list((data / "cache" / "greeter").glob("plugins-*.json"))  # kept
     assert greeter(*_installs(wheelhouse), TWO.dist).returncode == 0
     assert "envtwo" in greeter("list").stdout
+
+
+def test_the_environments_own_dependency_wins_over_the_hosts(
+    venv: Venv, wheelhouse: Path, data: Path, tmp_path: Path
+) -> None:
+    """A host that has greeter-testlib 2.0 itself: ONE, in its own environment, still imports its 1.0."""
+    venv.install(next(wheelhouse.glob("greeter_testlib-2.0-*.whl")))
+    from uv import find_uv_bin
+
+    env = {**venv.env, "XDG_DATA_HOME": str(data), "GREETER_UV": find_uv_bin()}  # the venv has no uv of its own
+
+    def greeter(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [str(venv.python), "-m", "greeter_core", *args]
+        return subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    assert greeter(*_installs(wheelhouse), ONE.dist).returncode == 0
+    done = greeter("--driver", "envone", "--isolation", "process")
+    assert (done.returncode, done.stdout) == (0, "one testlib-1.0 Universe\n"), done.stderr
+
+
+def test_the_operators_commands_run_as_written(wheelhouse: Path, data: Path, tmp_path: Path) -> None:
+    """The commands of docs/environments.md, run in bash from a directory holding ./wheelhouse (uv offline)."""
+    from helpers import REPO, blocks
+
+    [block] = [b for b in blocks(REPO / "docs" / "environments.md") if b.lang == "sh"]
+    (tmp_path / "wheelhouse").symlink_to(wheelhouse)
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = _env(data, PATH=path, UV_OFFLINE="1")
+    outputs = []
+    for command in block.commands():
+        done = subprocess.run(["bash", "-c", command], env=env, cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, (command, done.stderr)
+        outputs.append(done.stdout)
+    assert "envtwo" in outputs[1] and outputs[2] == "one testlib-1.0 Universe\n"
+    assert not (data / "greeter" / "envs" / ONE.dist).exists()
