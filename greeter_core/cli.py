@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, NamedTuple, cast
 
-from .api import DEFAULT_NAME
-from .drive import DEFAULT_CALL_TIMEOUT, LoadOptions
 from .errors import GreeterError, UsageError, install_hint
 from .guard import Command, plugin_output_to_stderr
 from .options import (
@@ -33,6 +31,7 @@ from .options import (
     run_parser,
     setup_logging,
 )
+from .settings import GREET, defaults, env, setting
 
 if TYPE_CHECKING:
     import argparse
@@ -45,7 +44,10 @@ __all__ = ["main"]
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = f"no greeter plugins are installed; install one, e.g.: {install_hint('greeter-english')}"
+
+def _install_hint() -> str:
+    """What to say when no plugin is installed (read from the user's settings: only when it is said)."""
+    return f"no greeter plugins are installed; install one, e.g.: {install_hint('greeter-english')}"
 
 
 def _warn_unknown(policy: PluginPolicy | None) -> None:
@@ -63,7 +65,7 @@ def _cmd_greet(args: argparse.Namespace) -> int:
     _warn_unknown(options.policy)
     # stdout carries the greeting only: whatever the plugin writes, to sys.stdout or fd 1, goes to stderr.
     with plugin_output_to_stderr() as out:
-        with load(args.driver, **options._asdict()) as loaded:
+        with load(args.driver, options) as loaded:
             text = loaded.greet(args.name)
         out.write(text + "\n")
     return 0
@@ -87,7 +89,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps(records, ensure_ascii=False, indent=2))
         return 0
     if not plugins:
-        print(INSTALL_HINT, file=sys.stderr)
+        print(_install_hint(), file=sys.stderr)
         return 0
     header: tuple[str, ...] = ("NAME", "DISTRIBUTION", "VERSION", "TARGET")
     rows: list[tuple[str, ...]] = [(p.name, p.distribution, p.version, p.target) for p in plugins]
@@ -116,7 +118,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
         print(json.dumps([r.as_dict() for r in results], ensure_ascii=False, indent=2))
     elif not results:
-        print(INSTALL_HINT, file=sys.stderr)
+        print(_install_hint(), file=sys.stderr)
     else:
         _print_table(
             ("RESULT", "NAME", "DISTRIBUTION", "LANGUAGE", "DETAIL"),
@@ -157,9 +159,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     plan = _run_plan(args)
     if args.control is None:
         return run(plan)
-    from .control import TOKEN_ENV, bind
+    from .control import bind
 
-    token = args.control_token if args.control_token is not None else os.environ.get(TOKEN_ENV) or None
+    token = args.control_token if args.control_token is not None else os.environ.get(env("control_token")) or None
     return run(plan, bind(args.control, token))  # run() owns the server from here: it closes it
 
 
@@ -206,6 +208,18 @@ def _cmd_new_plugin(args: argparse.Namespace) -> int:
     path = scaffold(args.language, args.greeting, args.dir, args.universe)
     print(path)
     return 0
+
+
+def _completion_parser(prog: str) -> argparse.ArgumentParser:
+    from .completion import parser
+
+    return parser(prog)
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    from .completion import run
+
+    return run(args, _GREET.parser, {name: command.parser for name, command in _COMMANDS.items()})
 
 
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -262,6 +276,7 @@ _COMMANDS = {
     "uninstall": _Command("remove what greeter install installed", *_installing("uninstall")),
     "lock": _Command("pin every plugin file in a lock file (--check: compare)", lock_parser, _cmd_lock),
     "new-plugin": _Command("write a new, tested plugin distribution to start from", new_plugin_parser, _cmd_new_plugin),
+    "completion": _Command("print a shell completion script (bash, zsh, fish)", _completion_parser, _cmd_completion),
 }
 
 
@@ -278,7 +293,7 @@ def _no_command(prog: str, word: str | None) -> int:
             message = f"name the plugin to greet with, e.g. {prog} --driver {installed[0]} (installed: "
             message += f"{', '.join(installed)}); {prog} --help shows every command and option"
         else:
-            message = INSTALL_HINT
+            message = _install_hint()
     else:
         message = f"unknown command {word!r}; "
         close = difflib.get_close_matches(word, _COMMANDS, n=1, cutoff=0.6)
@@ -292,8 +307,8 @@ def _no_command(prog: str, word: str | None) -> int:
     return 2
 
 
-#: The options :func:`_one_shot` reads, and where they go.
-_ONE_SHOT_OPTIONS = {"--driver": "driver", "--name": "name"}
+#: The options :func:`_one_shot` reads (their plain spellings, from the settings table), and where they go.
+_ONE_SHOT_OPTIONS = {setting(dest).flags[0]: dest for dest in ("driver", "name")}
 
 
 def _one_shot(argv: Sequence[str]) -> argparse.Namespace | None:
@@ -305,8 +320,9 @@ def _one_shot(argv: Sequence[str]) -> argparse.Namespace | None:
     ``--driver=NAME``, its value not empty and not starting with ``-``.
     Everything else (another option, an abbreviation, ``--help``, a mistake)
     goes to argparse, which answers with its own messages and exit codes. The
-    result is what ``_greet_parser`` would return (tests/test_one_shot.py checks
-    that the two agree), as a namespace of the same attributes.
+    result is what ``_greet_parser`` would return, both filled in from the
+    settings table (tests/test_one_shot.py checks that the two agree), as a
+    namespace of the same attributes.
     """
     from types import SimpleNamespace
 
@@ -323,25 +339,7 @@ def _one_shot(argv: Sequence[str]) -> argparse.Namespace | None:
         values[dest] = value
     if "driver" not in values:
         return None
-    defaults = LoadOptions()
-    args = SimpleNamespace(
-        driver=values["driver"],
-        name=values.get("name", DEFAULT_NAME),
-        options=[],
-        isolation=defaults.isolation,
-        verify=defaults.verify,
-        call_timeout=DEFAULT_CALL_TIMEOUT,
-        worker_memory=None,
-        worker_cpu=None,
-        worker_files=None,
-        worker_env=[],
-        plugins=None,
-        disable=[],
-        lock=None,
-        verbose=0,
-        debug=False,
-    )
-    return cast("argparse.Namespace", args)  # the same attributes; only its class differs
+    return cast("argparse.Namespace", SimpleNamespace(**{**defaults(GREET), **values}))  # only its class differs
 
 
 @contextmanager
@@ -395,6 +393,7 @@ def _handle(command: _Command, args: argparse.Namespace, prog: str) -> int:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (`greeter run | head`): stop quietly, and keep

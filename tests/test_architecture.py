@@ -19,12 +19,14 @@ from helpers import REPO
 ORDER = [
     # the plugin API, and leaves that import nothing of greeter
     "api",
+    "settings",
     "printable",
     "guard",
     "stats",
     "record",
     "worker.tree",
-    # every failure, named
+    # install hints (read only on an error path), then every failure, named
+    "hints",
     "errors",
     # environments of their own (greeter install): read, never built, below discovery
     "environments",
@@ -39,6 +41,7 @@ ORDER = [
     # building it in this process
     "loading",
     # or in a worker, which loads through loading on its side
+    "worker.codec",
     "worker.protocol",
     "worker.output",
     "worker.main",
@@ -54,12 +57,15 @@ ORDER = [
     "checkup",
     "slot",
     "metrics",
+    "httpd",  # a hardened HTTP server; it imports only printable, and knows nothing of greeter
+    "statuspage",
     "control",
     "loop",
     # the shells, and what plugin authors use
     "scaffold",
     "testing",
     "options",
+    "completion",
     "installing",
     "cli",
     "__main__",

@@ -38,9 +38,9 @@ from ..errors import (
     PluginLoadError,
     WorkerLimitError,
     one_line,
-    to_data,
 )
 from . import tree
+from .codec import KINDS, SENDABLE_ERRORS, decode_json, to_data
 from .protocol import (
     BYE,
     COOKIE,
@@ -48,13 +48,11 @@ from .protocol import (
     ERROR,
     HELLO,
     LOG_MARK,
-    SENDABLE_ERRORS,
     Channel,
     FrameTooLarge,
     Limits,
     WorkerHello,
     WorkerSpec,
-    decode_json,
 )
 
 if TYPE_CHECKING:
@@ -158,7 +156,11 @@ def _failure(error: BaseException, driver: str, record: PluginInfo, limits: Limi
         return WorkerLimitError(driver, record, limits.name("memory"))
     if isinstance(cause, OSError) and cause.errno == errno.EMFILE and limits.files:
         return WorkerLimitError(driver, record, limits.name("files"))
-    if isinstance(error, GreeterError) and type(error).__name__ in SENDABLE_ERRORS:
+    if (
+        isinstance(error, GreeterError)
+        and type(error).__name__ in SENDABLE_ERRORS
+        and KINDS[type(error).__name__] is type(error)
+    ):
         return error
     if loading:
         return PluginLoadError(driver, record, one_line(error))
