@@ -249,6 +249,7 @@ def _greet_parser(prog: str) -> argparse.ArgumentParser:
 
 _GREET = _Command("greet once with the named plugin", _greet_parser, _cmd_greet)
 
+
 def _installing(command: str) -> tuple[Callable[[str], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]:
     """``greeter install``/``uninstall``: their parser and handler, in :mod:`greeter_core.installing`."""
 

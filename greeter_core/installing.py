@@ -177,7 +177,8 @@ def install(
         collect(folder)
         existing = current(name)
         if existing is not None and not upgrade and existing.requested == spec and existing.problem() is None:
-            return Installed(existing.distribution, existing.version, _plugins(existing.site_packages), existing.root, False)
+            plugins = _plugins(existing.site_packages)
+            return Installed(existing.distribution, existing.version, plugins, existing.root, False)
         build = os.path.join(folder, f"b-{time.time_ns():x}-{os.getpid()}")
         try:
             env = _build(build, spec, name, find_links=find_links, index_url=index_url, no_index=no_index)
@@ -234,7 +235,7 @@ def collect(folder: str) -> list[str]:
             with contextlib.suppress(OSError):
                 os.unlink(path)
             continue
-        if entry == CURRENT or entry == in_use or not entry.startswith("b-"):
+        if entry in (CURRENT, in_use) or not entry.startswith("b-"):
             continue
         try:
             fd = os.open(os.path.join(path, MARKER), os.O_RDONLY | os.O_CLOEXEC)
@@ -307,7 +308,9 @@ def _build(
         if any(re.search(rf"\b{re.escape(n)}\b", error.reason, re.I) for n in stand_ins):
             host = ", ".join(f"{dist.metadata['Name']} {dist.version}" for dist in hosted.values())
             raise ProvidedVersionError(
-                name, f"it requires a version of what greeter's own environment provides ({host}) that it does not have: {error.reason}"
+                name,
+                f"it requires a version of what greeter's environment provides ({host}) that it does not have: "
+                f"{error.reason}",
             ) from None
         raise
     os.unlink(constraints)
@@ -333,7 +336,7 @@ def _mark(build: str, spec: str, name: str, site: str) -> Environment:
     for dist in distributions(path=[site]):
         dist_name = canonical(dist.metadata["Name"] or "")
         if (dist.read_text("INSTALLER") or "").strip() == _STAND_IN:
-            shutil.rmtree(str(getattr(dist, "_path")), ignore_errors=True)
+            shutil.rmtree(str(dist._path), ignore_errors=True)  # type: ignore[attr-defined]
         elif dist_name in provided():
             raise InstallError(name, f"the installer put a copy of {dist_name} into it, which the host provides")
         elif dist_name == name:
@@ -377,7 +380,8 @@ def _switch(folder: str, build: str) -> None:
 def _plugins(site: str) -> tuple[str, ...]:
     from importlib.metadata import distributions
 
-    return tuple(sorted({ep.name for dist in distributions(path=[site]) for ep in dist.entry_points.select(group=GROUP)}))
+    entry_points = (dist.entry_points.select(group=GROUP) for dist in distributions(path=[site]))
+    return tuple(sorted({ep.name for selected in entry_points for ep in selected}))
 
 
 # -- the commands ------------------------------------------------------------------------------------------

@@ -92,7 +92,8 @@ def test_bare_greeter_shows_the_usage_and_how_to_greet_with_what_is_installed(cl
     result = cli()
     assert (result.returncode, result.stdout) == (2, "")
     usage, command, error = result.stderr.splitlines()
-    assert usage.startswith("usage: greeter --driver NAME") and "{list,check,run,install,uninstall,lock,new-plugin,completion}" in command
+    assert usage.startswith("usage: greeter --driver NAME")
+    assert "{list,check,run,install,uninstall,lock,new-plugin,completion}" in command
     installed = sorted(plugin["name"] for plugin in json.loads(cli("list", "--json").stdout))
     assert {"klingon", "vulcan"} <= set(installed)
     assert error == (

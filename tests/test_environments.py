@@ -30,7 +30,8 @@ TESTLIB = "greeter-testlib"
 
 
 def _uses_testlib(word: str) -> str:
-    return greet_body(f'return "{word} " + greeter_testlib.word() + " " + (name or "Universe")', "import greeter_testlib")
+    body = f'return "{word} " + greeter_testlib.word() + " " + (name or "Universe")'
+    return greet_body(body, "import greeter_testlib")
 
 
 ONE = PluginSpec("envone", _uses_testlib("one"), dependencies=(f"{TESTLIB}==1.0",), module_name="gt_envone")
@@ -242,9 +243,7 @@ def _stalling_uv(tmp_path: Path, gate: str) -> tuple[Path, Path]:
 
     started = tmp_path / "installer-started"
     script = tmp_path / "uv"
-    script.write_text(
-        f'#!/bin/sh\nif [ "$1" = pip ]; then : > "{started}"; {gate}; fi\nexec "{find_uv_bin()}" "$@"\n'
-    )
+    script.write_text(f'#!/bin/sh\nif [ "$1" = pip ]; then : > "{started}"; {gate}; fi\nexec "{find_uv_bin()}" "$@"\n')
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return script, started
 
@@ -333,9 +332,7 @@ def test_upgrade_while_running_then_reload(
     assert not old.exists() and not old.parent.exists()
 
 
-def test_a_missing_interpreter_is_reported_with_how_to_rebuild(
-    greeter: Greeter, wheelhouse: Path, data: Path
-) -> None:
+def test_a_missing_interpreter_is_reported_with_how_to_rebuild(greeter: Greeter, wheelhouse: Path, data: Path) -> None:
     """The interpreter an environment was built with went away: `list` warns, `check` fails it, both say how
     to rebuild; the rebuild works."""
     assert greeter(*_installs(wheelhouse), ONE.dist).returncode == 0
