@@ -82,7 +82,7 @@ def test_the_usage_line_shows_the_subcommands(cli) -> None:
     lines = cli("--help").stdout.splitlines()
     assert lines[:2] == [
         "usage: greeter --driver NAME [--name WHO] [options]",
-        "       greeter {list,check,run,install,uninstall,lock,new-plugin,completion} ...",
+        "       greeter {list,check,run,install,uninstall,lock,new-plugin,completion}",
     ]
 
 
