@@ -407,3 +407,27 @@ def test_the_operators_commands_run_as_written(wheelhouse: Path, data: Path, tmp
         outputs.append(done.stdout)
     assert "envtwo" in outputs[1] and outputs[2] == "one testlib-1.0 Universe\n"
     assert not (data / "greeter" / "envs" / ONE.dist).exists()
+
+
+def test_host_and_environment_plugins_fork_from_one_fork_server(
+    both: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Swapping between a host plugin and plugins in two environments reuses one fork server: its
+    preload is what they are all provided with."""
+    from greeter_core.discovery import find
+    from greeter_core.drive import LoadOptions, fork_server, load
+
+    data, _, _ = both
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
+    options = LoadOptions(isolation="process")
+    server = fork_server(options)
+    assert server is not None
+    forked_by = set()
+    try:
+        for name, text in [("english", "Hello Ada"), ("envone", "one testlib-1.0 Ada"), ("envtwo", "two testlib-2.0 Ada")]:
+            with load(find(name), options, forkserver=server) as loaded:
+                assert loaded.greet("Ada") == text
+                forked_by.add(loaded.status()["forkserver"])
+    finally:
+        server.close()
+    assert len(forked_by) == 1 and None not in forked_by
