@@ -50,6 +50,7 @@ __all__ = [
     "NeedsWorkerError",
     "canonical",
     "data_dir",
+    "distribution",
     "environments_dir",
     "hold",
     "provided",
@@ -321,3 +322,19 @@ def warn_broken(plugins: Iterable[PluginInfo]) -> list[str]:
             messages.append(f"the environment of {name} ({root}) cannot run: {problem}")
             log.warning("%s", messages[-1])
     return messages
+
+
+def distribution(plugin: PluginInfo) -> Distribution:
+    """The installed distribution of *plugin*, in its own environment or in the host's (``PackageNotFoundError``
+    if it is gone): what ``greeter lock`` and ``--lock`` read its files from."""
+    import importlib.metadata as metadata
+
+    if not plugin.environment:
+        return metadata.distribution(plugin.distribution)
+    env = _marker(plugin.environment)
+    found = None
+    if env is not None:
+        found = next(iter(metadata.distributions(name=plugin.distribution, path=[env.site_packages])), None)
+    if found is None:
+        raise metadata.PackageNotFoundError(plugin.distribution)
+    return found

@@ -431,3 +431,19 @@ def test_host_and_environment_plugins_fork_from_one_fork_server(
     finally:
         server.close()
     assert len(forked_by) == 1 and None not in forked_by
+
+
+def test_the_lock_pins_the_files_of_a_plugin_in_its_own_environment(
+    greeter: Greeter, wheelhouse: Path, data: Path, tmp_path: Path
+) -> None:
+    """`greeter lock` reads the plugin's files from its environment; an edit there is refused under --lock."""
+    assert greeter(*_installs(wheelhouse), ONE.dist).returncode == 0
+    lock = tmp_path / "greeter.lock"
+    assert greeter("lock", "--output", str(lock)).returncode == 0
+    run = ["--driver", "envone", "--isolation", "process", "--lock", str(lock)]
+    assert greeter(*run).stdout == "one testlib-1.0 Universe\n"
+    [module] = _build(data, ONE).glob("lib/python*/site-packages/gt_envone/__init__.py")
+    module.write_text(module.read_text() + "\n# edited\n")
+    done = greeter(*run)
+    assert done.returncode == 1
+    assert "greeter-envone" in one_line(done.stderr)
