@@ -424,10 +424,13 @@ def test_host_and_environment_plugins_fork_from_one_fork_server(
     assert server is not None
     forked_by = set()
     try:
-        for name, text in [("english", "Hello Ada"), ("envone", "one testlib-1.0 Ada"), ("envtwo", "two testlib-2.0 Ada")]:
+        greetings = [("english", "Hello Ada"), ("envone", "one testlib-1.0 Ada"), ("envtwo", "two testlib-2.0 Ada")]
+        for name, text in greetings:
             with load(find(name), options, forkserver=server) as loaded:
                 assert loaded.greet("Ada") == text
-                forked_by.add(loaded.status()["forkserver"])
+                status = loaded.status()
+                assert status is not None  # a worker's
+                forked_by.add(status["forkserver"])
     finally:
         server.close()
     assert len(forked_by) == 1 and None not in forked_by
