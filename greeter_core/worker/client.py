@@ -45,6 +45,7 @@ from ..errors import (
     describe,
     one_line,
 )
+from ..guard import undumpable
 from ..loaded import LoadedPlugin
 from ..printable import printable
 from . import tree
@@ -201,6 +202,7 @@ class Worker:
 
     def start(self) -> Worker:
         """Start the process and complete the handshake; raise (the worker stopped) if either fails."""
+        undumpable()  # before the first worker runs: the host's memory, environment and descriptors out of its reach
         env = self.spec.env
         with self._host_resources():
             host_end, worker_end = socket.socketpair()
