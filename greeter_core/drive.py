@@ -111,6 +111,10 @@ def load(
     if options.isolation == "process":
         assert isinstance(record, PluginInfo)
         return _in_worker(record, options, forkserver)
+    if not isinstance(record, str) and record.environment:
+        from .environments import refuse_in_process
+
+        refuse_in_process(record)  # its own environment: in a worker only (by name: loading refuses it)
     from .loading import load_in_process
 
     return load_in_process(record, options.config, verify=options.verify)
@@ -161,6 +165,10 @@ def _in_worker(record: PluginInfo, options: LoadOptions, forkserver: ForkServer 
     for field, value in limits._asdict().items():
         if not value >= 0:
             raise UsageError(f"worker limit {field} must be a number >= 0 (0: no limit), not {value!r}")
+    if record.environment:
+        from .environments import hold
+
+        hold(record)  # it can run, and its build stays while this process lives
     return WorkerPlugin(
         record,
         config=options.config,

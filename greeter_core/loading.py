@@ -66,6 +66,10 @@ def load_in_process(
         from .discovery import find
 
         fresh = find(plugin)  # raises NoSuchDriverError if it really is not installed
+        if fresh.environment:
+            from .environments import refuse_in_process
+
+            refuse_in_process(fresh)
         if isinstance(error, PluginLoadError) and error.target == fresh.target:
             raise PluginLoadError(plugin, fresh, error.error, target=fresh.target) from error.__cause__
         log.info("stevedore's entry-point cache is stale for %r; loading it from fresh metadata", plugin)

@@ -44,6 +44,7 @@ from typing import NamedTuple
 
 from .api import GROUP
 from .discovery import PluginInfo, _canonical, discover
+from .environments import distribution as distribution_of
 from .errors import LockMismatchError, UsageError
 from .integrity import bytecode_problem, read_record, unlisted_files
 from .settings import env
@@ -195,7 +196,7 @@ class PluginLock:
         """How *plugin*'s distribution differs from the lock, most telling first; [] when it matches."""
         locked = self.distributions.get(_canonical(plugin.distribution))
         try:
-            dist = distribution(plugin.distribution)
+            dist = distribution_of(plugin)  # in its own environment (greeter install) or the host's
         except PackageNotFoundError:
             return [Difference(plugin.distribution, "", "is no longer installed")]
         if locked is None:
@@ -230,8 +231,8 @@ class PluginLock:
 
 def _plugin_distributions() -> list[Distribution]:
     """Each installed distribution that registers a greeter plugin, once, by canonical name."""
-    names = {_canonical(p.distribution): p.distribution for p in discover()}
-    return [distribution(name) for _, name in sorted(names.items())]
+    records = {_canonical(p.distribution): p for p in discover()}
+    return [distribution_of(record) for _, record in sorted(records.items())]
 
 
 def _editable(dist: Distribution) -> bool:

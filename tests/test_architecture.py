@@ -28,6 +28,8 @@ ORDER = [
     # install hints (read only on an error path), then every failure, named
     "hints",
     "errors",
+    # environments of their own (greeter install): read, never built, below discovery
+    "environments",
     # finding and checking a plugin, never importing it (contract: checking an object once built)
     "discovery",
     "catalog",
@@ -64,6 +66,7 @@ ORDER = [
     "testing",
     "options",
     "completion",
+    "installing",
     "cli",
     "__main__",
 ]

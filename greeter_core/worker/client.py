@@ -32,6 +32,7 @@ from typing import TypeVar
 
 from ..api import GROUP
 from ..discovery import PluginInfo
+from ..environments import worker_sys_path as environment_sys_path
 from ..errors import (
     GreeterError,
     HandshakeError,
@@ -387,10 +388,14 @@ class Worker:
         return error
 
     def _forked(self, channel: socket.socket) -> ForkedProcess | None:
-        """The worker's keeper, forked by the fork server; None: start it cold (no fork server, or it failed)."""
+        """The worker's keeper, forked by the fork server; None: start it cold (no fork server, or it failed).
+
+        The fork server runs the host's ``sys.path`` (its preload is the host's greeter-core and
+        stevedore, what an environment of its own is provided with); the worker's own comes in its spec.
+        """
         if self.forkserver is None or self.command is not None:
             return None
-        return self.forkserver.fork(worker_command(self.spec.sys_path, FORK_BOOTSTRAP), self.spec.env, channel)
+        return self.forkserver.fork(worker_command(worker_sys_path(), FORK_BOOTSTRAP), self.spec.env, channel)
 
     @contextlib.contextmanager
     def _host_resources(self, *opened: socket.socket) -> Iterator[None]:
@@ -561,7 +566,7 @@ class WorkerPlugin(LoadedPlugin):
             verify=self.verify,
             log_level=min(self._logger.getEffectiveLevel(), logging.getLogger().getEffectiveLevel()),
             limits=self.limits,
-            sys_path=worker_sys_path(),
+            sys_path=environment_sys_path(self._plugin) if self._plugin.environment else worker_sys_path(),
             env=worker_environment(self.extra_env),
         )
         worker = Worker(
