@@ -192,5 +192,6 @@ def test_prose_and_names_that_are_not_modules_are_no_edge() -> None:
 
 def test_the_worker_s_string_imports_are_seen() -> None:
     """The fork server's PRELOAD and the bootstrap lines are edges in the graph (they must point down too)."""
-    assert {"worker.main", "loading"} <= runtime_imports(PACKAGE / "worker" / "forkserver.py")
+    assert {"worker.main", "loading"} <= runtime_imports(PACKAGE / "worker" / "forkmain.py")
+    assert "worker.forkmain" in runtime_imports(PACKAGE / "worker" / "forkserver.py")
     assert "worker.keeper" in runtime_imports(PACKAGE / "worker" / "client.py")

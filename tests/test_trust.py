@@ -81,7 +81,7 @@ def reach(marker):
 PEEK = PluginSpec(
     "peek",
     code=greet_body(
-        'return json.dumps({"host": reach(b"greeter_core\\0run"), "forkserver": reach(b"forkserver import serve")})',
+        'return json.dumps({"host": reach(b"greeter_core\\0run"), "forkserver": reach(b"forkmain import serve")})',
         REACH,
     ),
 )
