@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -142,15 +143,25 @@ REFUSED = {"mem": "EACCES", "environ": "EACCES", "fd": "EACCES", "process_vm_rea
 
 def test_a_worker_of_an_ordinary_user_cannot_reach_into_its_host_or_the_fork_server(
     unprivileged: Unprivileged,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     """As the same ordinary user, a worker can neither read nor write the host's or the fork server's memory,
     environment (the control token) and descriptors, nor ptrace them: both are non-dumpable."""
     unprivileged.install(PEEK)
-    with unprivileged.popen("run", "--driver", "peek", "--isolation", "process", "--interval", "0.05") as greeter:
+    log = tmp_path / "stderr"
+    command = ("run", "--driver", "peek", "--isolation", "process", "--interval", "0.05")
+    # stderr to a file: a host whose plugin fails logs every tick, and an undrained pipe would block it.
+    with log.open("w") as stderr, unprivileged.popen(*command, stderr=stderr) as greeter:
         assert greeter.stdout is not None
-        line = greeter.stdout.readline()
+        watchdog = threading.Timer(60, greeter.kill)  # no first greeting in a minute: fail, never hang
+        watchdog.start()
+        try:
+            line = greeter.stdout.readline()
+        finally:
+            watchdog.cancel()
         greeter.send_signal(signal.SIGTERM)
         greeter.communicate(timeout=60)
+    assert line, log.read_text(encoding="utf-8")[-2000:]
     assert json.loads(line) == {"host": REFUSED, "forkserver": REFUSED}, line
 
 

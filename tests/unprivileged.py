@@ -84,7 +84,7 @@ class Unprivileged:
         return clean_env(HOME=str(self.home), XDG_CACHE_HOME=str(self.home / "cache"), USER=USER, **extra)
 
     def popen(self, *args: str, **options: object) -> subprocess.Popen[str]:
-        """``python -m greeter_core ARGS`` as ``nobody``, from the venv (stdout and stderr piped)."""
+        """``python -m greeter_core ARGS`` as ``nobody``, from the venv (stdout, stderr piped unless *options* say)."""
         return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
             [str(self.python), "-m", "greeter_core", *args],
             user=self.uid,
@@ -92,11 +92,9 @@ class Unprivileged:
             extra_groups=[],
             cwd=self.home,
             env=self.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
             text=True,
             encoding="utf-8",
-            **options,
+            **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **options},
         )
 
     def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
