@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes  # noqa: F401  (guard.undumpable's; loaded with the client, not by a start short of descriptors)
 import errno
 import json
 import logging
@@ -202,9 +203,9 @@ class Worker:
 
     def start(self) -> Worker:
         """Start the process and complete the handshake; raise (the worker stopped) if either fails."""
-        undumpable()  # before the first worker runs: the host's memory, environment and descriptors out of its reach
         env = self.spec.env
         with self._host_resources():
+            undumpable()  # before any worker runs: the host's memory, environment, descriptors out of its reach
             host_end, worker_end = socket.socketpair()
         try:
             with self._host_resources(host_end):
