@@ -51,7 +51,9 @@ def poison(env: Env) -> None:
     evil = env.root / "printable.py"
     evil.write_text(env.source.read_text() + "\nPOISONED = True\n")
     compiled = env.root / "evil.pyc"
-    assert env.run_python("-c", f"import py_compile; py_compile.compile({str(evil)!r}, {str(compiled)!r})").returncode == 0
+    assert (
+        env.run_python("-c", f"import py_compile; py_compile.compile({str(evil)!r}, {str(compiled)!r})").returncode == 0
+    )
     info = env.source.stat()
     data = bytearray(compiled.read_bytes())
     data[8:16] = (int(info.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") + info.st_size.to_bytes(4, "little")

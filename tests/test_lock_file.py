@@ -29,7 +29,9 @@ def test_a_lock_file_without_its_version_as_an_integer_is_refused(tmp_path: Path
     path.write_text(header + DISTRIBUTIONS, encoding="utf-8")
     with pytest.raises(UsageError) as caught:
         PluginLock.read(path)
-    assert str(caught.value).endswith(f"is not a greeter lock file: expected lock-version = {LOCK_VERSION}, found {found}")
+    assert str(caught.value).endswith(
+        f"is not a greeter lock file: expected lock-version = {LOCK_VERSION}, found {found}"
+    )
 
 
 def test_the_same_file_with_its_version_line_is_read(tmp_path: Path) -> None:

@@ -134,7 +134,9 @@ def test_an_ordinary_users_plugin_starting_500_processes_is_stopped_at_the_limit
     the limit, in one line naming it, and leaves nothing."""
     unprivileged.install(SPAWN)
     pids = unprivileged.home / "pids"
-    done = unprivileged.run("--driver", "spawn500", "--isolation", "process", "--worker-processes", "64", "--name", str(pids))
+    done = unprivileged.run(
+        "--driver", "spawn500", "--isolation", "process", "--worker-processes", "64", "--name", str(pids)
+    )
     assert done.returncode != 0
     assert "--worker-processes 64" in one_line(done.stderr), done.stderr
     assert 0 < len(logged(pids)) <= 64
@@ -143,7 +145,11 @@ def test_an_ordinary_users_plugin_starting_500_processes_is_stopped_at_the_limit
 
 @pytest.mark.parametrize("who", ["root", "nobody"])
 def test_with_no_limit_500_processes_are_all_stopped_when_the_host_stops(
-    who: str, cli, install, tmp_path, unprivileged: Unprivileged  # noqa: F811
+    who: str,
+    cli,
+    install,
+    tmp_path,
+    unprivileged: Unprivileged,  # noqa: F811
 ) -> None:
     """With --worker-processes 0 the tree is as big as the plugin makes it; the host's stop still ends all of it."""
     if who == "root":
@@ -189,8 +195,18 @@ def test_a_forker_behind_2000_threads_does_not_survive_the_hosts_stop(start, ins
     ends the forker at once."""
     install(THREADS_AND_FORKER)
     pids = tmp_path / "pids"
-    greeter = start("--driver", "forker", "--isolation", "process", "--interval", "60", "--worker-processes", "0",
-                    "--name", str(pids))
+    greeter = start(
+        "--driver",
+        "forker",
+        "--isolation",
+        "process",
+        "--interval",
+        "60",
+        "--worker-processes",
+        "0",
+        "--name",
+        str(pids),
+    )
     greeter.wait_greetings("threads and a forker")
     assert heartbeat(pids) > 0
     assert greeter.stop() == 0
@@ -202,8 +218,18 @@ def test_a_forker_behind_2000_threads_does_not_survive_the_swap_back(start, inst
     install(THREADS_AND_FORKER)
     pids = tmp_path / "pids"
     greeter = start(
-        "--driver", "english", "--isolation", "process", "--interval", "0.2", "--control", "127.0.0.1:0",
-        "--worker-processes", "0", "--name", str(pids),
+        "--driver",
+        "english",
+        "--isolation",
+        "process",
+        "--interval",
+        "0.2",
+        "--control",
+        "127.0.0.1:0",
+        "--worker-processes",
+        "0",
+        "--name",
+        str(pids),
     )
     assert greeter.swap("forker").status == 200
     wait_for(lambda: heartbeat(pids) > 0, what="the forker to fork")
