@@ -34,35 +34,16 @@ from typing import NoReturn
 
 from ..guard import this_is_greeter, undumpable
 from .cgroup import TreeGroup
+from . import tree
 from .tree import become_subreaper, count, kill_tree
 
-__all__ = ["OVER_PROCESSES", "host_request", "split", "start", "watch_processes"]
+__all__ = ["OVER_PROCESSES", "host_request", "split", "start"]
 
 #: How often the keeper checks that the host is still its parent (and counts the tree, when it watches it).
 POLL_SECONDS = 0.2
 
 #: The keeper's exit code when it ended a tree over its ``--worker-processes`` (the host names the limit).
 OVER_PROCESSES = 125
-
-#: The worker's end of the pipe on which it tells the keeper what to watch; closed once it has.
-_watch_pipe: int | None = None
-
-
-def watch_processes(limit: int) -> None:
-    """Ask the keeper to end the tree once it holds more than *limit* processes and threads (0: do not watch).
-
-    Called once by the worker before any plugin code runs; the pipe is closed
-    after, so a plugin cannot say anything on it.
-    """
-    global _watch_pipe
-    if _watch_pipe is None:
-        return
-    with contextlib.suppress(OSError):
-        os.write(_watch_pipe, struct.pack("!I", limit))
-    with contextlib.suppress(OSError):
-        os.close(_watch_pipe)
-    _watch_pipe = None
-
 
 def start(argv: list[str]) -> int:
     """A started worker process: split off the keeper first, while the process is still small, then be the
@@ -83,11 +64,10 @@ def split(host: int | None, channel: int, *, host_pidfd: int | None = None, stat
     wait for it); the worker keeps neither.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
-    global _watch_pipe
     undumpable()  # the worker below inherits it: no other worker of this user reaches into either
     become_subreaper()
     group = TreeGroup.create(os.getpid())
-    told, _watch_pipe = os.pipe()
+    told, tree.watch_pipe = os.pipe()
     worker = os.fork()
     if worker == 0:
         this_is_greeter()  # the worker is greeter's own fork, not a plugin's copy of a host
@@ -98,7 +78,8 @@ def split(host: int | None, channel: int, *, host_pidfd: int | None = None, stat
                 os.close(fd)
         return
     os.close(channel)  # the worker's alone: when the worker ends, the host sees the channel close
-    os.close(_watch_pipe)
+    os.close(tree.watch_pipe)
+    tree.watch_pipe = None
     if host_pidfd is not None:
         pidfd = host_pidfd
         _keep(worker, lambda: bool(select.select([pidfd], [], [], 0)[0]), status, told)

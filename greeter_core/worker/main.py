@@ -221,25 +221,24 @@ def bound_processes(limit: int) -> str:
     *limit*, so a fork bomb stops growing before that look. Returns which, in
     the words of :func:`~greeter_core.worker.cgroup.process_bound`.
     """
-    from . import keeper
     from .cgroup import TreeGroup, process_bound
 
     if not limit:
-        keeper.watch_processes(0)
+        tree.watch_processes(0)
         return process_bound(0)
     group = TreeGroup.of_this_process()
     if group is not None and group.limit(limit):
-        keeper.watch_processes(0)
+        tree.watch_processes(0)
         return group.where
     import resource
 
     if _own_user_namespace() and os.geteuid() != 0:
         _set_limit(resource.RLIMIT_NPROC, limit)
-        keeper.watch_processes(0)
+        tree.watch_processes(0)
         return "RLIMIT_NPROC in the worker's own user namespace"
     if os.geteuid() != 0:
         _set_limit(resource.RLIMIT_NPROC, _tasks_of(os.getuid()) + limit)
-    keeper.watch_processes(limit)
+    tree.watch_processes(limit)
     return process_bound(limit)
 
 

@@ -21,13 +21,34 @@ import os
 import signal
 import time
 
-__all__ = ["become_subreaper", "children", "count", "descendants", "kill_tree"]
+__all__ = ["become_subreaper", "children", "count", "descendants", "kill_tree", "watch_processes"]
 
 _PR_SET_CHILD_SUBREAPER = 36
 
 #: Seconds :func:`kill_tree` walks a tree that keeps changing before it kills what it stopped: a last
 #: resort, never reached by a tree within ``--worker-processes`` (a walk of 500 processes takes ~10 ms).
 WALK_DEADLINE = 10.0
+
+
+#: In a worker, its end of the pipe on which it tells its keeper what to watch (set by the keeper's fork);
+#: closed, and None, once it has.
+watch_pipe: int | None = None
+
+
+def watch_processes(limit: int) -> None:
+    """Ask the keeper to end the tree once it holds more than *limit* processes and threads (0: do not watch).
+
+    Called once by the worker before any plugin code runs; the pipe is closed
+    after, so a plugin cannot say anything on it.
+    """
+    global watch_pipe
+    if watch_pipe is None:
+        return
+    with contextlib.suppress(OSError):
+        os.write(watch_pipe, limit.to_bytes(4, "big"))
+    with contextlib.suppress(OSError):
+        os.close(watch_pipe)
+    watch_pipe = None
 
 
 def become_subreaper() -> bool:
