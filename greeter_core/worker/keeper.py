@@ -33,8 +33,8 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from ..guard import this_is_greeter, undumpable
-from .cgroup import TreeGroup
 from . import tree
+from .cgroup import TreeGroup
 from .tree import become_subreaper, count, kill_tree
 
 __all__ = ["OVER_PROCESSES", "host_request", "split", "start"]
@@ -44,6 +44,7 @@ POLL_SECONDS = 0.2
 
 #: The keeper's exit code when it ended a tree over its ``--worker-processes`` (the host names the limit).
 OVER_PROCESSES = 125
+
 
 def start(argv: list[str]) -> int:
     """A started worker process: split off the keeper first, while the process is still small, then be the
