@@ -26,6 +26,7 @@ from .settings import (
     DEFAULT_WORKER_CPU,
     DEFAULT_WORKER_FILES,
     DEFAULT_WORKER_MEMORY,
+    DEFAULT_WORKER_PROCESSES,
     ISOLATION_MODES,
 )
 
@@ -66,6 +67,9 @@ class LoadOptions(NamedTuple):
 
     worker_files: int = DEFAULT_WORKER_FILES
     """With ``isolation="process"``: file descriptors a worker may hold open; 0: no limit."""
+
+    worker_processes: int = DEFAULT_WORKER_PROCESSES
+    """With ``isolation="process"``: processes and threads a worker's tree may have; 0: no limit."""
 
     worker_env: Mapping[str, str] = MappingProxyType({})
     """With ``isolation="process"``: environment variables for the worker beyond the few it always
@@ -161,7 +165,7 @@ def _in_worker(record: PluginInfo, options: LoadOptions, forkserver: ForkServer 
     from .worker.client import WorkerPlugin
     from .worker.protocol import Limits
 
-    limits = Limits(options.worker_memory, options.worker_cpu, options.worker_files)
+    limits = Limits(options.worker_memory, options.worker_cpu, options.worker_files, options.worker_processes)
     for field, value in limits._asdict().items():
         if not value >= 0:
             raise UsageError(f"worker limit {field} must be a number >= 0 (0: no limit), not {value!r}")

@@ -22,6 +22,13 @@ a diff of two lock files reads as a review::
     [distributions."greeter-english".files]
     "greeter_english/__init__.py" = "sha256:9f86d081884c7d65..."
 
+Version 2 also pins what runs before any plugin is chosen: greeter-core's own
+files (``[core."greeter-core"]``, from its ``RECORD``) and every ``.pth`` file of
+the environment's site directories (``[pth-files]``, by absolute path): Python
+runs a ``.pth`` at start-up, and greeter-core's modules run in the host. Where
+greeter-core cannot be pinned (an editable install, no ``RECORD``) ``greeter
+lock`` says so in one line and the lock has no ``[core]`` table.
+
 Byte-code caches (``__pycache__``) are not pinned: each interpreter writes
 its own. Instead, a cache that Python would import in place of a locked
 source must hold the code compiled from that source. Editable installs are
@@ -56,8 +63,11 @@ log = logging.getLogger(__name__)
 #: The lock file to check against when ``--lock`` is not given.
 LOCK_ENV = env("lock")
 
-#: The version of the format; a lock file of another version is refused.
-LOCK_VERSION = 1
+#: The version of the format; a lock file of another version is refused. 2: ``[core]`` and ``[pth-files]``.
+LOCK_VERSION = 2
+
+#: The distribution whose own files ``[core]`` pins.
+CORE = "greeter-core"
 
 _HEADER = """\
 # greeter lock file: every installed greeter plugin distribution, its version, its entry points
@@ -99,10 +109,20 @@ class Difference(NamedTuple):
 class PluginLock:
     """A parsed lock file: :meth:`check` a plugin before loading it, or list every :meth:`differences`."""
 
-    def __init__(self, distributions: Iterable[LockedDistribution], path: str = "") -> None:
+    def __init__(
+        self,
+        distributions: Iterable[LockedDistribution],
+        path: str = "",
+        core: LockedDistribution | None = None,
+        pth_files: Mapping[str, str] | None = None,
+    ) -> None:
         self.distributions = {_canonical(d.name): d for d in distributions}
         #: Where it was read from, as the user named it (for the messages).
         self.path = path
+        #: greeter-core's own files, or None where they could not be pinned.
+        self.core = core
+        #: Every ``.pth`` file of the environment (absolute path -> sha256), or None: not pinned.
+        self.pth_files = pth_files
 
     # -- reading and writing -------------------------------------------------------------------
 
@@ -118,7 +138,7 @@ class PluginLock:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise UsageError(f"the lock file {shown!r} is not valid TOML: {error}") from None
         try:
-            return cls(_parse(data), shown)
+            return cls(_parse(data), shown, *_parse_environment(data))
         except ValueError as error:
             raise UsageError(f"the lock file {shown!r} is not a greeter lock file: {error}") from None
 
@@ -154,7 +174,7 @@ class PluginLock:
                         path,
                     )
             locked.append(current)
-        return cls(locked)
+        return cls(locked, core=_core_snapshot(), pth_files=_pth_files())
 
     def dumps(self) -> str:
         """The lock file's text: TOML, sorted, one file per line."""
@@ -165,6 +185,13 @@ class PluginLock:
             lines += [f"{_quote(name)} = {_quote(target)}" for name, target in sorted(dist.entry_points.items())]
             lines += ["", f"[{table}.files]"]
             lines += [f"{_quote(path)} = {_quote(digest)}" for path, digest in sorted(dist.files.items())]
+        if self.core is not None:
+            table = f"core.{_quote(self.core.name)}"
+            lines += ["", f"[{table}]", f"version = {_quote(self.core.version)}", "", f"[{table}.files]"]
+            lines += [f"{_quote(path)} = {_quote(digest)}" for path, digest in sorted(self.core.files.items())]
+        if self.pth_files is not None:
+            lines += ["", "[pth-files]"]
+            lines += [f"{_quote(path)} = {_quote(digest)}" for path, digest in sorted(self.pth_files.items())]
         return "\n".join(lines) + "\n"
 
     def write(self, path: str | os.PathLike[str]) -> None:
@@ -183,7 +210,7 @@ class PluginLock:
 
     def check(self, plugin: PluginInfo) -> None:
         """Raise :class:`LockMismatchError` naming the first difference, before any plugin code runs."""
-        differences = self.compare(plugin)
+        differences = self.environment_differences() + self.compare(plugin)
         if not differences:
             return
         first, more = differences[0], len(differences) - 1
@@ -210,9 +237,29 @@ class PluginLock:
             )
         return differences
 
+    def environment_differences(self) -> list[Difference]:
+        """How greeter-core's own files and the environment's ``.pth`` files differ from the lock (where pinned)."""
+        found: list[Difference] = []
+        if self.core is not None:
+            try:
+                found += _compare(self.core, distribution(self.core.name))
+            except PackageNotFoundError:
+                found.append(Difference(self.core.name, "", "is locked but not installed"))
+        if self.pth_files is not None:
+            current = _pth_files()
+            for path in sorted(set(current) | set(self.pth_files)):
+                want, have = self.pth_files.get(path), current.get(path)
+                if want is None:
+                    found.append(Difference(".pth files", path, "is not in the lock (Python runs it at every start)"))
+                elif have is None:
+                    found.append(Difference(".pth files", path, "is locked but missing"))
+                elif have != want:
+                    found.append(Difference(".pth files", path, "sha256 differs from the lock"))
+        return found
+
     def differences(self) -> list[Difference]:
         """Every difference between the lock and every installed plugin distribution (``greeter lock --check``)."""
-        found: list[Difference] = []
+        found: list[Difference] = self.environment_differences()
         installed = {_canonical(d.metadata["Name"]): d for d in _plugin_distributions()}
         for key in sorted(set(self.distributions) | set(installed)):
             locked, dist = self.distributions.get(key), installed.get(key)
@@ -323,6 +370,48 @@ def _cache_of(source: Path, base: Path) -> str:
     from importlib.util import cache_from_source
 
     return Path(os.path.relpath(cache_from_source(str(source)), base)).as_posix()
+
+
+def _core_snapshot() -> LockedDistribution | None:
+    """greeter-core's own files as they are now, or None (said in one line) where they cannot be pinned."""
+    try:
+        dist = distribution(CORE)
+    except PackageNotFoundError:
+        dist = None
+    if dist is None or _editable(dist) or read_record(dist) is None:
+        why = "not installed" if dist is None else "an editable install" if _editable(dist) else "without a RECORD"
+        log.warning("%s is %s: its own files are not pinned in the lock", CORE, why)
+        return None
+    return _installed(dist, ())
+
+
+def _site_dirs() -> list[Path]:
+    """The directories whose ``.pth`` files Python runs at start-up in this environment."""
+    import site
+
+    dirs = [*site.getsitepackages()]
+    if site.ENABLE_USER_SITE:
+        dirs.append(site.getusersitepackages())
+    return [Path(each) for each in dict.fromkeys(dirs) if os.path.isdir(each)]
+
+
+def _pth_files() -> dict[str, str]:
+    """Every ``.pth`` file of the environment's site directories, absolute path -> sha256."""
+    return {str(path): _digest(path) for directory in _site_dirs() for path in sorted(directory.glob("*.pth"))}
+
+
+def _parse_environment(data: Mapping[str, object]) -> tuple[LockedDistribution | None, dict[str, str] | None]:
+    """The ``[core]`` and ``[pth-files]`` tables (None where absent: not pinned); ValueError when malformed."""
+    core = data.get("core")
+    locked = None
+    if core is not None:
+        if not isinstance(core, dict) or len(core) != 1:
+            raise ValueError("[core] must hold one distribution table")
+        (locked,) = _parse({"lock-version": LOCK_VERSION, "distributions": core})
+    pth = data.get("pth-files")
+    if pth is not None and not (isinstance(pth, dict) and all(isinstance(v, str) for v in pth.values())):
+        raise ValueError("[pth-files] must be a table of strings")
+    return locked, pth
 
 
 def _parse(data: Mapping[str, object]) -> list[LockedDistribution]:

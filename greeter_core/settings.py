@@ -47,10 +47,12 @@ DEFAULT_CALL_TIMEOUT = 5.0
 #: Seconds an in-process load (import and construction) may take before ``greeter run`` gives up on it.
 DEFAULT_LOAD_TIMEOUT = 10.0
 
-#: A worker's limits when none is given: MiB of data segment, CPU seconds (0: none), open files.
+#: A worker's limits when none is given: MiB of data segment, CPU seconds (0: none), open files,
+#: processes and threads of its tree.
 DEFAULT_WORKER_MEMORY = 1024
 DEFAULT_WORKER_CPU = 0.0
 DEFAULT_WORKER_FILES = 256
+DEFAULT_WORKER_PROCESSES = 64
 
 GREET, LIST, CHECK, RUN = "greet", "list", "check", "run"
 LOADING = frozenset({GREET, CHECK, RUN})
@@ -333,6 +335,17 @@ SETTINGS: tuple[Setting, ...] = (
         LOADING,
         DEFAULT_WORKER_FILES,
         type=_whole(16),
+        metavar="N",
+        worker_only=True,
+    ),
+    Setting(
+        "worker_processes",
+        ("--worker-processes",),
+        f"stop a worker whose processes and threads, itself included, number more "
+        f"(default: {DEFAULT_WORKER_PROCESSES}; 0: no limit)",
+        LOADING,
+        DEFAULT_WORKER_PROCESSES,
+        type=_whole(4),
         metavar="N",
         worker_only=True,
     ),

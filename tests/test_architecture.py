@@ -24,6 +24,7 @@ ORDER = [
     "guard",
     "stats",
     "record",
+    "worker.cgroup",
     "worker.tree",
     # install hints (read only on an error path), then every failure, named
     "hints",

@@ -31,7 +31,7 @@ from helpers import (
 
 from greeter_core import LockMismatchError, load
 from greeter_core.discovery import find
-from greeter_core.lock import PluginLock
+from greeter_core.lock import LOCK_VERSION, PluginLock
 
 KLINGON = marking("klingon", "nuqneH")
 VULCAN = marking("vulcan", "Dif-tor heh smusma")
@@ -72,7 +72,7 @@ def locked(install, site: Path, cli, tmp_path: Path) -> Path:
 def test_the_lock_file_pins_every_installed_file_by_its_own_hash(locked: Path, site: Path) -> None:
     """Each plugin distribution appears with its version, entry points and the sha256 of every file it installed."""
     data = tomllib.loads(locked.read_text(encoding="utf-8"))
-    assert data["lock-version"] == 1
+    assert data["lock-version"] == LOCK_VERSION
     klingon = data["distributions"]["greeter-klingon"]
     assert klingon["version"] == "1.0"
     assert klingon["entry-points"] == {"klingon": KLINGON.target}
@@ -229,7 +229,7 @@ def test_an_editable_install_is_left_out_of_the_lock_and_refused_under_it(
     [
         (None, "cannot read the lock file"),
         ("not = [toml", "is not valid TOML"),
-        ("lock-version = 9\n", "expected lock-version = 1"),
+        ("lock-version = 9\n", f"expected lock-version = {LOCK_VERSION}"),
     ],
     ids=["missing", "not-toml", "wrong-version"],
 )

@@ -29,11 +29,13 @@ def test_a_lock_file_without_its_version_as_an_integer_is_refused(tmp_path: Path
     path.write_text(header + DISTRIBUTIONS, encoding="utf-8")
     with pytest.raises(UsageError) as caught:
         PluginLock.read(path)
-    assert str(caught.value).endswith(f"is not a greeter lock file: expected lock-version = 1, found {found}")
+    assert str(caught.value).endswith(
+        f"is not a greeter lock file: expected lock-version = {LOCK_VERSION}, found {found}"
+    )
 
 
 def test_the_same_file_with_its_version_line_is_read(tmp_path: Path) -> None:
-    """The control case: the same file with ``lock-version = 1`` is read, its distribution kept."""
+    """The control case: the same file with the current ``lock-version`` is read, its distribution kept."""
     path = tmp_path / "greeter.lock"
     path.write_text(f"lock-version = {LOCK_VERSION}\n" + DISTRIBUTIONS, encoding="utf-8")
     assert [d.version for d in PluginLock.read(path).distributions.values()] == ["1.0"]

@@ -50,9 +50,11 @@ from ..guard import undumpable
 from ..loaded import LoadedPlugin
 from ..printable import printable
 from . import tree
+from .cgroup import TreeGroup, process_bound
 from .codec import decode_json, read_error
 from .forkserver import BOOTSTRAP as FORK_BOOTSTRAP
 from .forkserver import ForkedProcess, ForkServer, describe_exit
+from .keeper import OVER_PROCESSES
 from .output import forward
 from .protocol import (
     BYE,
@@ -380,6 +382,8 @@ class Worker:
         self.stop(polite=False)
         if code == -signal.SIGXCPU and self.spec.limits.cpu_seconds:
             error: WorkerCrashedError = WorkerLimitError(self.driver, self.plugin, self.spec.limits.name("cpu"))
+        elif code == OVER_PROCESSES and self.spec.limits.processes:  # its keeper counted too many
+            error = WorkerLimitError(self.driver, self.plugin, self.spec.limits.name("processes"))
         else:
             how = "closed its channel and stopped answering; it was killed"
             if code is not None:
@@ -513,7 +517,7 @@ class WorkerPlugin(LoadedPlugin):
             "state": status.pop("state"),
             "pid": worker.pid if running and worker is not None else None,
             **status,
-            "limits": self.limits._asdict(),
+            "limits": {**self.limits._asdict(), "processes_bound_by": process_bound(self.limits.processes)},
             "forkserver": worker.forked_by if running and worker is not None else None,
         }
 
@@ -589,8 +593,15 @@ class WorkerPlugin(LoadedPlugin):
 
 
 def _kill_tree(proc: subprocess.Popen[bytes] | ForkedProcess) -> None:
-    """SIGKILL the worker's keeper and everything below it; then its process group, for good measure."""
+    """SIGKILL the worker's keeper and everything below it; then its process group, for good measure.
+
+    A keeper already gone (a plugin may kill it) leaves its tree's cgroup, named after it: ended here.
+    """
     if proc.poll() is None:
         tree.kill_tree(proc.pid)
+    else:
+        group = TreeGroup.paths(proc.pid)
+        if group is not None:
+            group.end()
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from ..guard import undumpable
+from . import tree
 from .keeper import host_request
 
 __all__ = ["PRELOAD", "serve"]
@@ -33,6 +34,9 @@ PRELOAD = (
     "greeter_core.worker.keeper",
     "greeter_core.worker.main",
 )
+
+#: The keepers this server forked and has not reaped yet: its only children but orphans.
+_keepers: set[int] = set()
 
 #: Seconds the fork server sleeps between looks at its children (it reaps the keepers that ended).
 REAP_SECONDS = 1.0
@@ -58,6 +62,7 @@ def serve(argv: Sequence[str]) -> int:
     control = socket.socket(fileno=int(argv[0]))
     host = int(argv[1])
     undumpable()  # a worker must not reach into what forks the next worker (greeter_core.guard)
+    tree.become_subreaper()  # a tree whose keeper a plugin killed comes here: see _reap
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
     try:
         host_fd = os.pidfd_open(host)
@@ -114,6 +119,7 @@ def _loop(control: socket.socket, host: int) -> _Child | None:
         if pid == 0:
             channel, stdout, stderr, status = fds
             return _Child(channel, stdout, stderr, status, host)
+        _keepers.add(pid)
         pidfd = os.pidfd_open(pid)  # not reaped before this: only _reap() reaps, in this thread
         for fd in fds:
             os.close(fd)
@@ -126,14 +132,20 @@ def _loop(control: socket.socket, host: int) -> _Child | None:
 
 
 def _reap() -> None:
-    """Collect the keepers that ended (they exit as their worker did; the host hears that from each)."""
+    """Collect the keepers that ended (they exit as their worker did; the host hears that from each), and
+    kill every tree orphaned by a keeper's end: this server is a subreaper, and any child of its that is not
+    a keeper it forked came from the tree of a keeper that was killed (by its plugin, say)."""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            break
         if pid == 0:
-            return
+            break
+        _keepers.discard(pid)
+    for orphan in tree.children(os.getpid()):
+        if orphan not in _keepers:
+            tree.kill_tree(orphan)
 
 
 def _become_keeper(child: _Child) -> None:

@@ -10,6 +10,13 @@ worker ends, however it ends, the keeper kills what is left of the tree and
 exits *the way the worker did* (same exit code, same signal), so the host
 reports the worker's end as it was. When the host goes away, the keeper kills
 the whole tree. It runs no plugin code and holds no channel.
+
+Where a cgroup can be had (:mod:`~greeter_core.worker.cgroup`), the keeper
+makes one for the tree and the worker joins it before it runs plugin code;
+where the worker found nothing that bounds its tree (see
+:func:`greeter_core.worker.main.bound_processes`), it tells the keeper its
+``--worker-processes`` once, on a pipe, and the keeper counts the tree on each
+look and ends it past the limit, exiting :data:`OVER_PROCESSES`.
 """
 
 from __future__ import annotations
@@ -26,12 +33,17 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from ..guard import this_is_greeter, undumpable
-from .tree import become_subreaper, kill_tree
+from . import tree
+from .cgroup import TreeGroup
+from .tree import become_subreaper, count, kill_tree
 
-__all__ = ["host_request", "split", "start"]
+__all__ = ["OVER_PROCESSES", "host_request", "split", "start"]
 
-#: How often the keeper checks that the host is still its parent.
+#: How often the keeper checks that the host is still its parent (and counts the tree, when it watches it).
 POLL_SECONDS = 0.2
+
+#: The keeper's exit code when it ended a tree over its ``--worker-processes`` (the host names the limit).
+OVER_PROCESSES = 125
 
 
 def start(argv: list[str]) -> int:
@@ -55,27 +67,44 @@ def split(host: int | None, channel: int, *, host_pidfd: int | None = None, stat
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
     undumpable()  # the worker below inherits it: no other worker of this user reaches into either
     become_subreaper()
+    group = TreeGroup.create(os.getpid())
+    told, tree.watch_pipe = os.pipe()
     worker = os.fork()
     if worker == 0:
         this_is_greeter()  # the worker is greeter's own fork, not a plugin's copy of a host
-        for fd in (host_pidfd, status):
+        if group is not None:
+            group.join()
+        for fd in (host_pidfd, status, told):
             if fd is not None:
                 os.close(fd)
         return
     os.close(channel)  # the worker's alone: when the worker ends, the host sees the channel close
+    os.close(tree.watch_pipe)
+    tree.watch_pipe = None
     if host_pidfd is not None:
         pidfd = host_pidfd
-        _keep(worker, lambda: bool(select.select([pidfd], [], [], 0)[0]), status)
-    _keep(worker, lambda: os.getppid() != host, status)
+        _keep(worker, lambda: bool(select.select([pidfd], [], [], 0)[0]), status, told)
+    _keep(worker, lambda: os.getppid() != host, status, told)
 
 
-def _keep(worker: int, host_gone: Callable[[], bool], status: int | None) -> NoReturn:
+def _keep(worker: int, host_gone: Callable[[], bool], status: int | None, told: int) -> NoReturn:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    limit: int | None = None  # not told yet
     while True:
         if host_gone():  # whatever ended it
             _end_tree()
             os._exit(0)
         signal.sigtimedwait({signal.SIGCHLD}, POLL_SECONDS)
+        if limit is None and select.select([told], [], [], 0)[0]:
+            data = os.read(told, 4)
+            os.close(told)
+            limit = struct.unpack("!I", data)[0] if len(data) == 4 else 0
+        if limit and count(os.getpid()) > limit:
+            if status is not None:
+                with contextlib.suppress(OSError):
+                    os.write(status, struct.pack("!i", OVER_PROCESSES))
+            _end_tree()
+            os._exit(OVER_PROCESSES)
         for pid, ended in _reaped():
             if pid == worker:
                 if status is not None:

@@ -14,6 +14,7 @@ host drains into its logging.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import faulthandler
 import gc
@@ -58,7 +59,7 @@ from .protocol import (
 if TYPE_CHECKING:
     from ..loaded import LoadedPlugin
 
-__all__ = ["main", "prepare"]
+__all__ = ["bound_processes", "main", "prepare"]
 
 #: How long the worker waits on its keeper's pidfd before it looks again (the pidfd wakes it at once).
 PARENT_WAIT_SECONDS = 5.0
@@ -161,6 +162,8 @@ def _failure(error: BaseException, driver: str, record: PluginInfo, limits: Limi
         return WorkerLimitError(driver, record, limits.name("memory"))
     if isinstance(cause, OSError) and cause.errno == errno.EMFILE and limits.files:
         return WorkerLimitError(driver, record, limits.name("files"))
+    if _refused_a_task(cause) and limits.processes:
+        return WorkerLimitError(driver, record, limits.name("processes"))
     if (
         isinstance(error, GreeterError)
         and type(error).__name__ in SENDABLE_ERRORS
@@ -188,6 +191,7 @@ def prepare(settings: WorkerSpec) -> None:
     tree.become_subreaper()
     _exit_when_orphaned(os.getppid())
     _apply_limits(settings.limits)
+    bound_processes(settings.limits.processes)
     _setup_logging(settings.log_level)
 
 
@@ -204,6 +208,65 @@ def _apply_limits(limits: Limits) -> None:
         _set_limit(resource.RLIMIT_CPU, int(usage.ru_utime + usage.ru_stime + limits.cpu_seconds + 0.999), slack=1)
     if limits.files:
         _set_limit(resource.RLIMIT_NOFILE, limits.files)
+
+
+def bound_processes(limit: int) -> str:
+    """Bound this worker's tree to *limit* processes and threads (itself included) the best way there is here.
+
+    In order: ``pids.max`` of the tree's cgroup (the keeper made one: root);
+    ``RLIMIT_NPROC``, where it counts only this tree (a user namespace of the
+    worker's own, not mapped to root, whom the kernel exempts); otherwise the
+    keeper counts the tree on each look and ends it past the limit, and an
+    ordinary user's ``RLIMIT_NPROC`` is lowered to what the user runs now plus
+    *limit*, so a fork bomb stops growing before that look. Returns which, in
+    the words of :func:`~greeter_core.worker.cgroup.process_bound`.
+    """
+    from .cgroup import TreeGroup, process_bound
+
+    if not limit:
+        tree.watch_processes(0)
+        return process_bound(0)
+    group = TreeGroup.of_this_process()
+    if group is not None and group.limit(limit):
+        tree.watch_processes(0)
+        return group.where
+    import resource
+
+    if _own_user_namespace() and os.geteuid() != 0:
+        _set_limit(resource.RLIMIT_NPROC, limit)
+        tree.watch_processes(0)
+        return "RLIMIT_NPROC in the worker's own user namespace"
+    if os.geteuid() != 0:
+        _set_limit(resource.RLIMIT_NPROC, _tasks_of(os.getuid()) + limit)
+    tree.watch_processes(limit)
+    return process_bound(limit)
+
+
+def _own_user_namespace() -> bool:
+    """True if this process is in a user namespace below the initial one (its uid_map is not the identity)."""
+    try:
+        with open("/proc/self/uid_map") as file:
+            return file.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
+def _tasks_of(uid: int) -> int:
+    """Processes and threads of user *uid* now: what ``RLIMIT_NPROC`` counts outside a user namespace."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    total += len(os.listdir(f"/proc/{entry}/task"))
+    return total
+
+
+def _refused_a_task(error: BaseException) -> bool:
+    """True if *error* is the kernel refusing a new process or thread (``EAGAIN`` from fork or clone)."""
+    if isinstance(error, OSError):
+        return error.errno == errno.EAGAIN and isinstance(error, BlockingIOError)
+    return isinstance(error, RuntimeError) and "can't start new thread" in str(error)
 
 
 def _mapped() -> int:

@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 #: Bumped whenever the messages below change shape; checked both ways at the handshake.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 #: Set in the worker's environment, like go-plugin's magic cookie: a worker
 #: started by hand says what it is instead of waiting on a channel forever.
@@ -102,12 +102,18 @@ class Limits(NamedTuple):
     files: int = 0
     """Open file descriptors (``RLIMIT_NOFILE``): ``--worker-files``."""
 
+    processes: int = 0
+    """Processes and threads of the worker's tree, itself included: ``--worker-processes``
+    (see :func:`greeter_core.worker.main.bound_processes`)."""
+
     def name(self, which: str) -> str:
         """The limit as the user set it, e.g. ``--worker-memory 256 MiB``."""
         if which == "memory":
             return f"{flag('worker_memory')} {self.memory_mib} MiB"
         if which == "cpu":
             return f"{flag('worker_cpu')} {self.cpu_seconds:g} s"
+        if which == "processes":
+            return f"{flag('worker_processes')} {self.processes}"
         return f"{flag('worker_files')} {self.files}"
 
 
