@@ -10,7 +10,9 @@ other's host side.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import sys
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from .lock import PluginLock
     from .policy import PluginPolicy
     from .worker.forkserver import ForkServer
+    from .worker.sandbox import Sandbox
 
 __all__ = ["CHECK_ISOLATION", "DEFAULT_CALL_TIMEOUT", "ISOLATION_MODES", "LoadOptions", "fork_server", "load"]
 
@@ -72,6 +75,19 @@ class LoadOptions(NamedTuple):
     lock: PluginLock | None = None
     """The lock file (``--lock``) the plugin's distribution must match; None: no lock."""
 
+    sandbox: str = "auto"
+    """With ``isolation="process"``: confine the worker (``auto``: best effort, ``require``: refuse to
+    run unconfined, ``off``): ``--sandbox``, see docs/isolation.md."""
+
+    allow_read: tuple[str, ...] = ()
+    """Sandbox grants: paths the worker may read (``--allow-read``)."""
+
+    allow_write: tuple[str, ...] = ()
+    """Sandbox grants: paths the worker may write (``--allow-write``), never greeter's own."""
+
+    allow_net: tuple[int, ...] = ()
+    """Sandbox grants: TCP ports the worker may connect to (``--allow-net``)."""
+
 
 _DEFAULTS = LoadOptions()
 
@@ -90,6 +106,10 @@ def load(
     policy: PluginPolicy | None = None,
     lock: PluginLock | None = None,
     forkserver: ForkServer | None = None,
+    sandbox: str = _DEFAULTS.sandbox,
+    allow_read: Sequence[str] = (),
+    allow_write: Sequence[str] = (),
+    allow_net: Sequence[int] = (),
 ) -> LoadedPlugin:
     """A ready plugin for *plugin* (a driver name, or a record from ``discover()``/``find()``).
 
@@ -130,10 +150,27 @@ def load(
             limits=limits,
             env=worker_env,
             forkserver=forkserver,
+            sandbox=_sandbox(sandbox, allow_read, allow_write, allow_net),
         ).start()
     from .loading import load_in_process
 
     return load_in_process(plugin, config, verify=verify)
+
+
+def _sandbox(mode: str, read: Sequence[str], write: Sequence[str], net: Sequence[int]) -> Sandbox:
+    """The worker's sandbox for these grants; ``UsageError`` for a mode or grant it refuses (deny wins)."""
+    from .worker.client import worker_sys_path
+    from .worker.sandbox import MODES, Grants, Sandbox, SandboxError, check_grants
+
+    if mode not in MODES:
+        raise UsageError(f"unknown sandbox mode {mode!r}; use one of: {', '.join(MODES)}")
+    grants = Grants(tuple(os.path.abspath(p) for p in read), tuple(os.path.abspath(p) for p in write), tuple(net))
+    protected = [*worker_sys_path(), sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
+    try:
+        check_grants(grants, protected)
+    except SandboxError as error:
+        raise UsageError(str(error)) from None
+    return Sandbox(mode, grants)
 
 
 def fork_server(options: LoadOptions) -> ForkServer | None:

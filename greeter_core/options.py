@@ -44,6 +44,15 @@ __all__ = [
 POLICY_ENV = ("GREETER_PLUGINS", "GREETER_DISABLE")
 LOCK_ENV = "GREETER_LOCK"
 
+#: The sandbox's settings from the environment (flags win): a mode, os.pathsep-separated paths,
+#: comma-separated ports. See docs/isolation.md.
+SANDBOX_ENV = {
+    "sandbox": "GREETER_SANDBOX",
+    "allow_read": "GREETER_ALLOW_READ",
+    "allow_write": "GREETER_ALLOW_WRITE",
+    "allow_net": "GREETER_ALLOW_NET",
+}
+
 
 def _parser(**kwargs: Any) -> argparse.ArgumentParser:
     """An ArgumentParser whose errors are one line, as every user mistake should be.
@@ -174,6 +183,60 @@ def _loading(parser: argparse.ArgumentParser, isolation: str = LoadOptions().iso
         help="give the worker this environment variable (the host's value, or VALUE); repeatable. "
         "Otherwise a worker gets only PATH, HOME, the locale and a few more, never greeter's own",
     )
+    worker.add_argument(
+        "--sandbox",
+        choices=("auto", "require", "off"),
+        help="confine the worker with Landlock, seccomp and namespaces: auto (default: as far as this "
+        "kernel can, saying what it could not), require (refuse to run it unconfined), off "
+        f"(${SANDBOX_ENV['sandbox']})",
+    )
+    worker.add_argument(
+        "--allow-read",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="let the confined worker read PATH (beneath it, for a directory); repeatable "
+        f"(${SANDBOX_ENV['allow_read']})",
+    )
+    worker.add_argument(
+        "--allow-write",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="let the confined worker write PATH (beneath it, for a directory), never greeter's own files; "
+        f"repeatable (${SANDBOX_ENV['allow_write']})",
+    )
+    worker.add_argument(
+        "--allow-net",
+        action="append",
+        type=_port,
+        default=[],
+        metavar="PORT",
+        help=f"let the confined worker open TCP connections to PORT; repeatable (${SANDBOX_ENV['allow_net']})",
+    )
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise _invalid(f"not a TCP port (1-65535): {text!r}")
+    return int(text)
+
+
+def _sandbox_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """--sandbox and the grants, from the flags or else the environment (``SANDBOX_ENV``)."""
+    env = {key: os.environ.get(name, "") for key, name in SANDBOX_ENV.items()}
+    mode = args.sandbox or env["sandbox"] or LoadOptions().sandbox
+    if mode not in ("auto", "require", "off"):
+        raise UsageError(f"${SANDBOX_ENV['sandbox']}={mode!r}: use auto, require or off")
+    reads = args.allow_read or [p for p in env["allow_read"].split(os.pathsep) if p]
+    writes = args.allow_write or [p for p in env["allow_write"].split(os.pathsep) if p]
+    ports = args.allow_net
+    if not ports and env["allow_net"]:
+        try:
+            ports = [_port(p.strip()) for p in env["allow_net"].split(",") if p.strip()]
+        except Exception:
+            raise UsageError(f"${SANDBOX_ENV['allow_net']}={env['allow_net']!r}: comma-separated TCP ports") from None
+    return {"sandbox": mode, "allow_read": tuple(reads), "allow_write": tuple(writes), "allow_net": tuple(ports)}
 
 
 def _policy_options(parser: argparse.ArgumentParser, *, lock: bool = True) -> None:
@@ -379,6 +442,10 @@ def load_options(args: argparse.Namespace) -> LoadOptions:
         "--worker-cpu": args.worker_cpu,
         "--worker-files": args.worker_files,
         "--worker-env": args.worker_env or None,
+        "--sandbox": args.sandbox,
+        "--allow-read": args.allow_read or None,
+        "--allow-write": args.allow_write or None,
+        "--allow-net": args.allow_net or None,
     }
     given = [flag for flag, value in worker.items() if value is not None]
     if given and args.isolation != "process":
@@ -398,6 +465,7 @@ def load_options(args: argparse.Namespace) -> LoadOptions:
             for name, value in args.worker_env
             if value is not None or name in os.environ
         },
+        **(_sandbox_settings(args) if args.isolation == "process" else {}),
     )
 
 

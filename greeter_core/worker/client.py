@@ -69,6 +69,7 @@ from .protocol import (
     decode_json,
     decode_text,
 )
+from .sandbox import SIMULATE_ENV, Sandbox, Status, make_scratch, needed_paths, remove_scratch
 
 __all__ = [
     "WORKER_ENV",
@@ -183,6 +184,7 @@ class WorkerPlugin(LoadedPlugin):
         env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = None,
         forkserver: ForkServer | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.driver = plugin.name
         self.language = ""
@@ -196,6 +198,11 @@ class WorkerPlugin(LoadedPlugin):
         self.command = list(command) if command else None
         #: Where workers are forked from (None, or when it cannot: a fresh interpreter each).
         self.forkserver = forkserver
+        #: How each worker is confined (mode, grants, file size): see :mod:`~greeter_core.worker.sandbox`.
+        self.sandbox = sandbox or Sandbox()
+        #: What the running worker said is in force, once it said so.
+        self.sandbox_status: Status | None = None
+        self._scratch = ""
         self.restarts = 0
         self.crashes = 0
         self.last_exit: str | None = None
@@ -272,7 +279,19 @@ class WorkerPlugin(LoadedPlugin):
             "retry_in": round(max(0.0, retry_at - now), 3) if not running else 0.0,
             "limits": self.limits._asdict(),
             "forkserver": self._forked_by if running else None,
+            "sandbox": self._sandbox_report(running),
         }
+
+    def _sandbox_report(self, running: bool) -> dict[str, object]:
+        """The grants, what the worker said is in force, and what the kernel shows of it (not the worker's word)."""
+        report: dict[str, object] = {"mode": self.sandbox.mode, "grants": self.sandbox.grants.to_data()}
+        status = self.sandbox_status
+        if status is not None:
+            report.update(state=status.state, in_force=list(status.in_force), missing=list(status.missing))
+            report["line"] = status.line()
+        if running and self._worker_pid is not None:
+            report["kernel"] = _proc_status(self._worker_pid, ("Seccomp", "NoNewPrivs", "CapEff"))
+        return report
 
     # -- calls ----------------------------------------------------------------
 
@@ -349,6 +368,8 @@ class WorkerPlugin(LoadedPlugin):
 
     def _spawn(self) -> None:
         sys_path, env = worker_sys_path(), worker_environment(self.extra_env)
+        box = self._confinement(sys_path)  # its scratch becomes TMPDIR and HOME in the worker, not in env:
+        # env is what a fork server is keyed on, and one per worker would mean a fork server per worker
         with self._host_resources():
             host_end, worker_end = socket.socketpair()
         try:
@@ -376,10 +397,21 @@ class WorkerPlugin(LoadedPlugin):
         ]
         _live.add(self)
         try:
-            self._handshake(sys_path, env)
+            self._handshake(sys_path, env, box)
         except BaseException:
             self._stop(polite=False)
             raise
+
+    def _confinement(self, sys_path: list[str]) -> Sandbox:
+        """This worker's sandbox: the template, what running the plugin needs to read, a fresh scratch directory."""
+        remove_scratch(self._scratch)  # a previous worker's, if it ended without _stop
+        if self.sandbox.mode == "off":
+            self._scratch = ""
+            return self.sandbox
+        with self._host_resources():
+            self._scratch = make_scratch(f"greeter-{self.driver}-")
+        simulate = os.environ.get(SIMULATE_ENV, "")  # tests only: play an older kernel
+        return self.sandbox._replace(read=needed_paths(sys_path), scratch=self._scratch, simulate=simulate)
 
     def _forked(self, sys_path: list[str], env: dict[str, str], channel: socket.socket) -> ForkedProcess | None:
         """The worker's keeper, forked by the fork server; None: start it cold (no fork server, or it failed)."""
@@ -399,7 +431,7 @@ class WorkerPlugin(LoadedPlugin):
                 raise WorkerCrashedError(self.driver, self._plugin, f"could not start a worker: {error}") from error
             raise HostResourceError(self.driver, self._plugin, "start a worker", str(error)) from error
 
-    def _handshake(self, sys_path: list[str], env: dict[str, str]) -> None:
+    def _handshake(self, sys_path: list[str], env: dict[str, str], box: Sandbox) -> None:
         channel = self._channel
         assert channel is not None
         channel.set_send_timeout(max(self.call_timeout, 1.0))
@@ -416,6 +448,7 @@ class WorkerPlugin(LoadedPlugin):
                 "limits": self.limits._asdict(),
                 "sys_path": sys_path,
                 "env": env,
+                "sandbox": box.to_data(),
             },
         )
         try:
@@ -441,11 +474,23 @@ class WorkerPlugin(LoadedPlugin):
                 problem = f"the worker loaded {str(hello.get('plugin'))[:200]}, not {self._plugin._asdict()}"
             elif not isinstance(hello.get("language"), str) or type(hello.get("pid")) is not int:
                 problem = "the worker's hello lacks its language or its pid"
+        if problem is None:
+            assert isinstance(hello, dict)
+            try:
+                status = Status.from_data(hello.get("sandbox"))
+            except (ValueError, KeyError, TypeError):
+                problem = "the worker's hello lacks what its sandbox put in force"
         if problem:
             raise HandshakeError(self.driver, self._plugin, problem)
         assert isinstance(hello, dict)
         self.language = printable(hello["language"][:200])
         self._worker_pid = hello["pid"]
+        if status != self.sandbox_status:  # once per change, not per restart
+            level = logging.INFO if status.state == "full" or status.mode == "off" else logging.WARNING
+            grants = self.sandbox.grants.describe()
+            line = f"{status.line()}; grants: {grants}" if grants else status.line()
+            log.log(level, "%s: %s", describe(self.driver, self._plugin), printable(line))
+        self.sandbox_status = status
 
     def _error_from(self, payload: bytes, *, counted: bool = True) -> GreeterError:
         """The error a worker reported, rebuilt as data naming *this* plugin; anything else breaks the protocol."""
@@ -529,6 +574,8 @@ class WorkerPlugin(LoadedPlugin):
         proc, channel, worker = self._proc, self._channel, self._worker_pid
         self._proc = self._channel = None
         if proc is None:
+            remove_scratch(self._scratch)
+            self._scratch = ""
             return
         try:
             if polite and proc.poll() is None and channel is not None:
@@ -546,6 +593,8 @@ class WorkerPlugin(LoadedPlugin):
                 channel.close()
             for reader in self._readers:
                 reader.join(timeout=GRACE)
+            remove_scratch(self._scratch)  # the worker's tree is gone: nothing writes there any more
+            self._scratch = ""
 
 
 def next_backoff(previous: float, uptime: float) -> float:
@@ -562,6 +611,17 @@ def _describe_exit(code: int) -> str:
         except ValueError:
             return f"worker killed by signal {-code}"
     return f"worker exited with code {code}"
+
+
+def _proc_status(pid: int, fields: Sequence[str]) -> dict[str, str]:
+    """Fields of ``/proc/<pid>/status`` as the kernel shows them (what a worker cannot forge)."""
+    found: dict[str, str] = {}
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as file:
+        for line in file:
+            name, _, value = line.partition(":")
+            if name in fields:
+                found[name] = value.strip()
+    return found
 
 
 def _kill_tree(proc: subprocess.Popen[bytes] | ForkedProcess) -> None:

@@ -41,7 +41,7 @@ from ..errors import (
     one_line,
     to_data,
 )
-from . import tree
+from . import sandbox, tree
 from .protocol import (
     BYE,
     COOKIE,
@@ -81,6 +81,7 @@ class Settings(NamedTuple):
     limits: Limits
     sys_path: list[str]
     env: dict[str, str]
+    sandbox: sandbox.Sandbox
 
 
 class _LogLineHandler(logging.Handler):
@@ -131,8 +132,12 @@ def _serve(channel: Channel) -> int:
     if settings is None:
         channel.send_json(ERROR, to_data(HandshakeError("?", None, problem or "no hello")))
         return 3
-    prepare(settings)
     record = settings.plugin  # resolved by the host: no rescan of installed metadata here
+    try:
+        confined = prepare(settings)
+    except sandbox.SandboxError as error:  # --sandbox require, with a piece missing: the plugin never runs
+        channel.send_json(ERROR, to_data(HandshakeError(record.name, record, str(error))))
+        return 1
     from ..loading import load_in_process  # stevedore, then the plugin: only now, with the limits in place
 
     try:
@@ -149,6 +154,7 @@ def _serve(channel: Channel) -> int:
             "plugin": loaded.plugin._asdict(),
             "language": loaded.language,
             "pid": os.getpid(),
+            "sandbox": confined.to_data(),
         },
     )
     try:
@@ -188,28 +194,35 @@ def _failure(error: BaseException, driver: str, record: PluginInfo, limits: Limi
         return WorkerLimitError(driver, record, limits.name("files"))
     if isinstance(error, GreeterError) and type(error).__name__ in SENDABLE_ERRORS:
         return error
+    refused = sandbox.explain(cause)  # what the sandbox refused, and the grant that would allow it
+    if refused is not None:
+        return PluginLoadError(driver, record, refused) if loading else PluginCallError(driver, record, refused)
     if loading:
         return PluginLoadError(driver, record, one_line(error))
     return PluginCallError(driver, record, one_line(error))
 
 
-def prepare(settings: Settings) -> None:
+def prepare(settings: Settings) -> sandbox.Status:
     """Make this process a worker for *settings*, before any plugin code runs: the one place that does.
 
     The environment and ``sys.path`` are the host's choice (the process was
     started with them already; setting them again costs nothing and lets a
-    process forked from a ready interpreter be prepared alike), then the
-    resource limits, the watch on the parent, a subreaper for orphans, and
-    logging to the host.
+    process forked from a ready interpreter be prepared alike), a subreaper
+    for orphans, then the sandbox (:mod:`~greeter_core.worker.sandbox`: while
+    this process has one thread, so before the watch on the parent starts),
+    the resource limits, and logging to the host. What the sandbox put in
+    force comes back (``SandboxError`` in ``require`` mode if it is not all).
     """
     os.environ.clear()
     os.environ.update(settings.env)
     sys.path[:] = settings.sys_path
     importlib.invalidate_caches()  # forked from a fork server: see what was installed since it imported
     tree.become_subreaper()
+    status = sandbox.confine(settings.sandbox)
     _exit_when_orphaned(os.getppid())
     _apply_limits(settings.limits)
     _setup_logging(settings.log_level)
+    return status
 
 
 def _apply_limits(limits: Limits) -> None:
@@ -290,6 +303,7 @@ def _settings(hello: Mapping[str, Any]) -> Settings:
     for field, ok in checks.items():
         if not ok:
             raise ValueError(f"field {field!r}")
+    box = sandbox.Sandbox.from_data(hello.get("sandbox"))
     return Settings(
         PluginInfo(**hello["plugin"]),
         hello["config"],
@@ -298,6 +312,7 @@ def _settings(hello: Mapping[str, Any]) -> Settings:
         Limits(**hello["limits"]),
         hello["sys_path"],
         hello["env"],
+        box,
     )
 
 

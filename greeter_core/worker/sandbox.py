@@ -349,7 +349,8 @@ def needed_paths(sys_path: Iterable[str]) -> tuple[str, ...]:
     """
     import sysconfig
 
-    interpreter = [sys.executable, os.path.realpath(sys.executable)]
+    # pyvenv.cfg: a plugin that starts this interpreter again (a subprocess) needs it to start
+    interpreter = [sys.executable, os.path.realpath(sys.executable), os.path.join(sys.prefix, "pyvenv.cfg")]
     for base in ({}, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}):
         paths = sysconfig.get_paths(vars=base)
         interpreter += [paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")]
@@ -703,17 +704,18 @@ def _watch_for_refusals() -> None:
     sys.addaudithook(_audit)
 
 
-def explain(error: BaseException, plugin: str) -> str | None:
-    """One line for a refusal the sandbox caused, naming what the plugin tried and the grant that would allow it.
+def explain(error: BaseException) -> str | None:
+    """What a refusal by the sandbox was about and the grant that would allow it, for a plugin's error message.
 
-    None when *error* is not such a refusal (or cannot be told from one).
+    E.g. ``refused network access (connect 127.0.0.1:443); grant it with --allow-net 443``;
+    None when *error* is not such a refusal (or the errno cannot tell).
     """
     if not isinstance(error, OSError) or error.errno not in (errno.EACCES, errno.EPERM, errno.ENETUNREACH, errno.EFBIG):
         return None
     last = _last[0]
     event, args = last if last is not None else ("", ())
     if error.errno == errno.EFBIG:
-        return f"plugin {plugin!r} wrote a file over the sandbox's size limit ({_fsize_mib()} MiB per file)"
+        return f"wrote a file over the sandbox's size limit ({_fsize_mib()} MiB per file)"
     path = error.filename if isinstance(error.filename, str) else None
     if path is not None:
         about_path = bool(args) and args[0] == path  # the event is about this very path
@@ -721,30 +723,25 @@ def explain(error: BaseException, plugin: str) -> str | None:
         absolute = os.path.abspath(path)
         if absolute.startswith("/proc/"):
             where = "another process's, outside its sandbox (not grantable)"
-            return f"plugin {plugin!r} was refused reading {absolute}: {where}"
+            return f"refused reading {absolute}: {where}"
         grant = f"--allow-write {os.path.dirname(absolute)}" if writing else f"--allow-read {absolute}"
-        return f"plugin {plugin!r} was refused {'writing' if writing else 'reading'} {absolute}; grant it with {grant}"
+        return f"refused {'writing' if writing else 'reading'} {absolute}; grant it with {grant}"
     if event in ("socket.connect", "socket.sendto", "socket.bind") and args:
         sock, address = args[0], args[-1]
         kind = "TCP" if getattr(sock, "type", 0) & 0xFF == _SOCK_STREAM else "UDP"
         verb, where = event.split(".")[1], _address(address)
         if kind == "TCP" and verb == "connect" and isinstance(address, tuple) and len(address) >= 2:
             grant = f"--allow-net {address[1]}"
-            return f"plugin {plugin!r} was refused network access (connect {where}); grant it with {grant}"
-        return (
-            f"plugin {plugin!r} was refused network access ({kind} {verb} {where}); "
-            "only TCP connect can be granted (--allow-net PORT)"
-        )
+            return f"refused network access (connect {where}); grant it with {grant}"
+        return f"refused network access ({kind} {verb} {where}); only TCP connect can be granted (--allow-net PORT)"
     if event == "socket.__new__" and len(args) >= 3:
         family, kind = args[1], args[2]
         if family == _AF_UNIX:
-            return f"plugin {plugin!r} was refused a Unix socket; the sandbox grants none (socketpair() works)"
+            return "refused a Unix socket; the sandbox grants none (socketpair() works)"
         what = "a UDP socket" if family in (_AF_INET, _AF_INET6) else f"a socket of family {family}"
-        return f"plugin {plugin!r} was refused {what}; only TCP can be granted (--allow-net PORT)"
+        return f"refused {what}; only TCP can be granted (--allow-net PORT)"
     if event in ("os.kill", "os.killpg") and len(args) >= 2:
-        return (
-            f"plugin {plugin!r} was refused sending signal {args[1]} to {args[0]}: outside its sandbox (not grantable)"
-        )
+        return f"refused sending signal {args[1]} to {args[0]}: outside its sandbox (not grantable)"
     return None
 
 

@@ -1,0 +1,127 @@
+"""The sandbox wired into the worker: hostile plugins through the CLI are refused in one line, grants open them."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import PluginSpec, greet_body
+
+from greeter_core.worker import sandbox as sb
+
+pytestmark = pytest.mark.skipif(sb.probe().landlock_abi < 6, reason="needs Landlock ABI 6 (Linux 6.12)")
+
+CONNECT = PluginSpec(
+    "dialer",
+    code=greet_body(
+        "import socket\nsocket.create_connection(('127.0.0.1', int(self.context.config['port'])), timeout=2).close()\n"
+        "return 'connected'"
+    ),
+)
+READ = PluginSpec("reader", code=greet_body("return open(self.context.config['path']).read()"))
+KILL = PluginSpec(
+    "killer", code=greet_body("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nreturn 'killed'")
+)
+SCRATCH = PluginSpec(
+    "scribbler",
+    code=greet_body(
+        "import os, tempfile\nscratch = tempfile.gettempdir()\n"
+        "open(os.path.join(scratch, 'f'), 'w').write('x')\nreturn scratch"
+    ),
+)
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    server = socket.create_server(("127.0.0.1", 0))
+    yield server.getsockname()[1]
+    server.close()
+
+
+def test_a_refused_connect_names_the_grant_and_the_grant_opens_it(install, cli, listener: int) -> None:
+    """TCP connect to a listener on 127.0.0.1: refused in one line naming --allow-net PORT; granted, it connects."""
+    install(CONNECT)
+    args = ("--driver", "dialer", "--isolation", "process", "--option", f"port={listener}")
+    refused = cli(*args)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "greeter: error: plugin 'dialer' (greeter-dialer 1.0) failed: refused network access "
+        f"(connect 127.0.0.1:{listener}); grant it with --allow-net {listener}"
+    )
+    granted = cli(*args, "--allow-net", str(listener))
+    assert (granted.returncode, granted.stdout.strip()) == (0, "connected"), granted.stderr
+
+
+def test_a_secret_file_is_refused_until_granted(install, cli, tmp_path: Path, greeter_env) -> None:
+    """A file in a fake home: refused, with the --allow-read that would allow it; the environment grants it too."""
+    install(READ)
+    secret = tmp_path / "home" / ".secret"
+    secret.parent.mkdir()
+    secret.write_text("hunter2")
+    args = ("--driver", "reader", "--isolation", "process", "--option", f"path={secret}")
+    refused = cli(*args)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().endswith(f"failed: refused reading {secret}; grant it with --allow-read {secret}")
+    assert cli(*args, "--allow-read", str(secret)).stdout.strip() == "hunter2"
+    greeter_env["GREETER_ALLOW_READ"] = str(secret)
+    assert cli(*args).stdout.strip() == "hunter2"
+
+
+def test_the_keeper_cannot_be_killed_and_the_worker_stays_up(install, cli) -> None:
+    """SIGKILL to the worker's keeper (outside its sandbox) fails as the plugin's error; nothing crashed."""
+    install(KILL)
+    result = cli("--driver", "killer", "--isolation", "process")
+    assert result.returncode == 1
+    assert "failed: refused sending signal 9 to" in result.stderr
+    assert "crashed" not in result.stderr
+
+
+def test_off_runs_the_worker_unconfined(install, cli) -> None:
+    """--sandbox off: the same plugin kills its keeper, and the worker's tree goes with it (as before)."""
+    install(KILL)
+    result = cli("--driver", "killer", "--isolation", "process", "--sandbox", "off")
+    assert result.returncode == 1
+    assert "crashed its worker" in result.stderr
+
+
+def test_check_json_shows_what_is_in_force_and_the_scratch_is_removed(install, cli) -> None:
+    """greeter check --json: the grants, the state, and the kernel's own view; the scratch directory is gone after."""
+    install(SCRATCH)
+    result = cli("check", "--json", "scribbler", "--allow-net", "8443")
+    assert result.returncode == 0, result.stderr
+    [record] = json.loads(result.stdout)
+    box = record["sandbox"]
+    assert box["state"] == "full", box
+    assert box["grants"] == {"allow_read": [], "allow_write": [], "allow_net": [8443]}
+    assert box["kernel"]["NoNewPrivs"] == "1"
+    assert box["kernel"]["Seccomp"] == "2"
+    assert box["kernel"]["CapEff"] == "0000000000000000"
+    scratch = record["detail"]
+    assert os.path.basename(scratch).startswith("greeter-scribbler-")
+    assert not os.path.exists(scratch)
+
+
+def test_require_refuses_on_a_kernel_that_lacks_a_piece(install, cli, greeter_env) -> None:
+    """--sandbox require on a (simulated) Landlock ABI 5: the worker refuses, the plugin never runs."""
+    install(SCRATCH)
+    greeter_env["GREETER_SANDBOX_SIMULATE"] = "landlock=5"
+    result = cli("--driver", "scribbler", "--isolation", "process", "--sandbox", "require")
+    assert result.returncode == 1
+    assert "--sandbox require: refusing to run the plugin with the sandbox partially enforced: missing signal" in (
+        result.stderr
+    )
+    auto = cli("--driver", "scribbler", "--isolation", "process")
+    assert auto.returncode == 0
+    assert "sandbox partially enforced: missing signal scoping (Landlock ABI 5 < 6)" in auto.stderr
+
+
+def test_a_write_grant_over_greeters_own_files_is_a_usage_error(install, cli) -> None:
+    """Deny wins over allow: --allow-write / would cover greeter_core; exit 2, one line."""
+    install(SCRATCH)
+    result = cli("--driver", "scribbler", "--isolation", "process", "--allow-write", "/")
+    assert result.returncode == 2
+    assert "--allow-write / is refused" in result.stderr
