@@ -25,6 +25,7 @@ def _unconfined(greeter_env: dict[str, str]) -> None:
     """The marking plugins record each import beside their package, which a sandboxed worker may not write."""
     greeter_env["GREETER_SANDBOX"] = "off"
 
+
 #: The ways to keep `barred` from loading, and the setting the refusal must name.
 SETTINGS = pytest.mark.parametrize(
     ("args", "env", "setting"),
