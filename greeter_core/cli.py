@@ -45,7 +45,10 @@ __all__ = ["main"]
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = f"no greeter plugins are installed; install one, e.g.: {install_hint('greeter-english')}"
+
+def _install_hint() -> str:
+    """What to say when no plugin is installed (read from the user's settings: only when it is said)."""
+    return f"no greeter plugins are installed; install one, e.g.: {install_hint('greeter-english')}"
 
 
 def _warn_unknown(policy: PluginPolicy | None) -> None:
@@ -83,7 +86,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps(records, ensure_ascii=False, indent=2))
         return 0
     if not plugins:
-        print(INSTALL_HINT, file=sys.stderr)
+        print(_install_hint(), file=sys.stderr)
         return 0
     header: tuple[str, ...] = ("NAME", "DISTRIBUTION", "VERSION", "TARGET")
     rows: list[tuple[str, ...]] = [(p.name, p.distribution, p.version, p.target) for p in plugins]
@@ -109,7 +112,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
         print(json.dumps([r.as_dict() for r in results], ensure_ascii=False, indent=2))
     elif not results:
-        print(INSTALL_HINT, file=sys.stderr)
+        print(_install_hint(), file=sys.stderr)
     else:
         _print_table(
             ("RESULT", "NAME", "DISTRIBUTION", "LANGUAGE", "DETAIL"),
@@ -201,6 +204,18 @@ def _cmd_new_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _completion_parser(prog: str) -> argparse.ArgumentParser:
+    from .completion import parser
+
+    return parser(prog)
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    from .completion import run
+
+    return run(args, _GREET.parser, {name: command.parser for name, command in _COMMANDS.items()})
+
+
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     from unicodedata import east_asian_width
 
@@ -237,6 +252,7 @@ _COMMANDS = {
     ),
     "lock": _Command("pin every plugin file in a lock file (--check: compare)", lock_parser, _cmd_lock),
     "new-plugin": _Command("write a new, tested plugin distribution to start from", new_plugin_parser, _cmd_new_plugin),
+    "completion": _Command("print a shell completion script (bash, zsh, fish)", _completion_parser, _cmd_completion),
 }
 
 
@@ -253,7 +269,7 @@ def _no_command(prog: str, word: str | None) -> int:
             message = f"name the plugin to greet with, e.g. {prog} --driver {installed[0]} (installed: "
             message += f"{', '.join(installed)}); {prog} --help shows every command and option"
         else:
-            message = INSTALL_HINT
+            message = _install_hint()
     else:
         message = f"unknown command {word!r}; "
         close = difflib.get_close_matches(word, _COMMANDS, n=1, cutoff=0.6)

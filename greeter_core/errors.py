@@ -64,11 +64,10 @@ def one_line(error: BaseException) -> str:
 
 
 def install_hint(distribution: str) -> str:
-    """How to install a plugin distribution; greeter plugins come from a wheelhouse or an index you run."""
-    return (
-        f"pip install --find-links WHEELHOUSE {distribution} (greeter plugins are not on PyPI: install them "
-        f"from a wheelhouse or from your own package index)"
-    )
+    """How to install a plugin distribution from the user's own index or wheelhouse (greeter_core.hints)."""
+    from .hints import install_hint as hint  # only on an error path
+
+    return hint(distribution)
 
 
 def _distribution_for(driver: str) -> str | None:

@@ -21,7 +21,7 @@ from . import __version__
 from .api import API_VERSION, DEFAULT_NAME, GROUP
 from .errors import UsageError
 
-__all__ = ["PluginNames", "render", "scaffold"]
+__all__ = ["PluginNames", "render", "scaffold", "tox_ini"]
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +95,25 @@ def scaffold(
     return target
 
 
+def _core_range() -> tuple[int, str]:
+    """The greeter-core major version and the range a plugin written today declares for it."""
+    major = int(__version__.split(".")[0])
+    return major, f">={major}.0,<{major + 1}"
+
+
+def tox_ini(distribution: str) -> str:
+    """The ``tox.ini`` of a plugin distribution: the scaffold's, and the shipped plugins' too (one source)."""
+    return _TOX.substitute(distribution=distribution, core_range=_core_range()[1])
+
+
 def render(names: PluginNames, greeting: str, universe: str = DEFAULT_NAME) -> dict[str, str]:
     """The files of the plugin distribution, by path relative to its root."""
-    major = int(__version__.split(".")[0])
+    major, core_range = _core_range()
     fields = {
         **names._asdict(),
         "group": GROUP,
         "api_version": API_VERSION,
-        "core_range": f">={major}.0,<{major + 1}",
+        "core_range": core_range,
         "core_major": major,
         "test_module": f"test_{names.package.removeprefix('greeter_')}",
         "driver_literal": _literal(names.driver),
@@ -117,6 +128,7 @@ def render(names: PluginNames, greeting: str, universe: str = DEFAULT_NAME) -> d
     return {
         "pyproject.toml": _PYPROJECT.substitute(fields),
         "README.md": _README.substitute(fields),
+        "tox.ini": tox_ini(names.distribution),
         f"{names.package}/__init__.py": _PACKAGE.substitute(fields),
         f"tests/{fields['test_module']}.py": _TESTS.substitute(fields),
     }
@@ -253,12 +265,78 @@ is `$package.$class_name`, written for greeter plugin API $api_version.
 
 ## Develop
 
+greeter-core is not on PyPI: in a fresh venv, tell pip where it is, a
+wheelhouse (a directory of wheels) or your own index, then install this
+plugin with its test extra:
+
 ```sh
-pip install -e ".[test]"   # this plugin, greeter-core and pytest
+export PIP_FIND_LINKS=/path/to/wheelhouse   # or: export PIP_INDEX_URL=https://your.index/simple
+pip install -e ".[test]"   # this plugin, greeter-core (from there) and pytest
 pytest                     # its tests and greeter_core's conformance kit, against the installed plugin
 ```
 
 Entry points are read when the distribution is installed: after changing
 `[project.entry-points."$group"]` in `pyproject.toml`, run the `pip install`
 again.
+
+## Test matrix
+
+`tox` (with tox-uv: `pip install "tox>=4.20" "tox-uv>=1.11"`) runs the tests
+on CPython 3.11, 3.12 and 3.13, each against the lowest greeter-core this
+plugin declares (`greeter-core$core_range`; uv's `--resolution lowest-direct`)
+and the newest, plus `ruff` (env `lint`). Say where greeter-core comes from
+through the environment, as for pip:
+
+```sh
+UV_FIND_LINKS=/path/to/wheelhouse tox            # a directory of wheels
+UV_INDEX=https://your.index/simple tox           # or your own index, asked before PyPI
+tox -e py313-core-lowest                         # one env; tox list shows them all
+```
+""")
+
+_TOX = Template("""\
+# $distribution's test matrix: its tests on CPython 3.11, 3.12 and 3.13, each
+# against the lowest greeter-core it declares (greeter-core$core_range, resolved
+# with uv's lowest-direct strategy) and the newest; and a lint env (ruff).
+#
+# greeter-core is not on PyPI: say where it is through the environment, never
+# here (the same file works for everyone):
+#   UV_FIND_LINKS=/path/to/wheelhouse tox   a directory of wheels
+#   UV_INDEX=https://your.index/simple tox  your own index, asked before PyPI
+# Written by `greeter new-plugin` (greeter_core/scaffold.py).
+[tox]
+requires =
+    tox>=4.20
+    tox-uv>=1.11
+env_list = py{311,312,313}-core-{lowest,newest}, lint
+skip_missing_interpreters = false
+
+[testenv]
+description =
+    core-lowest: the tests against the lowest greeter-core declared, the plugin installed as a built wheel
+    core-newest: the tests against the newest greeter-core, the plugin installed as a built wheel
+package = wheel
+wheel_build_env = .pkg
+extras = test
+uv_resolution =
+    core-lowest: lowest-direct
+    core-newest: highest
+pass_env =
+    UV_FIND_LINKS
+    UV_INDEX_URL
+    UV_DEFAULT_INDEX
+    UV_INDEX
+    UV_EXTRA_INDEX_URL
+    UV_OFFLINE
+    PIP_FIND_LINKS
+    PIP_INDEX_URL
+commands = pytest {posargs}
+
+[testenv:lint]
+description = ruff: lint and format check
+skip_install = true
+deps = ruff>=0.15
+commands =
+    ruff check {toxinidir}
+    ruff format --check {toxinidir}
 """)

@@ -201,7 +201,8 @@ class PluginConformance:
             raise _failed(
                 f"plugin {self.driver!r} is not registered in the {GROUP!r} entry-point group of any "
                 f"installed distribution (installed plugins: {', '.join(error.installed) or 'none'})\n"
-                f"How to fix: declare it in your pyproject.toml and reinstall the distribution:\n"
+                f"How to fix: the kit tests the installed plugin: install its distribution (in its directory: "
+                f"pip install -e .); if it is installed, declare it in its pyproject.toml and reinstall:\n"
                 f'    [project.entry-points."{GROUP}"]\n'
                 f'    {self.driver} = "your_package:YourGreeter"'
             ) from None

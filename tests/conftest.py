@@ -37,8 +37,10 @@ from helpers import (
     wheel_of_installed,
 )
 
-from greeter_core import load
+from greeter_core import find, load
+from greeter_core.drive import DEFAULT_CALL_TIMEOUT
 from greeter_core.worker.client import WorkerPlugin
+from greeter_core.worker.supervision import Supervision
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -154,12 +156,18 @@ def venv_start(venv: Venv, tmp_path: Path) -> Iterator[Callable[..., RunningGree
 def isolated(plugins: Path) -> Iterator[Callable[..., WorkerPlugin]]:
     """``isolated(name, **options)`` starts a worker-backed plugin, closed after the test.
 
-    It loads from what the test module's own ``plugins`` fixture installed.
+    It loads from what the test module's own ``plugins`` fixture installed. With
+    ``supervision=Supervision(...)`` the options are :class:`WorkerPlugin`'s own
+    (``load()`` takes no supervision numbers).
     """
     opened: list[WorkerPlugin] = []
 
-    def start(name: str, **options: Any) -> WorkerPlugin:
-        greeter = load(name, isolation="process", **options)
+    def start(name: str, supervision: Supervision | None = None, **options: Any) -> WorkerPlugin:
+        if supervision is None:
+            greeter = load(name, isolation="process", **options)
+        else:
+            options.setdefault("call_timeout", DEFAULT_CALL_TIMEOUT)
+            greeter = WorkerPlugin(find(name), supervision=supervision, **options).start()
         assert isinstance(greeter, WorkerPlugin)
         opened.append(greeter)
         return greeter

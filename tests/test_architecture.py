@@ -24,7 +24,8 @@ ORDER = [
     "stats",
     "record",
     "worker.tree",
-    # every failure, named
+    # install hints (read only on an error path), then every failure, named
+    "hints",
     "errors",
     # finding and checking a plugin, never importing it (contract: checking an object once built)
     "discovery",
@@ -37,12 +38,15 @@ ORDER = [
     # building it in this process
     "loading",
     # or in a worker, which loads through loading on its side
+    "worker.sandbox",
     "worker.protocol",
     "worker.output",
     "worker.main",
     "worker.keeper",
+    "worker.forkmain",
     "worker.forkserver",
     "worker.__main__",
+    "worker.supervision",
     "worker.client",
     # the one place that chooses
     "drive",
@@ -56,6 +60,7 @@ ORDER = [
     "scaffold",
     "testing",
     "options",
+    "completion",
     "cli",
     "__main__",
 ]

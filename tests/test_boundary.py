@@ -43,6 +43,8 @@ from greeter_core import (
     load,
 )
 from greeter_core.worker import client as worker_client
+from greeter_core.worker.protocol import Limits
+from greeter_core.worker.supervision import Supervision
 
 #: Plugin code: the fd of the worker's end of the channel (the only socket a worker holds).
 CHANNEL = """
@@ -653,10 +655,10 @@ def test_a_worker_over_its_limit_is_stopped_and_the_limit_named(isolated, plugin
     assert greeter.status()["crashes"] == 1
 
 
-def test_after_going_over_its_memory_limit_the_next_call_gets_a_fresh_worker(isolated, monkeypatch) -> None:
+def test_after_going_over_its_memory_limit_the_next_call_gets_a_fresh_worker(isolated) -> None:
     """The leak's worker is gone; the next call starts another, which answers."""
-    monkeypatch.setattr(worker_client, "BACKOFF_BASE", 0.0)
-    greeter = isolated("leak", worker_memory=128, call_timeout=120)
+    no_backoff = Supervision(backoff_base=0.0)
+    greeter = isolated("leak", limits=Limits(memory_mib=128), call_timeout=120, supervision=no_backoff)
     first = greeter.status()["pid"]
     with pytest.raises(WorkerLimitError):
         greeter.greet("x")
@@ -686,11 +688,9 @@ def test_worker_options_without_isolation_are_a_usage_error(cli, install, flag: 
 # -- supervision: the circuit breaker -----------------------------------------------------------------------
 
 
-def test_after_repeated_crashes_the_circuit_opens_and_no_worker_is_started(isolated, monkeypatch) -> None:
+def test_after_repeated_crashes_the_circuit_opens_and_no_worker_is_started(isolated) -> None:
     """N crashes within the window: calls fail at once with "circuit open", without starting a worker."""
-    monkeypatch.setattr(worker_client, "BACKOFF_BASE", 0.0)
-    monkeypatch.setattr(worker_client, "CIRCUIT_CRASHES", 3)
-    greeter = isolated("exit")
+    greeter = isolated("exit", supervision=Supervision(backoff_base=0.0, circuit_crashes=3))
     for _ in range(3):
         with pytest.raises(WorkerCrashedError):
             greeter.greet("x")
@@ -702,14 +702,9 @@ def test_after_repeated_crashes_the_circuit_opens_and_no_worker_is_started(isola
     assert (status["state"], status["circuit"], status["restarts"]) == ("circuit-open", "open", restarts)
 
 
-def test_when_the_window_has_passed_one_worker_is_tried_and_one_crash_reopens_the_circuit(
-    isolated, monkeypatch
-) -> None:
+def test_when_the_window_has_passed_one_worker_is_tried_and_one_crash_reopens_the_circuit(isolated) -> None:
     """After the window the circuit is half-open: one fresh worker; it crashes, and the circuit is open again."""
-    monkeypatch.setattr(worker_client, "BACKOFF_BASE", 0.0)
-    monkeypatch.setattr(worker_client, "CIRCUIT_CRASHES", 2)
-    monkeypatch.setattr(worker_client, "CIRCUIT_WINDOW", 3.0)
-    greeter = isolated("exit")
+    greeter = isolated("exit", supervision=Supervision(backoff_base=0.0, circuit_crashes=2, circuit_window=3.0))
     for _ in range(2):
         with pytest.raises(WorkerCrashedError):
             greeter.greet("x")

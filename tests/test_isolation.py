@@ -39,8 +39,9 @@ from greeter_core import (
     find,
     load,
 )
-from greeter_core.worker import client as worker_client
+from greeter_core.worker import protocol
 from greeter_core.worker.client import WorkerPlugin
+from greeter_core.worker.supervision import Supervision
 
 FAULTS = [OS_EXIT, SEGFAULT, HANG, PANIC, SYS_EXIT, BROKEN_IMPORT, NOISY, ECHO_CONFIG, ALPHA]
 
@@ -113,10 +114,9 @@ def test_a_plugin_exception_is_contained_inside_the_worker(isolated, plugin, exp
     assert (status["state"], status["pid"], status["restarts"], status["crashes"]) == ("running", pid, 0, 0)
 
 
-def test_a_worker_killed_from_outside_is_reported_and_replaced(isolated, monkeypatch) -> None:
+def test_a_worker_killed_from_outside_is_reported_and_replaced(isolated) -> None:
     """SIGKILL of the worker: the call in flight says so; the next call starts a fresh worker."""
-    monkeypatch.setattr(worker_client, "BACKOFF_BASE", 0.0)
-    greeter = isolated("hang", call_timeout=30)
+    greeter = isolated("hang", call_timeout=30, supervision=Supervision(backoff_base=0.0))
     pid = greeter.status()["pid"]
     killer = subprocess.Popen([sys.executable, "-c", f"import os, time; time.sleep(0.5); os.kill({pid}, 9)"])
     with pytest.raises(WorkerCrashedError) as caught:
@@ -130,10 +130,9 @@ def test_a_worker_killed_from_outside_is_reported_and_replaced(isolated, monkeyp
     assert status["restarts"] == 1 and status["pid"] != pid
 
 
-def test_after_a_crash_the_next_call_starts_a_fresh_worker(isolated, monkeypatch) -> None:
+def test_after_a_crash_the_next_call_starts_a_fresh_worker(isolated) -> None:
     """Crash, then call again: a new worker (new pid) answers, and the restart is counted."""
-    monkeypatch.setattr(worker_client, "BACKOFF_BASE", 0.0)
-    greeter = isolated("alpha")
+    greeter = isolated("alpha", supervision=Supervision(backoff_base=0.0))
     first = greeter.status()["pid"]
     os.kill(first, signal.SIGKILL)
     with pytest.raises(WorkerCrashedError):
@@ -142,10 +141,9 @@ def test_after_a_crash_the_next_call_starts_a_fresh_worker(isolated, monkeypatch
     assert greeter.status()["restarts"] == 1 and greeter.status()["pid"] != first
 
 
-def test_during_backoff_calls_fail_fast_without_starting_a_worker(isolated, monkeypatch) -> None:
+def test_during_backoff_calls_fail_fast_without_starting_a_worker(isolated) -> None:
     """Repeated crashes back off: a call inside the pause fails at once and says when the restart is."""
-    monkeypatch.setattr(worker_client, "BACKOFF_BASE", 600.0)
-    greeter = isolated("exit")
+    greeter = isolated("exit", supervision=Supervision(backoff_base=600.0))
     with pytest.raises(WorkerCrashedError):
         greeter.greet("a")
     with pytest.raises(WorkerCrashedError) as caught:
@@ -162,7 +160,7 @@ def test_during_backoff_calls_fail_fast_without_starting_a_worker(isolated, monk
 )
 def test_backoff_doubles_up_to_a_cap_and_resets_after_a_stable_run(uptime, previous, expected) -> None:
     """The pause before the next restart doubles per crash, caps, and resets once a worker stayed up."""
-    assert worker_client.next_backoff(previous, uptime) == expected
+    assert Supervision().next_backoff(previous, uptime) == expected
 
 
 def test_a_plugin_that_fails_to_import_in_the_worker_raises_load_error(plugins) -> None:
@@ -223,7 +221,7 @@ def test_the_host_refuses_a_worker_speaking_another_protocol(plugins, tmp_path) 
 
 def test_a_worker_refuses_a_host_speaking_another_protocol(plugins, monkeypatch) -> None:
     """The worker checks the host's versions too, and says which side speaks what."""
-    monkeypatch.setattr(worker_client, "PROTOCOL_VERSION", 99)
+    monkeypatch.setattr(protocol, "PROTOCOL_VERSION", 99)
     with pytest.raises(HandshakeError) as caught:
         load("alpha", isolation="process")
     assert "the host speaks protocol 99, this worker speaks 2" in str(caught.value)

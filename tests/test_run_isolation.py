@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from helpers import (
     alive,
     descendants,
     greet_body,
+    kill_quietly,
     parent,
     wait_for,
 )
@@ -290,3 +292,81 @@ def test_no_worker_keeper_or_fork_server_outlives_greeter_run(start, how: signal
     greeter.wait()
     for pid in processes:
         wait_for(lambda: not alive(pid), what=f"process {pid} to end with greeter run")  # noqa: B023
+
+
+# -- the host trusts nothing a worker says (issue 20) -------------------------------------------------------
+
+#: Claims in its hello a pid that is not its own: the process group in GT_VICTIM (negated), else the host's
+#: pid; and takes 5 s to close, so that a swap away from it reaches the shutdown ladder's signal.
+LIAR = PluginSpec(
+    "liar",
+    code="""
+import os, time
+from greeter_core import Greeter
+
+def _host():
+    pid = os.getppid()
+    while b"greeter_core.worker" in open(f"/proc/{pid}/cmdline", "rb").read():
+        pid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    return pid
+
+_claim = -int(os.environ["GT_VICTIM"]) if "GT_VICTIM" in os.environ else _host()
+os.getpid = lambda: _claim
+
+class Plugin(Greeter):
+    language = "Liar"
+    def greet(self, name):
+        return "Liar " + (name or "Universe")
+    def close(self):
+        time.sleep(5)
+""",
+)
+
+
+@pytest.mark.parametrize("claim", ["the-hosts-pid", "a-negative-pid"])
+def test_a_pid_a_worker_claims_is_never_signalled(start, install, claim: str) -> None:
+    """A worker whose hello names the host (or -pgid of another process group) as its pid: swapping to it
+    and away signals neither; greeter run greets on and the other group lives."""
+    install(ALPHA, LIAR)
+    victim = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        env = {"GT_VICTIM": str(victim.pid)} if claim == "a-negative-pid" else {}
+        greeter = start(
+            "--driver", "alpha", "--interval", "0.02", "--control", "127.0.0.1:0", "--isolation", "process",
+            *(["--worker-env", "GT_VICTIM"] if env else []),
+            env_extra=env,
+        )  # fmt: skip
+        greeter.wait_greetings("Alpha Universe")
+        settled = len(descendants(greeter.process.pid))  # the fork server, a keeper and its worker
+        greeter.swap("liar")
+        assert greeter.swap("alpha").status == 200
+        wait_for(
+            lambda: greeter.process.poll() is not None or len(descendants(greeter.process.pid)) <= settled,
+            what="the liar's worker to be retired (its whole shutdown ladder)",
+        )
+        assert greeter.process.poll() is None, greeter.stderr.lines
+        assert victim.poll() is None
+        greeter.wait_greetings("Alpha Universe", 3)
+        assert greeter.stop() == 0
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+@pytest.mark.usefixtures("faults")
+def test_a_stopped_fork_server_costs_a_swap_a_cold_start_said_in_one_line(start) -> None:
+    """SIGSTOP on the fork server: the next swap gives up on it, starts its worker cold and says so once."""
+    greeter = isolated(start)
+    server = greeter.status()["worker"]["forkserver"]
+    os.kill(server, signal.SIGSTOP)
+    try:
+        assert greeter.swap("beta").status == 200
+        greeter.wait_greetings("Beta Universe", 3)
+        worker = greeter.status()["worker"]
+        assert worker["state"] == "running" and worker["forkserver"] is None  # started cold
+        said = [line for line in greeter.stderr.lines if "fork server" in line]
+        assert len(said) == 1 and said[0].startswith("WARNING") and "starting this worker cold" in said[0], said
+        assert f"the fork server (pid {server}) did not answer within" in said[0]
+        assert greeter.stop() == 0
+    finally:
+        kill_quietly(server, signal.SIGCONT)

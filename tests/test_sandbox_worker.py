@@ -81,11 +81,11 @@ def test_the_keeper_cannot_be_killed_and_the_worker_stays_up(install, cli) -> No
 
 
 def test_off_runs_the_worker_unconfined(install, cli) -> None:
-    """--sandbox off: the same plugin kills its keeper, and the worker's tree goes with it (as before)."""
+    """--sandbox off: the same plugin's SIGKILL reaches its keeper (the refusal above is the sandbox's doing)."""
     install(KILL)
     result = cli("--driver", "killer", "--isolation", "process", "--sandbox", "off")
-    assert result.returncode == 1
-    assert "crashed its worker" in result.stderr
+    assert result.returncode == 0, result.stderr  # the greeting came back: os.kill() did not fail
+    assert "refused" not in result.stderr
 
 
 def test_check_json_shows_what_is_in_force_and_the_scratch_is_removed(install, cli) -> None:

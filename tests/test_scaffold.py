@@ -37,6 +37,7 @@ def test_writes_a_complete_distribution_and_prints_where(cli, tmp_path: Path) ->
         "greeter-esperanto/greeter_esperanto/__init__.py",
         "greeter-esperanto/pyproject.toml",
         "greeter-esperanto/tests/test_esperanto.py",
+        "greeter-esperanto/tox.ini",
     ]
 
 

@@ -1,4 +1,4 @@
-"""The fork server: an interpreter that has imported greeter-core and stevedore, never a plugin, and forks workers.
+"""The fork server, the host's side: an interpreter that imported greeter-core and stevedore, never a plugin.
 
 A cold worker is a fresh ``python -I`` that imports the standard library,
 stevedore and greeter-core before it can load its plugin: most of a swap's
@@ -24,13 +24,16 @@ no worker, and the host starts a fresh fork server when it next needs one.
 It ends when the host closes the socketpair or the host is gone, however
 the host ended. It needs ``pidfd_open`` (Linux 5.3); without it workers
 start cold, as they do for a one-shot ``greeter --isolation process``.
+A fork server that does not answer a request within :data:`FORK_TIMEOUT`
+(stopped, or starved) is given up: that worker starts cold, said in one line.
+
+This module is the host's side; the fork server's own process is
+:mod:`~greeter_core.worker.forkmain`.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
-import gc
 import logging
 import os
 import select
@@ -38,38 +41,25 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 from collections.abc import Mapping, Sequence
 from typing import IO, NamedTuple
 
-__all__ = ["ForkServer", "ForkedProcess", "serve", "supported"]
+__all__ = ["ForkServer", "ForkedProcess", "describe_exit", "supported"]
 
 log = logging.getLogger(__name__)
 
 #: The fork server's first line of Python: the host's sys.path, then the server.
 BOOTSTRAP = (
     "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
-    "from greeter_core.worker.forkserver import serve; sys.exit(serve(sys.argv[2:]))"
+    "from greeter_core.worker.forkmain import serve; sys.exit(serve(sys.argv[2:]))"
 )
-
-#: What a fork server imports before it forks anything: what a worker imports before its plugin.
-PRELOAD = (
-    "ctypes",
-    "faulthandler",
-    "resource",
-    "greeter_core.integrity",
-    "greeter_core.loading",
-    "greeter_core.worker.keeper",
-    "greeter_core.worker.main",
-    "greeter_core.worker.sandbox",
-)
-
-#: Seconds the fork server sleeps between looks at its children (it reaps the keepers that ended).
-REAP_SECONDS = 1.0
 
 #: How long the host waits for a fork server to start, import and fork, before starting a worker cold.
 START_TIMEOUT = 30.0
+
+#: How long the host waits for a running fork server to fork a worker, before starting that one cold.
+FORK_TIMEOUT = 0.5
 
 _STATUS = struct.Struct("!i")  # a worker's exit code as the keeper reports it: negative for a signal
 
@@ -144,14 +134,16 @@ class ForkServer:
     Close it (or use ``with``) to stop it; the workers it forked live on.
     """
 
-    def __init__(self, *, start_timeout: float = START_TIMEOUT) -> None:
+    def __init__(self, *, start_timeout: float = START_TIMEOUT, fork_timeout: float = FORK_TIMEOUT) -> None:
         self.start_timeout = start_timeout
+        self.fork_timeout = fork_timeout
         #: Fork servers started so far (a fresh one after one ended or the environment changed).
         self.starts = 0
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._key: _Key | None = None
+        self._answered = False  # it forked once: it imported all, and the next fork takes milliseconds
         self._reader: threading.Thread | None = None
         self._closed = False
         self._supported = supported()
@@ -179,9 +171,8 @@ class ForkServer:
             key = _Key(tuple(command), tuple(sorted(env.items())))
             proc = self._proc
             if proc is not None and proc.poll() is not None:
-                log.warning(
-                    "the fork server (pid %d) ended (%s); starting a fresh one", proc.pid, _ended(proc.returncode)
-                )
+                ended = describe_exit(proc.returncode)
+                log.warning("the fork server (pid %d) ended (%s); starting a fresh one", proc.pid, ended)
                 self._stop()
             elif proc is not None and key != self._key:
                 log.debug("workers need another environment or sys.path: starting a fresh fork server")
@@ -192,16 +183,25 @@ class ForkServer:
                 except OSError as error:
                     log.warning("could not start a fork server (%s); starting workers cold", error)
                     return None
+            proc = self._proc
+            assert proc is not None
+            waited = self.fork_timeout if self._answered else self.start_timeout
             try:
-                return self._request(channel)
+                forked = self._request(channel, waited)
+            except TimeoutError:
+                log.warning(
+                    "the fork server (pid %d) did not answer within %g s; starting this worker cold", proc.pid, waited
+                )
+                self._stop(kill=True)  # stopped or starved: not worth another wait
+                return None
             except (OSError, EOFError, ValueError) as error:
-                proc = self._proc
-                assert proc is not None
                 log.warning(
                     "the fork server (pid %d) did not fork a worker (%s); starting this one cold", proc.pid, error
                 )
                 self._stop()
                 return None
+            self._answered = True
+            return forked
 
     def close(self) -> None:
         """Stop the fork server (the workers it forked are not its to stop); safe to call twice."""
@@ -233,8 +233,7 @@ class ForkServer:
             raise
         finally:
             server_end.close()
-        host_end.settimeout(self.start_timeout)
-        self._proc, self._sock, self._key = proc, host_end, key
+        self._proc, self._sock, self._key, self._answered = proc, host_end, key, False
         self.starts += 1
         from .output import forward
 
@@ -242,9 +241,10 @@ class ForkServer:
         _servers.add(self)
         log.debug("started a fork server (pid %d)", proc.pid)
 
-    def _request(self, channel: socket.socket) -> ForkedProcess:
+    def _request(self, channel: socket.socket, timeout: float) -> ForkedProcess:
         sock, proc = self._sock, self._proc
         assert sock is not None and proc is not None
+        sock.settimeout(timeout)
         out_r, out_w = os.pipe()
         try:
             err_r, err_w = os.pipe()
@@ -278,12 +278,15 @@ class ForkServer:
             raise ValueError(reply[1:200].decode("utf-8", "replace") if reply[:1] == b"E" else "a malformed reply")
         return ForkedProcess(int(reply[1:]), fds[0], status_r, open(out_r, "rb", 0), open(err_r, "rb", 0), proc.pid)
 
-    def _stop(self) -> None:
+    def _stop(self, *, kill: bool = False) -> None:
+        """Close the socketpair, which ends the fork server; *kill*: one that does not answer, at once."""
         proc, sock, reader = self._proc, self._sock, self._reader
         self._proc = self._sock = self._reader = None
         if sock is not None:
             sock.close()  # the fork server reads the end of its socketpair, and exits
         if proc is not None:
+            if kill:
+                proc.kill()  # SIGKILL ends a stopped process too
             try:
                 proc.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
@@ -293,11 +296,14 @@ class ForkServer:
             reader.join(timeout=1.0)
 
 
-def _ended(code: int | None) -> str:
+def describe_exit(code: int | None) -> str:
+    """How a process ended, from its exit code as ``subprocess`` gives it (negative: the signal, by name)."""
     if code is not None and code < 0:
-        with contextlib.suppress(ValueError):
+        try:
             return f"killed by signal {signal.Signals(-code).name}"
-    return f"exit code {code}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 _servers: set[ForkServer] = set()
@@ -307,127 +313,3 @@ _servers: set[ForkServer] = set()
 def _close_all() -> None:
     for server in list(_servers):
         server.close()
-
-
-# -- the fork server itself ---------------------------------------------------------------------
-
-
-class _Child(NamedTuple):
-    """What a forked child got: its channel, output pipes and status pipe, and the host's pidfd."""
-
-    channel: int
-    stdout: int
-    stderr: int
-    status: int
-    host: int
-
-
-def serve(argv: Sequence[str]) -> int:
-    """The fork server's life: import, then fork on request until the host is gone; 0 then.
-
-    In a forked child this returns too, with the worker's exit code: the
-    child leaves the server's loop, becomes a keeper and a worker, and the
-    interpreter ends as a cold worker's does (atexit handlers, threads).
-    """
-    control = socket.socket(fileno=int(argv[0]))
-    host = int(argv[1])
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
-    try:
-        host_fd = os.pidfd_open(host)
-    except OSError:
-        return 3
-    if os.getppid() != host:  # the host ended before the pidfd was opened: it may be another process
-        return 0
-    gc.disable()  # no collection leaves holes in the pages the workers share with this process
-    for module in PRELOAD:
-        __import__(module)
-    from .sandbox import preload
-
-    preload()  # the seccomp filter, built once for every worker
-    gc.freeze()  # nor touches these objects in a worker: they stay shared (see the gc module's docs)
-    child = _loop(control, host_fd)
-    if child is None:
-        return 0
-    gc.enable()
-    control.close()
-    _become_keeper(child)
-    from .main import main
-
-    return main([str(child.channel)])
-
-
-def _loop(control: socket.socket, host: int) -> _Child | None:
-    """Fork on each request; None once the host is gone, a :class:`_Child` in a forked child."""
-    while True:
-        _reap()
-        ready = select.select([control.fileno(), host], [], [], REAP_SECONDS)[0]
-        if host in ready:
-            return None
-        if not ready:
-            continue
-        try:
-            message, fds, _, _ = socket.recv_fds(control, 16, 8)
-        except ConnectionResetError:
-            return None
-        if not message:
-            return None  # the host closed its end
-        if message != b"F" or len(fds) != 4:
-            for fd in fds:
-                os.close(fd)
-            control.send(b"Ea malformed request")
-            continue
-        sys.stderr.flush()
-        try:
-            pid = os.fork()
-        except OSError as error:
-            for fd in fds:
-                os.close(fd)
-            control.send(b"E" + str(error).encode()[:200])
-            continue
-        if pid == 0:
-            channel, stdout, stderr, status = fds
-            return _Child(channel, stdout, stderr, status, host)
-        pidfd = os.pidfd_open(pid)  # not reaped before this: only _reap() reaps, in this thread
-        for fd in fds:
-            os.close(fd)
-        try:
-            socket.send_fds(control, [b"P%d" % pid], [pidfd])
-        except OSError:
-            return None
-        finally:
-            os.close(pidfd)
-
-
-def _reap() -> None:
-    """Collect the keepers that ended (they exit as their worker did; the host hears that from each)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
-def _become_keeper(child: _Child) -> None:
-    """Make this forked child what a cold start's first process is, then split off the worker below it."""
-    os.setpgid(0, 0)  # a process group of its own, as a cold worker has
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(child.stdout, 1)
-    os.dup2(child.stderr, 2)
-    start = 0
-    for fd in [*sorted({0, 1, 2, child.channel, child.status, child.host}), _max_fd()]:
-        if fd > start:  # nothing of the server's stays open (closerange(n, n) would close them all)
-            os.closerange(start, fd)
-        start = fd + 1
-    from .keeper import split
-
-    split(None, child.channel, host_pidfd=child.host, status=child.status)
-
-
-def _max_fd() -> int:
-    import resource
-
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return soft if soft != resource.RLIM_INFINITY else 65536

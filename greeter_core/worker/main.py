@@ -27,10 +27,9 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from ..api import API_VERSION
 from ..discovery import PluginInfo
 from ..errors import (
     GreeterError,
@@ -49,39 +48,25 @@ from .protocol import (
     ERROR,
     HELLO,
     LOG_MARK,
-    PROTOCOL_VERSION,
     SENDABLE_ERRORS,
     Channel,
     FrameTooLarge,
     Limits,
-    check_hello,
-    core_identity,
+    WorkerHello,
+    WorkerSpec,
     decode_json,
 )
 
 if TYPE_CHECKING:
     from ..loaded import LoadedPlugin
 
-__all__ = ["Settings", "main", "prepare"]
+__all__ = ["main", "prepare"]
 
 #: How long the worker waits on its keeper's pidfd before it looks again (the pidfd wakes it at once).
 PARENT_WAIT_SECONDS = 5.0
 
 #: How often the worker checks that its keeper (and so the host) is still there, where it has no pidfd to wait on.
 PARENT_POLL_SECONDS = 0.2
-
-
-class Settings(NamedTuple):
-    """What the host's hello tells the worker: what to load and how to run it."""
-
-    plugin: PluginInfo
-    config: dict[str, str]
-    verify: bool
-    log_level: int
-    limits: Limits
-    sys_path: list[str]
-    env: dict[str, str]
-    sandbox: sandbox.Sandbox
 
 
 class _LogLineHandler(logging.Handler):
@@ -121,16 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(channel: Channel) -> int:
     kind, payload = channel.recv()
-    settings: Settings | None = None
     try:
-        hello = decode_json(payload) if kind == HELLO else None
-        problem = check_hello(hello, peer="host", me="worker") if kind == HELLO else "expected the host's hello"
-        if problem is None and isinstance(hello, dict):
-            settings = _settings(hello)
-    except ValueError as error:
-        problem = f"a malformed hello: {error}"
-    if settings is None:
-        channel.send_json(ERROR, to_data(HandshakeError("?", None, problem or "no hello")))
+        if kind != HELLO:
+            raise ValueError("expected the host's hello")
+        settings = WorkerSpec.decode(decode_json(payload), peer="host", me="worker")
+    except Exception as error:  # whatever the host sent, the answer is one error frame
+        channel.send_json(ERROR, to_data(HandshakeError("?", None, str(error) or type(error).__name__)))
         return 3
     record = settings.plugin  # resolved by the host: no rescan of installed metadata here
     try:
@@ -145,18 +126,7 @@ def _serve(channel: Channel) -> int:
     except BaseException as error:
         channel.send_json(ERROR, to_data(_failure(error, record.name, record, settings.limits, loading=True)))
         return 1
-    channel.send_json(
-        HELLO,
-        {
-            "protocol": PROTOCOL_VERSION,
-            "api_version": API_VERSION,
-            "core": core_identity(),
-            "plugin": loaded.plugin._asdict(),
-            "language": loaded.language,
-            "pid": os.getpid(),
-            "sandbox": confined.to_data(),
-        },
-    )
+    channel.send_json(HELLO, WorkerHello(loaded.plugin, loaded.language, os.getpid(), confined).encode())
     try:
         _answer_calls(channel, loaded, settings.limits)
     finally:
@@ -192,17 +162,17 @@ def _failure(error: BaseException, driver: str, record: PluginInfo, limits: Limi
         return WorkerLimitError(driver, record, limits.name("memory"))
     if isinstance(cause, OSError) and cause.errno == errno.EMFILE and limits.files:
         return WorkerLimitError(driver, record, limits.name("files"))
-    if isinstance(error, GreeterError) and type(error).__name__ in SENDABLE_ERRORS:
-        return error
     refused = sandbox.explain(cause)  # what the sandbox refused, and the grant that would allow it
     if refused is not None:
         return PluginLoadError(driver, record, refused) if loading else PluginCallError(driver, record, refused)
+    if isinstance(error, GreeterError) and type(error).__name__ in SENDABLE_ERRORS:
+        return error
     if loading:
         return PluginLoadError(driver, record, one_line(error))
     return PluginCallError(driver, record, one_line(error))
 
 
-def prepare(settings: Settings) -> sandbox.Status:
+def prepare(settings: WorkerSpec) -> sandbox.Status:
     """Make this process a worker for *settings*, before any plugin code runs: the one place that does.
 
     The environment and ``sys.path`` are the host's choice (the process was
@@ -284,37 +254,3 @@ def _exit_when_orphaned(parent: int) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="greeter-parent-watch", daemon=True).start()
-
-
-def _settings(hello: Mapping[str, Any]) -> Settings:
-    """The host's hello, checked field by field (``ValueError`` naming the first bad one)."""
-    plugin, limits = hello.get("plugin"), hello.get("limits")
-    checks = {
-        "plugin": isinstance(plugin, dict) and set(plugin) == set(PluginInfo._fields) and _strings(plugin.values()),
-        "config": isinstance(hello.get("config"), dict) and _strings([*hello["config"], *hello["config"].values()]),
-        "verify": isinstance(hello.get("verify"), bool),
-        "log_level": type(hello.get("log_level")) is int,
-        "limits": isinstance(limits, dict)
-        and set(limits) == set(Limits._fields)
-        and all(type(value) in (int, float) and value >= 0 for value in limits.values()),
-        "sys_path": isinstance(hello.get("sys_path"), list) and _strings(hello["sys_path"]),
-        "env": isinstance(hello.get("env"), dict) and _strings([*hello["env"], *hello["env"].values()]),
-    }
-    for field, ok in checks.items():
-        if not ok:
-            raise ValueError(f"field {field!r}")
-    box = sandbox.Sandbox.from_data(hello.get("sandbox"))
-    return Settings(
-        PluginInfo(**hello["plugin"]),
-        hello["config"],
-        hello["verify"],
-        hello["log_level"],
-        Limits(**hello["limits"]),
-        hello["sys_path"],
-        hello["env"],
-        box,
-    )
-
-
-def _strings(values: Any) -> bool:
-    return all(isinstance(value, str) for value in values)

@@ -24,9 +24,12 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field, fields
+from typing import Any, NamedTuple, Self
 
 from ..api import API_VERSION
+from ..record import PluginInfo
+from .sandbox import Sandbox, Status
 
 __all__ = [
     "BYE",
@@ -43,10 +46,13 @@ __all__ = [
     "Channel",
     "FrameTooLarge",
     "Limits",
+    "WorkerHello",
+    "WorkerSpec",
     "check_hello",
     "core_identity",
     "decode_json",
     "decode_text",
+    "encode_text",
 ]
 
 #: Bumped whenever the messages below change shape; checked both ways at the handshake.
@@ -169,6 +175,120 @@ def _shown(value: object) -> str:
     return repr(value)[:200]
 
 
+# -- the two hellos: each field written once, encoded by one side and checked once by the other ---------------
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _strings(values: Any) -> bool:
+    return all(isinstance(value, str) for value in values)
+
+
+@dataclass(frozen=True)
+class _Codec:
+    """How one field of a hello travels: *check* the JSON value received, *build* the field from it, *encode* it.
+
+    A field names its codec in its metadata (``field(metadata=BOOL)``): adding a field is one line.
+    """
+
+    check: Callable[[Any], bool]
+    build: Callable[[Any], Any] = _same
+    encode: Callable[[Any], Any] = _same
+
+
+BOOL = {"codec": _Codec(lambda value: type(value) is bool)}
+WHOLE = {"codec": _Codec(lambda value: type(value) is int)}
+PID = {"codec": _Codec(lambda value: type(value) is int and value > 0)}
+TEXT = {"codec": _Codec(lambda value: isinstance(value, str))}
+STRINGS = {"codec": _Codec(lambda value: isinstance(value, list) and _strings(value), list)}
+STRING_MAP = {"codec": _Codec(lambda value: isinstance(value, dict) and _strings([*value, *value.values()]), dict)}
+RECORD = {
+    "codec": _Codec(
+        lambda value: isinstance(value, dict) and set(value) == set(PluginInfo._fields) and _strings(value.values()),
+        lambda value: PluginInfo(**value),
+        PluginInfo._asdict,
+    )
+}
+LIMITS = {
+    "codec": _Codec(
+        lambda value: (
+            isinstance(value, dict)
+            and set(value) == set(Limits._fields)
+            and all(type(number) in (int, float) and number >= 0 for number in value.values())
+        ),
+        lambda value: Limits(**value),
+        Limits._asdict,
+    )
+}
+
+
+def _parses(build: Callable[[Any], Any]) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        try:
+            build(value)
+        except (ValueError, KeyError, TypeError):
+            return False
+        return True
+
+    return check
+
+
+SANDBOX = {"codec": _Codec(_parses(Sandbox.from_data), Sandbox.from_data, Sandbox.to_data)}
+SANDBOX_STATUS = {"codec": _Codec(_parses(Status.from_data), Status.from_data, Status.to_data)}
+
+
+class _Hello:
+    """A hello: the protocol, the plugin API and the core both sides check, then the dataclass's own fields."""
+
+    def encode(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "api_version": API_VERSION, "core": core_identity()}
+        for each in fields(self):  # type: ignore[arg-type]
+            data[each.name] = each.metadata["codec"].encode(getattr(self, each.name))
+        return data
+
+    @classmethod
+    def decode(cls, data: Any, *, peer: str, me: str) -> Self:
+        """The *peer*'s hello, checked once: ``ValueError`` saying what is wrong (versions, core, a field)."""
+        problem = check_hello(data, peer=peer, me=me)
+        if problem is not None:
+            raise ValueError(problem)
+        values = {}
+        for each in fields(cls):  # type: ignore[arg-type]
+            codec: _Codec = each.metadata["codec"]
+            value = data.get(each.name)
+            if not codec.check(value):
+                raise ValueError(f"the {peer}'s hello has a malformed field {each.name!r}: {_shown(value)}")
+            values[each.name] = codec.build(value)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class WorkerSpec(_Hello):
+    """What the host gives a worker in its hello: what to load and how to run it (a field: one line here)."""
+
+    plugin: PluginInfo = field(metadata=RECORD)
+    config: dict[str, str] = field(metadata=STRING_MAP)
+    verify: bool = field(metadata=BOOL)
+    log_level: int = field(metadata=WHOLE)
+    limits: Limits = field(metadata=LIMITS)
+    sys_path: list[str] = field(metadata=STRINGS)
+    env: dict[str, str] = field(metadata=STRING_MAP)
+    sandbox: Sandbox = field(metadata=SANDBOX)
+
+
+@dataclass(frozen=True)
+class WorkerHello(_Hello):
+    """What a worker answers once its plugin is loaded. Claims, all of them: its *pid* is shown, never signalled."""
+
+    plugin: PluginInfo = field(metadata=RECORD)
+    language: str = field(metadata=TEXT)
+    pid: int = field(metadata=PID)
+    sandbox: Status = field(metadata=SANDBOX_STATUS)
+    """What the worker's sandbox put in force, as it says (the kernel's /proc/<pid>/status is the check)."""
+
+
 class Channel:
     """One end of the socketpair: ``send`` a frame, ``recv`` the next one whole."""
 
@@ -208,8 +328,8 @@ class Channel:
         """Answer greeting requests with *greet* until another frame comes; return that one: the worker's hot path.
 
         A request's name is decoded, *greet* called and its text sent back as
-        an ``OK`` frame, without a call per frame: the round trip should cost
-        little more than the echo of the same bytes. Whatever *greet* raises
+        an ``OK`` frame, through the same read path as :meth:`recv`: the round
+        trip should cost little more than the echo of the same bytes. Whatever *greet* raises
         (or :class:`FrameTooLarge` for its text) leaves here, the request
         consumed; the caller reports it and serves on. *greet* must wrap its own
         failures (a loaded plugin's ``greet`` does): ``EOFError`` from here means the host
@@ -217,34 +337,12 @@ class Channel:
         """
         if self._armed is not None:
             self._arm(None)
-        recv, sendall, buffer, pack = self._recv, self._sendall, self._buffer, _HEAD.pack
+        next_frame, sendall, pack = self._next, self._sendall, _HEAD.pack
         while True:
-            if buffer:
-                kind, payload = self._recv_rest(None)
-            else:
-                try:
-                    chunk = recv(65536)
-                except ConnectionResetError:
-                    chunk = b""
-                size = len(chunk) - _SIZE
-                if size > 0 and _unpack_size(chunk)[0] == size:
-                    kind, payload = chunk[_SIZE], chunk[_SIZE + 1 :]
-                elif not chunk:
-                    raise EOFError("the other end closed the channel")
-                else:
-                    buffer += chunk
-                    kind, payload = self._recv_rest(None)
+            kind, payload = next_frame(None)
             if kind != GREET:
                 return kind, payload
-            try:
-                name = payload.decode()  # strict first: the faster path, and it fails on surrogates only
-            except UnicodeDecodeError:
-                name = payload.decode("utf-8", "surrogatepass")
-            text = greet(name)
-            try:
-                data = text.encode()
-            except UnicodeEncodeError:  # a lone surrogate: carried as is, like any other text
-                data = text.encode("utf-8", "surrogatepass")
+            data = encode_text(greet(decode_text(payload)))
             if len(data) >= MAX_FRAME:
                 raise FrameTooLarge(len(data))
             try:
@@ -323,6 +421,14 @@ def decode_text(payload: bytes) -> str:
         return payload.decode()
     except UnicodeDecodeError:
         return payload.decode("utf-8", "surrogatepass")
+
+
+def encode_text(text: str) -> bytes:
+    """A greet or ok frame's payload: UTF-8, a lone surrogate carried as is (strict first, as above)."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
 
 
 def _timeval(seconds: float | None) -> bytes:
