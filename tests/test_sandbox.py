@@ -494,3 +494,13 @@ def test_probe_names_why_landlock_is_missing() -> None:
     assert not sb.probe("userns=0").userns
     with pytest.raises(ValueError, match="unknown item"):
         sb.probe("landlock")
+
+
+def test_the_plugin_module_is_located_without_importing_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An editable install's package lies outside sys.path: found by its spec, read-allowed, never run here."""
+    package = tmp_path / f"located_{uuid.uuid4().hex}"
+    package.mkdir()
+    (package / "__init__.py").write_text("raise SystemExit('imported')")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert sb.plugin_location(f"{package.name}.sub:Plugin") == (str(package),)
+    assert package.name not in sys.modules

@@ -71,7 +71,7 @@ from .protocol import (
     decode_text,
     encode_text,
 )
-from .sandbox import SIMULATE_ENV, Sandbox, Status, make_scratch, needed_paths, remove_scratch
+from .sandbox import SIMULATE_ENV, Sandbox, Status, make_scratch, needed_paths, plugin_location, remove_scratch
 from .supervision import Supervision, Supervisor
 
 __all__ = [
@@ -631,7 +631,8 @@ class WorkerPlugin(LoadedPlugin):
         with contextlib.suppress(OSError):
             scratch = make_scratch(f"greeter-{self.driver}-")
             simulate = os.environ.get(SIMULATE_ENV, "")  # tests only: play an older kernel
-            return self.sandbox._replace(read=needed_paths(sys_path), scratch=scratch, simulate=simulate)
+            read = (*needed_paths(sys_path), *plugin_location(self._plugin.target))  # an editable install's too
+            return self.sandbox._replace(read=read, scratch=scratch, simulate=simulate)
         raise HostResourceError(self.driver, self._plugin, "start a worker", "no scratch directory could be made")
 
     def _crashed(self, worker: Worker, what: str) -> None:

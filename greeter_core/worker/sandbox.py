@@ -63,6 +63,7 @@ __all__ = [
     "explain",
     "make_scratch",
     "needed_paths",
+    "plugin_location",
     "probe",
     "remove_scratch",
 ]
@@ -364,6 +365,29 @@ def needed_paths(sys_path: Iterable[str]) -> tuple[str, ...]:
         if path and path not in found and os.path.exists(path):
             found.append(path)
     return tuple(found)
+
+
+def plugin_location(target: str) -> tuple[str, ...]:
+    """Where the module of an entry point's *target* (``module:attr``) lives, found without importing it.
+
+    Usually beneath ``sys.path`` already; not for an editable install, whose
+    finder maps the package to its source tree. Only the top-level name is
+    looked up (a submodule's lookup would import its parent); nothing is run.
+    """
+    import importlib.util
+
+    top = target.partition(":")[0].partition(".")[0]
+    try:
+        loaded = sys.modules.get(top)  # imported here already (in process, or by a test): its own record
+        spec = (
+            getattr(loaded, "__spec__", None) if loaded is not None else importlib.util.find_spec(top) if top else None
+        )
+    except (ImportError, ValueError):
+        return ()
+    if spec is None:
+        return ()
+    places = list(spec.submodule_search_locations or ()) or ([spec.origin] if spec.origin else [])
+    return tuple(os.path.normpath(p) for p in places if os.path.isabs(p))
 
 
 def check_grants(grants: Grants, protected: Iterable[str]) -> None:
