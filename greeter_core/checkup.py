@@ -73,7 +73,7 @@ def _check_one(name: str, plugins: tuple[PluginInfo, ...], options: LoadOptions)
     try:
         info = find(name, plugins)
         distribution, version = info.distribution, info.version
-        with load(info, **options._asdict()) as loaded:
+        with load(info, options) as loaded:
             language = loaded.language
             text = loaded.greet(DEFAULT_NAME)
             sandbox = (loaded.status() or {}).get("sandbox")

@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, NamedTuple, cast
 
-from .api import DEFAULT_NAME
-from .drive import DEFAULT_CALL_TIMEOUT, LoadOptions
 from .errors import GreeterError, UsageError, install_hint
 from .guard import Command, plugin_output_to_stderr
 from .options import (
@@ -33,6 +31,7 @@ from .options import (
     run_parser,
     setup_logging,
 )
+from .settings import GREET, defaults, env, setting
 
 if TYPE_CHECKING:
     import argparse
@@ -66,7 +65,7 @@ def _cmd_greet(args: argparse.Namespace) -> int:
     _warn_unknown(options.policy)
     # stdout carries the greeting only: whatever the plugin writes, to sys.stdout or fd 1, goes to stderr.
     with plugin_output_to_stderr() as out:
-        with load(args.driver, **options._asdict()) as loaded:
+        with load(args.driver, options) as loaded:
             text = loaded.greet(args.name)
         out.write(text + "\n")
     return 0
@@ -153,9 +152,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     plan = _run_plan(args)
     if args.control is None:
         return run(plan)
-    from .control import TOKEN_ENV, bind
+    from .control import bind
 
-    token = args.control_token if args.control_token is not None else os.environ.get(TOKEN_ENV) or None
+    token = args.control_token if args.control_token is not None else os.environ.get(env("control_token")) or None
     return run(plan, bind(args.control, token))  # run() owns the server from here: it closes it
 
 
@@ -283,8 +282,8 @@ def _no_command(prog: str, word: str | None) -> int:
     return 2
 
 
-#: The options :func:`_one_shot` reads, and where they go.
-_ONE_SHOT_OPTIONS = {"--driver": "driver", "--name": "name"}
+#: The options :func:`_one_shot` reads (their plain spellings, from the settings table), and where they go.
+_ONE_SHOT_OPTIONS = {setting(dest).flags[0]: dest for dest in ("driver", "name")}
 
 
 def _one_shot(argv: Sequence[str]) -> argparse.Namespace | None:
@@ -296,8 +295,9 @@ def _one_shot(argv: Sequence[str]) -> argparse.Namespace | None:
     ``--driver=NAME``, its value not empty and not starting with ``-``.
     Everything else (another option, an abbreviation, ``--help``, a mistake)
     goes to argparse, which answers with its own messages and exit codes. The
-    result is what ``_greet_parser`` would return (tests/test_one_shot.py checks
-    that the two agree), as a namespace of the same attributes.
+    result is what ``_greet_parser`` would return, both filled in from the
+    settings table (tests/test_one_shot.py checks that the two agree), as a
+    namespace of the same attributes.
     """
     from types import SimpleNamespace
 
@@ -314,29 +314,7 @@ def _one_shot(argv: Sequence[str]) -> argparse.Namespace | None:
         values[dest] = value
     if "driver" not in values:
         return None
-    defaults = LoadOptions()
-    args = SimpleNamespace(
-        driver=values["driver"],
-        name=values.get("name", DEFAULT_NAME),
-        options=[],
-        isolation=defaults.isolation,
-        verify=defaults.verify,
-        call_timeout=DEFAULT_CALL_TIMEOUT,
-        worker_memory=None,
-        worker_cpu=None,
-        worker_files=None,
-        worker_env=[],
-        sandbox=None,
-        allow_read=[],
-        allow_write=[],
-        allow_net=[],
-        plugins=None,
-        disable=[],
-        lock=None,
-        verbose=0,
-        debug=False,
-    )
-    return cast("argparse.Namespace", args)  # the same attributes; only its class differs
+    return cast("argparse.Namespace", SimpleNamespace(**{**defaults(GREET), **values}))  # only its class differs
 
 
 @contextmanager
@@ -390,6 +368,7 @@ def _handle(command: _Command, args: argparse.Namespace, prog: str) -> int:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (`greeter run | head`): stop quietly, and keep

@@ -12,7 +12,7 @@ import argparse
 import shlex
 from collections.abc import Callable, Mapping
 
-from .options import _common, _parser
+from .options import _add, _parser
 
 __all__ = ["SHELLS", "parser", "run", "script"]
 
@@ -29,7 +29,7 @@ def parser(prog: str) -> argparse.ArgumentParser:
     )
     parsed.add_argument("shell", nargs="?", choices=sorted(SHELLS), help="the shell to complete in")
     parsed.add_argument("--drivers", action="store_true", help="print the installed driver names (what Tab offers)")
-    _common(parsed)
+    _add(parsed, "completion")
     return parsed
 
 

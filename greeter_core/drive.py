@@ -10,38 +10,44 @@ other's host side.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .errors import UsageError
+from .api import DEFAULT_NAME
+from .errors import NoSuchDriverError, PluginLoadTimeoutError, UsageError
+from .guard import call_bounded
+from .record import PluginInfo
+from .settings import (
+    CHECK_ISOLATION,
+    DEFAULT_CALL_TIMEOUT,
+    DEFAULT_LOAD_TIMEOUT,
+    DEFAULT_SANDBOX,
+    DEFAULT_WORKER_CPU,
+    DEFAULT_WORKER_FILES,
+    DEFAULT_WORKER_MEMORY,
+    ISOLATION_MODES,
+)
 
 if TYPE_CHECKING:
-    from .discovery import PluginInfo
     from .loaded import LoadedPlugin
     from .lock import PluginLock
     from .policy import PluginPolicy
     from .worker.forkserver import ForkServer
     from .worker.sandbox import Sandbox
 
+#: The public names (re-exported by ``greeter_core``); ``RunLoader`` is ``greeter run``'s, not the API's.
 __all__ = ["CHECK_ISOLATION", "DEFAULT_CALL_TIMEOUT", "ISOLATION_MODES", "LoadOptions", "fork_server", "load"]
 
-#: ``none``: the plugin runs in this process (fastest). ``process``: in a worker
-#: process, which it cannot take down with it.
-ISOLATION_MODES = ("none", "process")
-
-#: How ``greeter check`` (and :func:`~greeter_core.checkup.check_plugins`) load by
-#: default: the diagnostic tool must not be silenced by what it diagnoses.
-CHECK_ISOLATION = "process"
-
-#: Seconds an isolated ``greet()`` may take before its worker is killed.
-DEFAULT_CALL_TIMEOUT = 5.0
+#: The log of ``greeter run`` (the slot, its loader and the loop): a name users filter on, kept stable.
+log = logging.getLogger("greeter_core.runtime")
 
 
 class LoadOptions(NamedTuple):
-    """How a plugin is loaded: the keywords of :func:`load`, kept together for a whole run."""
+    """How a plugin is loaded, kept together for a whole run: what :func:`load` takes."""
 
     config: Mapping[str, str] = MappingProxyType({})
     """The user's ``--option`` values, the plugin's ``context.config``."""
@@ -55,14 +61,14 @@ class LoadOptions(NamedTuple):
     call_timeout: float = DEFAULT_CALL_TIMEOUT
     """With ``isolation="process"``: the deadline of one whole ``greet()`` call."""
 
-    worker_memory: int = 1024
+    worker_memory: int = DEFAULT_WORKER_MEMORY
     """With ``isolation="process"``: MiB of memory (data segment) a worker may use; 0: no limit."""
 
-    worker_cpu: float = 0
+    worker_cpu: float = DEFAULT_WORKER_CPU
     """With ``isolation="process"``: seconds of CPU time a worker may use in its life; 0: no limit
     (a busy worker lives as long as ``greeter run``; ``call_timeout`` bounds each call)."""
 
-    worker_files: int = 256
+    worker_files: int = DEFAULT_WORKER_FILES
     """With ``isolation="process"``: file descriptors a worker may hold open; 0: no limit."""
 
     worker_env: Mapping[str, str] = MappingProxyType({})
@@ -75,7 +81,7 @@ class LoadOptions(NamedTuple):
     lock: PluginLock | None = None
     """The lock file (``--lock``) the plugin's distribution must match; None: no lock."""
 
-    sandbox: str = "auto"
+    sandbox: str = DEFAULT_SANDBOX
     """With ``isolation="process"``: confine the worker (``auto``: best effort, ``require``: refuse to
     run unconfined, ``off``): ``--sandbox``, see docs/isolation.md."""
 
@@ -94,77 +100,109 @@ _DEFAULTS = LoadOptions()
 
 def load(
     plugin: str | PluginInfo,
+    options: LoadOptions | None = None,
     *,
-    config: Mapping[str, str] | None = None,
-    isolation: str = "none",
-    verify: bool = False,
-    call_timeout: float = DEFAULT_CALL_TIMEOUT,
-    worker_memory: int = _DEFAULTS.worker_memory,
-    worker_cpu: float = _DEFAULTS.worker_cpu,
-    worker_files: int = _DEFAULTS.worker_files,
-    worker_env: Mapping[str, str] | None = None,
-    policy: PluginPolicy | None = None,
-    lock: PluginLock | None = None,
     forkserver: ForkServer | None = None,
-    sandbox: str = _DEFAULTS.sandbox,
-    allow_read: Sequence[str] = (),
-    allow_write: Sequence[str] = (),
-    allow_net: Sequence[int] = (),
+    **changes: Any,
 ) -> LoadedPlugin:
     """A ready plugin for *plugin* (a driver name, or a record from ``discover()``/``find()``).
 
-    With ``isolation="process"`` it runs in a worker process, within the
-    ``worker_*`` limits and environment (see :class:`LoadOptions`); close
-    the result (or use ``with``) to stop the worker. With ``verify=True``
-    every file of the plugin's distribution is checked against its
-    ``RECORD`` first.
-    A *policy* that disables the plugin, or a *lock* its distribution does not
-    match, refuses it here, before anything of it is imported in either mode.
-    With a *forkserver* (see :func:`fork_server`) a worker is forked from it
-    instead of starting a fresh interpreter: in milliseconds, not a tenth of a second.
+    *options* (:class:`LoadOptions`), with any of its fields given as keywords
+    instead or on top: ``load("english", isolation="process")``. With
+    ``isolation="process"`` the plugin runs in a worker process, within the
+    ``worker_*`` limits and environment; close the result (or use ``with``)
+    to stop the worker. With ``verify=True`` every file of the plugin's
+    distribution is checked against its ``RECORD`` first. A ``policy`` that
+    disables the plugin, or a ``lock`` its distribution does not match,
+    refuses it here, before anything of it is imported in either mode. With a
+    *forkserver* (see :func:`fork_server`) a worker is forked from it instead
+    of starting a fresh interpreter: in milliseconds, not a tenth of a second.
     """
-    if isolation not in ISOLATION_MODES:
-        raise UsageError(f"unknown isolation mode {isolation!r}; use one of: {', '.join(ISOLATION_MODES)}")
-    if policy is not None:
-        policy.check(plugin)
-    if lock is not None:
-        from .discovery import find
-
-        plugin = find(plugin) if isinstance(plugin, str) else plugin
-        lock.check(plugin)
-    if isolation == "process":
-        from .discovery import find
-        from .worker.client import WorkerPlugin
-        from .worker.protocol import Limits
-
-        limits = Limits(worker_memory, worker_cpu, worker_files)
-        for field, value in limits._asdict().items():
-            if not value >= 0:
-                raise UsageError(f"worker limit {field} must be a number >= 0 (0: no limit), not {value!r}")
-        record = find(plugin) if isinstance(plugin, str) else plugin
-        return WorkerPlugin(
-            record,
-            config=config,
-            verify=verify,
-            call_timeout=call_timeout,
-            limits=limits,
-            env=worker_env,
-            forkserver=forkserver,
-            sandbox=_sandbox(sandbox, allow_read, allow_write, allow_net),
-        ).start()
+    options = _options(options, changes)
+    record = _record(plugin, options)  # the one look at installed metadata, if any step needs one
+    if options.policy is not None:
+        options.policy.check(record)
+    if options.lock is not None:
+        assert isinstance(record, PluginInfo)
+        options.lock.check(record)
+    if options.isolation == "process":
+        assert isinstance(record, PluginInfo)
+        return _in_worker(record, options, forkserver)
     from .loading import load_in_process
 
-    return load_in_process(plugin, config, verify=verify)
+    return load_in_process(record, options.config, verify=options.verify)
 
 
-def _sandbox(mode: str, read: Sequence[str], write: Sequence[str], net: Sequence[int]) -> Sandbox:
-    """The worker's sandbox for these grants; ``UsageError`` for a mode or grant it refuses (deny wins)."""
+def _options(options: LoadOptions | None, changes: Mapping[str, Any]) -> LoadOptions:
+    """*options* with *changes*, checked; a keyword that names no field is a TypeError, as for any call."""
+    options = options or _DEFAULTS
+    if changes:
+        unknown = sorted(set(changes) - set(LoadOptions._fields))
+        if unknown:
+            raise TypeError(f"load() got an unexpected keyword argument {unknown[0]!r}")
+        empty: dict[str, Mapping[str, str]] = {
+            field: MappingProxyType({}) for field in ("config", "worker_env") if changes.get(field, 0) is None
+        }
+        options = options._replace(**{**changes, **empty})
+    if options.isolation not in ISOLATION_MODES:
+        raise UsageError(f"unknown isolation mode {options.isolation!r}; use one of: {', '.join(ISOLATION_MODES)}")
+    return options
+
+
+def _record(plugin: str | PluginInfo, options: LoadOptions) -> str | PluginInfo:
+    """*plugin*'s installed record, looked up once for every step that needs it; the name where none does.
+
+    The plain one-shot greeting needs none: stevedore finds the entry point
+    itself, and a metadata scan would cost it milliseconds. A name that a
+    policy disables is refused as disabled even when it is not installed.
+    """
+    if not isinstance(plugin, str):
+        return plugin
+    if options.policy is None and options.lock is None and not options.verify and options.isolation == "none":
+        return plugin
+    from .discovery import find
+
+    try:
+        return find(plugin)
+    except NoSuchDriverError:
+        if options.policy is not None:
+            options.policy.check(plugin)
+        raise
+
+
+def _in_worker(record: PluginInfo, options: LoadOptions, forkserver: ForkServer | None) -> LoadedPlugin:
+    from .worker.client import WorkerPlugin
+    from .worker.protocol import Limits
+
+    limits = Limits(options.worker_memory, options.worker_cpu, options.worker_files)
+    for field, value in limits._asdict().items():
+        if not value >= 0:
+            raise UsageError(f"worker limit {field} must be a number >= 0 (0: no limit), not {value!r}")
+    return WorkerPlugin(
+        record,
+        config=options.config,
+        verify=options.verify,
+        call_timeout=options.call_timeout,
+        limits=limits,
+        env=options.worker_env,
+        forkserver=forkserver,
+        sandbox=_sandbox(options),
+    ).start()
+
+
+def _sandbox(options: LoadOptions) -> Sandbox:
+    """The worker's sandbox for *options*' grants; ``UsageError`` for a mode or grant it refuses (deny wins)."""
     from .worker.client import worker_sys_path
     from .worker.sandbox import MODES, Grants, Sandbox, SandboxError, check_grants
 
+    mode = options.sandbox
     if mode not in MODES:
         raise UsageError(f"unknown sandbox mode {mode!r}; use one of: {', '.join(MODES)}")
-    grants = Grants(tuple(os.path.abspath(p) for p in read), tuple(os.path.abspath(p) for p in write), tuple(net))
+    grants = Grants(
+        tuple(os.path.abspath(p) for p in options.allow_read),
+        tuple(os.path.abspath(p) for p in options.allow_write),
+        tuple(options.allow_net),
+    )
     protected = [*worker_sys_path(), sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
     try:
         check_grants(grants, protected)
@@ -184,3 +222,62 @@ def fork_server(options: LoadOptions) -> ForkServer | None:
     from .worker.forkserver import ForkServer
 
     return ForkServer()
+
+
+class RunLoader:
+    """How a long run (``greeter run``'s slot) loads each plugin it swaps in: its one choice of where.
+
+    In process, a load is given up on after *load_timeout* seconds (a plugin
+    whose import never returns must not hold a swap forever; what it builds
+    later is closed). In a worker, each load is forked from the run's fork
+    server, and a swapped-in plugin counts as loaded once its worker answered
+    one greeting. Only a worker can load new code, so only it reloads.
+    """
+
+    def __init__(
+        self,
+        options: LoadOptions,
+        loader: Callable[..., LoadedPlugin] = load,
+        *,
+        load_timeout: float = DEFAULT_LOAD_TIMEOUT,
+    ) -> None:
+        self.options = options
+        self.load_timeout = load_timeout
+        self._loader = loader
+        self._forkserver = fork_server(options)  # isolated workers are forked from it, in milliseconds
+
+    @property
+    def reloads(self) -> bool:
+        """Whether a fresh instance can run new code: only in a fresh worker (Python cannot unload a module)."""
+        return self.options.isolation == "process"
+
+    def load(self, info: PluginInfo, *, answered: bool = False) -> LoadedPlugin:
+        """*info* loaded; with *answered*, in a worker, only once that worker answered a greeting."""
+        if self.options.isolation == "process":
+            loaded = self._loader(info, self.options, forkserver=self._forkserver)
+            if answered:
+                try:
+                    loaded.greet(DEFAULT_NAME)
+                except BaseException:
+                    loaded.close()
+                    raise
+            return loaded
+        try:
+            return call_bounded(
+                lambda: self._loader(info, self.options),
+                self.load_timeout,
+                name=f"greeter-load-{info.name}",
+                late=_close_late,
+            )
+        except TimeoutError:
+            raise PluginLoadTimeoutError(info.name, info, self.load_timeout) from None
+
+    def close(self) -> None:
+        """Stop the fork server, if the run had one (the workers it forked are closed on their own)."""
+        if self._forkserver is not None:
+            self._forkserver.close()
+
+
+def _close_late(loaded: LoadedPlugin) -> None:
+    log.warning("plugin %r finished loading after greeter gave up on it; closing it", loaded.driver)
+    loaded.close()

@@ -3,17 +3,23 @@
 Each error carries the plugin it is about (``.plugin``, a
 :class:`~greeter_core.discovery.PluginInfo` when the distribution is known,
 and ``.driver``, the entry-point name) and a message that says what to do
-next. Errors cross process borders as plain data (:func:`to_data`,
-:func:`from_data`: a kind and the fields of its constructor, rebuilt from this
-module's own classes only), which is how an isolated worker reports them to
-the host; they pickle too, for programs with process borders of their own.
+next. Its category is on the class, and only there: ``exit_code`` (the CLI's
+exit status), ``http_status`` (the control endpoint's answer) and ``sendable``
+(whether an isolated worker may report it). ``wire_fields`` declares the
+fields it crosses a process border with, and their types: the codec
+(:mod:`greeter_core.worker.codec`) reads nothing else. Errors pickle too, for
+programs with process borders of their own.
+
+The helpers every message is written with (:func:`describe`,
+:func:`one_line`, :func:`install_hint`) are exported for the modules that
+phrase their own messages the same way.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from .printable import printable
 from .record import PluginInfo
@@ -41,8 +47,9 @@ __all__ = [
     "WorkerCrashedError",
     "WorkerLimitError",
     "WorkerUnavailableError",
-    "from_data",
-    "to_data",
+    "describe",
+    "install_hint",
+    "one_line",
 ]
 
 
@@ -85,12 +92,41 @@ def _rebuild(cls: type[GreeterError], args: tuple[Any, ...], state: dict[str, An
     return error
 
 
+#: A field that names the plugin: every error about one has it.
+_PLUGIN = PluginInfo | None
+
+
+def _wire(**fields: object) -> Mapping[str, object]:
+    """A class's wire fields, in its constructor's order, read-only."""
+    return MappingProxyType(fields)
+
+
 class GreeterError(Exception):
     """Base class of every error greeter raises on purpose."""
 
     #: The exit status the CLI uses for this error: 1 for a broken plugin or
     #: environment, 2 for a mistake in what the user asked for.
-    exit_code = 1
+    exit_code: ClassVar[int] = 1
+
+    #: The control endpoint's answer to a request that failed with this error: whose fault, and can it be
+    #: retried. 422: the plugin failed to load or broke the contract.
+    http_status: ClassVar[int] = 422
+
+    #: Whether an isolated worker may report this error to the host. Never inherited (each class says so
+    #: itself): a worker reports what went wrong with the plugin it runs, and nothing that would make the
+    #: host say something else (a usage error, exit 2; the host's own shortage, 503).
+    sendable: ClassVar[bool] = False
+
+    #: The fields this error crosses a process border with, and their types: the arguments of its
+    #: constructor, each kept as the attribute of the same name. A class of this module with its own
+    #: ``__init__`` declares its own (a plugin's subclass never crosses: the codec builds only these).
+    wire_fields: ClassVar[Mapping[str, object]] = _wire(message=str, driver=str | None, plugin=_PLUGIN)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.sendable = bool(vars(cls).get("sendable", False))
+        if cls.__module__ == __name__ and "__init__" in vars(cls) and "wire_fields" not in vars(cls):
+            raise TypeError(f"{cls.__name__} has its own __init__ but does not declare its wire_fields")
 
     def __init__(self, message: str, *, driver: str | None = None, plugin: PluginInfo | None = None) -> None:
         super().__init__(message)
@@ -114,12 +150,15 @@ class UsageError(GreeterError):
     """The user asked for something that cannot work (bad option, bad address...)."""
 
     exit_code = 2
+    http_status = 400
 
 
 class NoSuchDriverError(GreeterError):
     """No plugin of that name is registered in ``greeter.plugins``."""
 
     exit_code = 2
+    http_status = 404
+    wire_fields = _wire(driver=str, installed=tuple[str, ...])
 
     def __init__(self, driver: str, installed: Iterable[str]) -> None:
         self.installed = tuple(sorted(installed))
@@ -152,6 +191,9 @@ def _close_matches(driver: str, installed: tuple[str, ...]) -> list[str]:
 class DuplicateDriverError(GreeterError):
     """Several distributions register the same plugin name; greeter will not guess."""
 
+    http_status = 409
+    wire_fields = _wire(driver=str, plugins=tuple[PluginInfo, ...])
+
     def __init__(self, driver: str, plugins: Iterable[PluginInfo]) -> None:
         self.plugins = tuple(plugins)
         providers = " and ".join(f"{p.distribution} {p.version} ({p.target})" for p in self.plugins)
@@ -165,67 +207,82 @@ class DuplicateDriverError(GreeterError):
 class PluginLoadError(GreeterError):
     """The plugin's module failed to import, or its class failed to construct."""
 
+    sendable = True
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, error=str, target=str | None)
+
     def __init__(self, driver: str, plugin: PluginInfo | None, error: str, *, target: str | None = None) -> None:
         self.error = error
         self.target = target if target is not None else (plugin.target if plugin else None)
+        super().__init__(self._explain(driver, plugin), driver=driver, plugin=plugin)
+
+    def _explain(self, driver: str, plugin: PluginInfo | None) -> str:
         distribution = plugin.distribution if plugin else f"the distribution providing {driver!r}"
-        message = (
-            f"{describe(driver, plugin)} failed to load: {error}; "
+        return (
+            f"{describe(driver, plugin)} failed to load: {self.error}; "
             f"reinstall or fix {distribution} (--debug shows the traceback)"
         )
-        super().__init__(message, driver=driver, plugin=plugin)
 
 
 class PluginLoadTimeoutError(PluginLoadError):
     """Loading a plugin in process (its import and construction) did not finish in time; it was given up on."""
 
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, seconds=float)
+
     def __init__(self, driver: str, plugin: PluginInfo | None, seconds: float) -> None:
-        self.error = f"did not finish loading within {seconds:g} s"
-        self.target = plugin.target if plugin else None
         self.seconds = seconds
-        GreeterError.__init__(
-            self,
-            f"{describe(driver, plugin)} did not finish loading within {seconds:g} s; greeter gave up on it "
+        super().__init__(driver, plugin, f"did not finish loading within {seconds:g} s")
+
+    def _explain(self, driver: str, plugin: PluginInfo | None) -> str:
+        return (
+            f"{describe(driver, plugin)} did not finish loading within {self.seconds:g} s; greeter gave up on it "
             f"(its import goes on in the background: Python cannot stop it); raise --load-timeout if it is "
-            f"just slow, or use --isolation process for a plugin that hangs",
-            driver=driver,
-            plugin=plugin,
+            f"just slow, or use --isolation process for a plugin that hangs"
         )
 
 
 class PluginContractError(GreeterError):
     """The loaded object is not a Greeter: the type assertion of the Go original."""
 
+    sendable = True
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, problem=str)
+
     def __init__(self, driver: str, plugin: PluginInfo | None, problem: str) -> None:
         self.problem = problem
+        super().__init__(self._explain(driver, plugin), driver=driver, plugin=plugin)
+
+    def _explain(self, driver: str, plugin: PluginInfo | None) -> str:
         distribution = plugin.distribution if plugin else "the plugin"
-        message = (
-            f"{describe(driver, plugin)} breaks the Greeter contract: {problem}; "
+        return (
+            f"{describe(driver, plugin)} breaks the Greeter contract: {self.problem}; "
             f"report it to the authors of {distribution}"
         )
-        super().__init__(message, driver=driver, plugin=plugin)
 
 
 class PluginAPIVersionError(PluginContractError):
     """The plugin was written for a newer plugin API than this core provides."""
 
+    sendable = True
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, wanted=int, provided=int)
+
     def __init__(self, driver: str, plugin: PluginInfo | None, wanted: int, provided: int) -> None:
         self.wanted = wanted
         self.provided = provided
-        GreeterError.__init__(
-            self,
-            f"{describe(driver, plugin)} needs greeter plugin API {wanted}, "
-            f"but this greeter-core provides API {provided}; upgrade greeter-core "
+        super().__init__(driver, plugin, f"needs plugin API {wanted} > {provided}")
+
+    def _explain(self, driver: str, plugin: PluginInfo | None) -> str:
+        return (
+            f"{describe(driver, plugin)} needs greeter plugin API {self.wanted}, "
+            f"but this greeter-core provides API {self.provided}; upgrade greeter-core "
             f"(pip install --upgrade greeter-core) or install an older "
-            f"{plugin.distribution if plugin else 'version of the plugin'}",
-            driver=driver,
-            plugin=plugin,
+            f"{plugin.distribution if plugin else 'version of the plugin'}"
         )
-        self.problem = f"needs plugin API {wanted} > {provided}"
 
 
 class PluginCallError(GreeterError):
     """``greet()`` raised: the Go original's ``recover()``-ed panic."""
+
+    sendable = True
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, error=str)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, error: str) -> None:
         self.error = error
@@ -235,81 +292,90 @@ class PluginCallError(GreeterError):
 class WorkerCrashedError(GreeterError):
     """The isolated worker running the plugin died (exit, signal, kill)."""
 
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, what=str)
+
     def __init__(self, driver: str, plugin: PluginInfo | None, what: str) -> None:
         self.what = what
-        super().__init__(
-            f"{describe(driver, plugin)} crashed its worker: {what}; the host is unaffected, "
-            f"and a later call starts a fresh worker",
-            driver=driver,
-            plugin=plugin,
+        super().__init__(self._explain(driver, plugin), driver=driver, plugin=plugin)
+
+    def _explain(self, driver: str, plugin: PluginInfo | None) -> str:
+        return (
+            f"{describe(driver, plugin)} crashed its worker: {self.what}; the host is unaffected, "
+            f"and a later call starts a fresh worker"
         )
 
 
 class WorkerLimitError(WorkerCrashedError):
     """The isolated worker went over one of its resource limits (``--worker-memory``...) and was stopped."""
 
+    sendable = True
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, limit=str)
+
     def __init__(self, driver: str, plugin: PluginInfo | None, limit: str) -> None:
         self.limit = limit
-        self.what = f"exceeded {limit}"
-        GreeterError.__init__(
-            self,
-            f"{describe(driver, plugin)} exceeded {limit}; its worker was stopped (the host is unaffected, "
-            f"and a later call starts a fresh worker; raise the limit if the plugin needs more)",
-            driver=driver,
-            plugin=plugin,
+        super().__init__(driver, plugin, f"exceeded {limit}")
+
+    def _explain(self, driver: str, plugin: PluginInfo | None) -> str:
+        return (
+            f"{describe(driver, plugin)} exceeded {self.limit}; its worker was stopped (the host is unaffected, "
+            f"and a later call starts a fresh worker; raise the limit if the plugin needs more)"
         )
 
 
 class ProtocolError(WorkerCrashedError):
     """The isolated worker sent something the protocol does not allow; it was stopped."""
 
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, problem=str)
+
     def __init__(self, driver: str, plugin: PluginInfo | None, problem: str) -> None:
         self.problem = problem
-        self.what = f"broke the protocol: {problem}"
-        GreeterError.__init__(
-            self,
-            f"{describe(driver, plugin)}: its worker broke the protocol ({problem}) and was stopped; "
-            f"the host is unaffected, and a later call starts a fresh worker",
-            driver=driver,
-            plugin=plugin,
+        super().__init__(driver, plugin, f"broke the protocol: {problem}")
+
+    def _explain(self, driver: str, plugin: PluginInfo | None) -> str:
+        return (
+            f"{describe(driver, plugin)}: its worker broke the protocol ({self.problem}) and was stopped; "
+            f"the host is unaffected, and a later call starts a fresh worker"
         )
 
 
 class WorkerUnavailableError(WorkerCrashedError):
     """The isolated worker crashed a moment ago: calls fail at once, starting nothing, until its restart is due."""
 
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, last_exit=str, retry_in=float)
+
     def __init__(self, driver: str, plugin: PluginInfo | None, last_exit: str, retry_in: float) -> None:
         self.last_exit = last_exit
         self.retry_in = retry_in
-        self.what = last_exit
-        GreeterError.__init__(
-            self,
-            f"{describe(driver, plugin)} is not running: its worker crashed ({last_exit}); "
-            f"the next restart is in {retry_in:.1f} s",
-            driver=driver,
-            plugin=plugin,
+        super().__init__(driver, plugin, last_exit)
+
+    def _explain(self, driver: str, plugin: PluginInfo | None) -> str:
+        return (
+            f"{describe(driver, plugin)} is not running: its worker crashed ({self.last_exit}); "
+            f"the next restart is in {self.retry_in:.1f} s"
         )
 
 
 class CircuitOpenError(WorkerUnavailableError):
     """The isolated worker crashed too often: it is not restarted until the window passes, a swap or a reload."""
 
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, crashes=int, window=float, retry_in=float)
+
     def __init__(self, driver: str, plugin: PluginInfo | None, crashes: int, window: float, retry_in: float) -> None:
         self.crashes = crashes
         self.window = window
-        self.last_exit = self.what = f"{crashes} crashes in {window:g} s"
-        self.retry_in = retry_in
-        GreeterError.__init__(
-            self,
-            f"circuit open for {describe(driver, plugin)} after {crashes} crashes in {window:g} s; "
-            f"calls fail at once for {retry_in:.1f} s more, or until a swap or a reload",
-            driver=driver,
-            plugin=plugin,
+        super().__init__(driver, plugin, f"{crashes} crashes in {window:g} s", retry_in)
+
+    def _explain(self, driver: str, plugin: PluginInfo | None) -> str:
+        return (
+            f"circuit open for {describe(driver, plugin)} after {self.crashes} crashes in {self.window:g} s; "
+            f"calls fail at once for {self.retry_in:.1f} s more, or until a swap or a reload"
         )
 
 
 class PluginTimeoutError(GreeterError):
     """A call to an isolated plugin did not answer in time; its worker was killed."""
+
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, seconds=float)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, seconds: float) -> None:
         self.seconds = seconds
@@ -324,6 +390,9 @@ class PluginTimeoutError(GreeterError):
 class HandshakeError(GreeterError):
     """The worker and the host do not speak the same protocol or plugin API."""
 
+    sendable = True
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, problem=str)
+
     def __init__(self, driver: str, plugin: PluginInfo | None, problem: str) -> None:
         self.problem = problem
         super().__init__(
@@ -335,6 +404,9 @@ class HandshakeError(GreeterError):
 
 class HostResourceError(GreeterError):
     """greeter itself ran short of a resource (file descriptors...) while serving a plugin: not the plugin's fault."""
+
+    http_status = 503  # greeter itself is short of descriptors or memory: not the plugin, and retryable
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, what=str, problem=str)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, what: str, problem: str) -> None:
         self.what = what
@@ -350,32 +422,36 @@ class HostResourceError(GreeterError):
 class IntegrityError(GreeterError):
     """A file of the plugin's distribution does not match its ``RECORD``."""
 
+    sendable = True
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, path=str, problem=str)
+
     def __init__(self, driver: str, plugin: PluginInfo | None, path: str, problem: str) -> None:
         self.path = path
         self.problem = problem
+        super().__init__(self._explain(driver, plugin), driver=driver, plugin=plugin)
+
+    def _explain(self, driver: str, plugin: PluginInfo | None) -> str:
         distribution = plugin.distribution if plugin else "the plugin"
-        super().__init__(
-            f"{describe(driver, plugin)} failed verification: {path}: {problem}; refusing to "
-            f"load it (reinstall {distribution} from a trusted source)",
-            driver=driver,
-            plugin=plugin,
+        return (
+            f"{describe(driver, plugin)} failed verification: {self.path}: {self.problem}; refusing to "
+            f"load it (reinstall {distribution} from a trusted source)"
         )
 
 
 class LockMismatchError(IntegrityError):
     """The plugin's distribution differs from the lock file: not locked, another version, or a file changed."""
 
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, lock_file=str, path=str, problem=str)
+
     def __init__(self, driver: str, plugin: PluginInfo | None, lock_file: str, path: str, problem: str) -> None:
-        self.path = path
-        self.problem = problem
         self.lock_file = lock_file
-        where = f"{path}: " if path else ""
-        GreeterError.__init__(
-            self,
-            f"{describe(driver, plugin)} does not match the lock file {lock_file}: {where}{problem}; refusing to "
-            f"load it (review the change, then run greeter lock again, or reinstall the locked version)",
-            driver=driver,
-            plugin=plugin,
+        super().__init__(driver, plugin, path, problem)
+
+    def _explain(self, driver: str, plugin: PluginInfo | None) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return (
+            f"{describe(driver, plugin)} does not match the lock file {self.lock_file}: {where}{self.problem}; "
+            f"refusing to load it (review the change, then run greeter lock again, or reinstall the locked version)"
         )
 
 
@@ -383,6 +459,8 @@ class PluginDisabledError(GreeterError):
     """The plugin is installed, but an allow-list or deny-list setting says never to load it."""
 
     exit_code = 2
+    http_status = 403  # installed, understood, and forbidden by the operator's --plugins/--disable
+    wire_fields = _wire(driver=str, plugin=_PLUGIN, setting=str, why=str)
 
     def __init__(self, driver: str, plugin: PluginInfo | None, setting: str, why: str) -> None:
         self.setting = setting
@@ -394,6 +472,8 @@ class ReloadUnsupportedError(GreeterError):
     """A reload was asked of `greeter run` while it loads plugins in its own process."""
 
     exit_code = 2
+    http_status = 409
+    wire_fields = _wire(driver=str)
 
     def __init__(self, driver: str) -> None:
         super().__init__(
@@ -407,144 +487,8 @@ class ReloadUnsupportedError(GreeterError):
 class RuntimeStoppedError(GreeterError):
     """A swap arrived while ``greeter run`` was shutting down."""
 
+    http_status = 409
+    wire_fields = _wire()
+
     def __init__(self) -> None:
         super().__init__("greeter run is stopping; no more swaps")
-
-
-# -- errors as data: how they cross a process border -------------------------------------------
-
-#: Longest text accepted in one field from the other side; longer text is cut, saying so.
-MAX_TEXT = 8192
-
-
-def to_data(error: GreeterError) -> dict[str, object]:
-    """*error* as plain JSON data: its kind (the class name) and the arguments of its constructor.
-
-    Each class keeps every argument of its constructor as an attribute of the
-    same name (``self.path = path``), and annotates it with one of the types
-    that can cross (:data:`_DECODE`): that is what lets it be rebuilt.
-    """
-    kind = type(error).__name__
-    if _kinds().get(kind) is not type(error):
-        raise TypeError(f"{kind} is not one of greeter_core.errors' classes and cannot cross a process border")
-    fields = {}
-    for name, annotation in _fields(type(error)):
-        if name != "message" and name not in error.__dict__:
-            raise TypeError(f"{kind} does not keep its argument {name!r} (self.{name} = {name}): it cannot be rebuilt")
-        value = error.message if name == "message" else error.__dict__[name]
-        fields[name] = _ENCODE.get(annotation, _same)(value)
-    return {"kind": kind, "fields": fields}
-
-
-def from_data(data: object, **overrides: object) -> GreeterError:
-    """Rebuild an error from :func:`to_data`'s output, checking every field; ``ValueError`` for anything else.
-
-    Only this module's classes are built, only through their constructors,
-    only from fields of the types those declare: the other side names no
-    code, it sends data. Text is kept printable and at most :data:`MAX_TEXT`
-    long. *overrides* (e.g. the ``driver`` and ``plugin`` the receiver
-    knows) replace the fields of the same name.
-    """
-    if not isinstance(data, dict) or set(data) != {"kind", "fields"}:
-        raise ValueError("an error must be an object with 'kind' and 'fields'")
-    kind, fields = data["kind"], data["fields"]
-    cls = _kinds().get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        raise ValueError(f"unknown error kind {str(kind)[:80]!r}")
-    expected = _fields(cls)
-    if not isinstance(fields, dict) or set(fields) != {name for name, _ in expected}:
-        raise ValueError(f"{kind} needs exactly the fields {', '.join(name for name, _ in expected) or '(none)'}")
-    arguments: dict[str, Any] = {}
-    for name, annotation in expected:
-        if name in overrides:
-            arguments[name] = overrides[name]
-            continue
-        try:
-            arguments[name] = _DECODE[annotation](fields[name])
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"{kind}.{name}: {error}") from None
-    return cls(**arguments)
-
-
-def _kinds() -> dict[str, type[GreeterError]]:
-    """The fixed table of what may be rebuilt: every GreeterError class this module exports, by name."""
-    module = globals()
-    return {
-        name: module[name]
-        for name in __all__
-        if isinstance(module[name], type) and issubclass(module[name], GreeterError)
-    }
-
-
-def _fields(cls: type[GreeterError]) -> list[tuple[str, str]]:
-    """The constructor's parameters (name, annotation), which are also the error's attributes."""
-    init = cls.__init__
-    code = init.__code__
-    names = code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount]
-    annotations = init.__annotations__
-    fields = [(name, str(annotations.get(name))) for name in names]
-    for name, annotation in fields:
-        if annotation not in _DECODE:
-            raise TypeError(f"{cls.__name__}.{name}: a {annotation} cannot cross a process border")
-    return fields
-
-
-def _same(value: object) -> object:
-    return value
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {type(value).__name__}")
-    if len(value) > MAX_TEXT:
-        value = f"{value[:MAX_TEXT]}... [{len(value) - MAX_TEXT} more characters]"
-    return printable(value)
-
-
-def _optional(decode: Callable[[object], Any]) -> Callable[[object], Any]:
-    return lambda value: None if value is None else decode(value)
-
-
-def _int(value: object) -> int:
-    if type(value) is not int:
-        raise TypeError(f"expected an integer, got {type(value).__name__}")
-    return value
-
-
-def _float(value: object) -> float:
-    if type(value) not in (int, float) or not math.isfinite(value):  # type: ignore[arg-type]
-        raise TypeError(f"expected a finite number, got {value!r:.40}")
-    return float(value)  # type: ignore[arg-type]
-
-
-def _plugin(value: object) -> PluginInfo:
-    if not isinstance(value, dict) or set(value) != set(PluginInfo._fields):
-        raise TypeError(f"expected a plugin record with {', '.join(PluginInfo._fields)}")
-    return PluginInfo(**{name: _text(value[name]) for name in PluginInfo._fields})
-
-
-def _list(decode: Callable[[object], Any]) -> Callable[[object], Any]:
-    def decode_list(value: object) -> tuple[Any, ...]:
-        if not isinstance(value, list):
-            raise TypeError(f"expected a list, got {type(value).__name__}")
-        return tuple(map(decode, value))
-
-    return decode_list
-
-
-#: Constructor annotation -> how a value of that type is read from data. Anything else cannot cross.
-_DECODE: dict[str, Callable[[object], Any]] = {
-    "str": _text,
-    "str | None": _optional(_text),
-    "int": _int,
-    "float": _float,
-    "PluginInfo | None": _optional(_plugin),
-    "Iterable[str]": _list(_text),
-    "Iterable[PluginInfo]": _list(_plugin),
-}
-
-_ENCODE: dict[str, Callable[[Any], object]] = {
-    "PluginInfo | None": lambda plugin: None if plugin is None else plugin._asdict(),
-    "Iterable[str]": list,
-    "Iterable[PluginInfo]": lambda plugins: [plugin._asdict() for plugin in plugins],
-}

@@ -47,13 +47,14 @@ from .api import GROUP
 from .discovery import PluginInfo, _canonical, discover
 from .errors import LockMismatchError, UsageError
 from .integrity import read_record, unlisted_files
+from .settings import env
 
 __all__ = ["LOCK_ENV", "LOCK_VERSION", "Difference", "LockedDistribution", "PluginLock"]
 
 log = logging.getLogger(__name__)
 
 #: The lock file to check against when ``--lock`` is not given.
-LOCK_ENV = "GREETER_LOCK"
+LOCK_ENV = env("lock")
 
 #: The version of the format; a lock file of another version is refused.
 LOCK_VERSION = 1

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .api import DEFAULT_NAME
-from .drive import CHECK_ISOLATION, DEFAULT_CALL_TIMEOUT, ISOLATION_MODES, LoadOptions
+from .drive import LoadOptions
 from .errors import UsageError
+from .settings import CHECK, GREET, LIST, RUN, SETTINGS, InvalidValue, Setting, env, from_env
 
 if TYPE_CHECKING:
     import argparse
@@ -39,227 +40,93 @@ __all__ = [
     "setup_logging",
 ]
 
-#: policy.ALLOW_ENV, policy.DISABLE_ENV and lock.LOCK_ENV, named here so that the one-shot greeting
-#: imports policy.py and lock.py only when one of them is set (tests/test_policy.py checks they agree).
-POLICY_ENV = ("GREETER_PLUGINS", "GREETER_DISABLE")
-LOCK_ENV = "GREETER_LOCK"
-
-#: The sandbox's settings from the environment (flags win): a mode, os.pathsep-separated paths,
-#: comma-separated ports. See docs/isolation.md.
-SANDBOX_ENV = {
-    "sandbox": "GREETER_SANDBOX",
-    "allow_read": "GREETER_ALLOW_READ",
-    "allow_write": "GREETER_ALLOW_WRITE",
-    "allow_net": "GREETER_ALLOW_NET",
-}
+#: The environment variables of the policy and the lock, from the settings table, so that the one-shot
+#: greeting imports policy.py and lock.py only when one of them is set.
+POLICY_ENV = (env("plugins"), env("disable"))
+LOCK_ENV = env("lock")
 
 
 def _parser(**kwargs: Any) -> argparse.ArgumentParser:
-    """An ArgumentParser whose errors are one line, as every user mistake should be.
+    """An ArgumentParser whose errors are one line, as every user mistake should be, with a suggestion.
 
     argparse (with gettext and locale) is imported here, not by this module:
-    the one-shot greeting reads its arguments without it (:func:`_one_shot`).
+    the one-shot greeting reads its arguments without it (``cli._one_shot``).
     """
     import argparse
 
     class Parser(argparse.ArgumentParser):
+        seen: Sequence[str] = ()
+
         def error(self, message: str) -> NoReturn:
-            self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+            self.exit(2, f"{self.prog}: error: {_mistyped(self, self.seen) or message} (see {self.prog} --help)\n")
+
+        def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+            self.seen = list(sys.argv[1:] if args is None else args)
+            return super().parse_known_args(args, namespace)
 
     return Parser(**kwargs)
 
 
-def _invalid(message: str) -> Exception:
-    """The error an option's type function raises; argparse is imported by then (it is the caller)."""
+def _mistyped(parser: argparse.ArgumentParser, argv: Sequence[str]) -> str | None:
+    """What to say of the first ``--word`` in *argv* that is no option of *parser*, or None if there is none.
+
+    It is named before anything else argparse would say: ``--drvier X`` is why
+    ``--driver`` seems missing. A close option is suggested, as a mistyped
+    command is (``cli._no_command``).
+    """
+    import difflib
+
+    flags = [flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")]
+    for word in argv:
+        if word == "--":
+            break
+        option = word.partition("=")[0]
+        if not option.startswith("--") or any(flag.startswith(option) for flag in flags):
+            continue  # a value, or an option (argparse takes unique abbreviations)
+        close = difflib.get_close_matches(option, flags, n=1, cutoff=0.6)
+        return f"unknown option {option}" + (f"; did you mean {close[0]}?" if close else "")
+    return None
+
+
+def _typed(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """A settings table converter as argparse wants it: its InvalidValue becomes argparse's own error."""
     import argparse
 
-    return argparse.ArgumentTypeError(message)
-
-
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip() or key != key.strip():
-        raise _invalid(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise _invalid(f"expected a number of seconds, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise _invalid(f"expected a finite number of seconds >= 0, got {text!r}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    value = _seconds(text)
-    if value == 0:
-        raise _invalid("must be greater than 0")
-    return value
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-
-
-def _whole(minimum: int) -> Callable[[str], int]:
-    def whole(text: str) -> int:
+    def typed(text: str) -> Any:
         try:
-            value = int(text)
-        except ValueError:
-            raise _invalid(f"expected a whole number, got {text!r}") from None
-        if value < 0 or 0 < value < minimum:
-            raise _invalid(f"must be 0 (no limit) or at least {minimum}, got {value}")
-        return value
+            return convert(text)
+        except InvalidValue as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
 
-    return whole
+    typed.__name__ = convert.__name__
+    return typed
 
 
-def _env_item(text: str) -> tuple[str, str | None]:
-    name, sep, value = text.partition("=")
-    if not name or "\0" in text:
-        raise _invalid(f"expected NAME or NAME=VALUE, got {text!r}")
-    return name, value if sep else None
-
-
-def _loading(parser: argparse.ArgumentParser, isolation: str = LoadOptions().isolation) -> None:
-    parser.add_argument(
-        "--option",
-        dest="options",
-        metavar="KEY=VALUE",
-        type=_key_value,
-        action="append",
-        default=[],
-        help="pass an option to the plugin (its context.config); repeatable",
-    )
-    parser.add_argument(
-        "--isolation",
-        choices=ISOLATION_MODES,
-        default=isolation,
-        help="run the plugin in this process (none, fastest) or in a worker process that "
-        f"cannot take the host down (process); default: {isolation}",
-    )
-    parser.add_argument(
-        "--verify",
-        action="store_true",
-        help="check every file of the plugin's distribution against its RECORD before loading",
-    )
-    defaults = LoadOptions()
-    worker = parser.add_argument_group("with --isolation process (see docs/isolation.md)")
-    worker.add_argument(
-        "--call-timeout",
-        type=_positive_seconds,
-        default=DEFAULT_CALL_TIMEOUT,
-        metavar="SECONDS",
-        help=f"kill a worker whose greet() takes longer (default: {DEFAULT_CALL_TIMEOUT:g})",
-    )
-    worker.add_argument(
-        "--worker-memory",
-        type=_whole(1),
-        metavar="MIB",
-        help=f"stop a worker using more memory (default: {defaults.worker_memory}; 0: no limit)",
-    )
-    worker.add_argument(
-        "--worker-cpu",
-        type=_seconds,
-        metavar="SECONDS",
-        help="stop a worker that used more CPU time in its life (default: no limit)",
-    )
-    worker.add_argument(
-        "--worker-files",
-        type=_whole(16),
-        metavar="N",
-        help=f"stop a worker holding more open files (default: {defaults.worker_files}; 0: no limit)",
-    )
-    worker.add_argument(
-        "--worker-env",
-        type=_env_item,
-        action="append",
-        default=[],
-        metavar="NAME[=VALUE]",
-        help="give the worker this environment variable (the host's value, or VALUE); repeatable. "
-        "Otherwise a worker gets only PATH, HOME, the locale and a few more, never greeter's own",
-    )
-    worker.add_argument(
-        "--sandbox",
-        choices=("auto", "require", "off"),
-        help="confine the worker with Landlock, seccomp and namespaces: auto (default: as far as this "
-        "kernel can, saying what it could not), require (refuse to run it unconfined), off "
-        f"(${SANDBOX_ENV['sandbox']})",
-    )
-    worker.add_argument(
-        "--allow-read",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="let the confined worker read PATH (beneath it, for a directory); repeatable "
-        f"(${SANDBOX_ENV['allow_read']})",
-    )
-    worker.add_argument(
-        "--allow-write",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="let the confined worker write PATH (beneath it, for a directory), never greeter's own files; "
-        f"repeatable (${SANDBOX_ENV['allow_write']})",
-    )
-    worker.add_argument(
-        "--allow-net",
-        action="append",
-        type=_port,
-        default=[],
-        metavar="PORT",
-        help=f"let the confined worker open TCP connections to PORT; repeatable (${SANDBOX_ENV['allow_net']})",
-    )
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise _invalid(f"not a TCP port (1-65535): {text!r}")
-    return int(text)
-
-
-def _sandbox_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """--sandbox and the grants, from the flags or else the environment (``SANDBOX_ENV``)."""
-    env = {key: os.environ.get(name, "") for key, name in SANDBOX_ENV.items()}
-    mode = args.sandbox or env["sandbox"] or LoadOptions().sandbox
-    if mode not in ("auto", "require", "off"):
-        raise UsageError(f"${SANDBOX_ENV['sandbox']}={mode!r}: use auto, require or off")
-    reads = args.allow_read or [p for p in env["allow_read"].split(os.pathsep) if p]
-    writes = args.allow_write or [p for p in env["allow_write"].split(os.pathsep) if p]
-    ports = args.allow_net
-    if not ports and env["allow_net"]:
-        try:
-            ports = [_port(p.strip()) for p in env["allow_net"].split(",") if p.strip()]
-        except Exception:
-            raise UsageError(f"${SANDBOX_ENV['allow_net']}={env['allow_net']!r}: comma-separated TCP ports") from None
-    return {"sandbox": mode, "allow_read": tuple(reads), "allow_write": tuple(writes), "allow_net": tuple(ports)}
-
-
-def _policy_options(parser: argparse.ArgumentParser, *, lock: bool = True) -> None:
-    """--plugins, --disable and --lock: which plugins may be loaded at all (see docs/operating.md)."""
-    parser.add_argument(
-        "--plugins",
-        metavar="NAME,...",
-        help="load only these plugins, never any other (replaces $GREETER_PLUGINS)",
-    )
-    parser.add_argument(
-        "--disable",
-        metavar="NAME",
-        action="append",
-        default=[],
-        help="never load (or import) this plugin; repeatable, added to $GREETER_DISABLE",
-    )
-    if lock:
-        parser.add_argument(
-            "--lock",
-            metavar="FILE",
-            help="refuse a plugin whose distribution differs from this lock file, written by "
-            "greeter lock (default: $GREETER_LOCK)",
-        )
+def _add(parser: argparse.ArgumentParser, command: str, only: frozenset[str] | None = None) -> None:
+    """Add *command*'s rows of the settings table (those in *only*, if given) to *parser*, in table order."""
+    worker: Any = None
+    for row in SETTINGS:
+        if command not in row.commands or (only is not None and row.dest not in only):
+            continue
+        default = row.default_for(command)
+        target: Any = parser
+        if row.worker_only:
+            if worker is None:
+                worker = parser.add_argument_group("with --isolation process (see docs/isolation.md)")
+            target = worker
+        kwargs: dict[str, Any] = {"dest": row.dest, "action": row.action, "default": default}
+        default_there = str(row.by_command.get(command, row.default))
+        kwargs["help"] = row.help.replace("{default}", default_there).replace("{env}", row.env or "")
+        if row.action in ("store", "append"):
+            kwargs["metavar"] = row.metavar
+            if row.type is not None:
+                kwargs["type"] = _typed(row.type)
+            if row.choices is not None:
+                kwargs["choices"] = row.choices
+                del kwargs["metavar"]
+        if command in row.required_by:
+            kwargs["required"] = True
+        target.add_argument(*sorted(row.flags, key=len), **kwargs)
 
 
 def greet_parser(prog: str, commands: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -274,11 +141,7 @@ def greet_parser(prog: str, commands: Mapping[str, str]) -> argparse.ArgumentPar
         epilog=f"commands (each has its own --help):\n{listed}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--driver", required=True, metavar="NAME", help="the plugin to greet with (see: greeter list)")
-    parser.add_argument("--name", default=DEFAULT_NAME, metavar="WHO", help=f"who to greet (default: {DEFAULT_NAME})")
-    _loading(parser)
-    _policy_options(parser)
-    _common(parser)
+    _add(parser, GREET)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return parser
 
@@ -286,8 +149,7 @@ def greet_parser(prog: str, commands: Mapping[str, str]) -> argparse.ArgumentPar
 def list_parser(prog: str) -> argparse.ArgumentParser:
     parser = _parser(prog=f"{prog} list", description="List installed plugins; nothing is imported.")
     parser.add_argument("--json", action="store_true", help="print a JSON array of records")
-    _policy_options(parser, lock=False)
-    _common(parser)
+    _add(parser, LIST)
     return parser
 
 
@@ -299,9 +161,7 @@ def check_parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("names", nargs="*", metavar="NAME", help="plugins to check (default: all installed)")
     parser.add_argument("--json", action="store_true", help="print a JSON array of results")
-    _loading(parser, isolation=CHECK_ISOLATION)
-    _policy_options(parser)
-    _common(parser)
+    _add(parser, CHECK)
     return parser
 
 
@@ -310,7 +170,6 @@ def run_parser(prog: str) -> argparse.ArgumentParser:
     import textwrap
 
     from .control import ROUTES
-    from .slot import DEFAULT_LOAD_TIMEOUT
 
     routes = (
         textwrap.fill(f"{route.method:<4} {route.usage:<25} {route.does}", 76, subsequent_indent=" " * 31)
@@ -330,59 +189,8 @@ def run_parser(prog: str) -> argparse.ArgumentParser:
         "(the driver already running: a reload).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--driver", metavar="NAME", help="the plugin to start with (or read from --driver-file)")
-    parser.add_argument("--name", default=DEFAULT_NAME, metavar="WHO", help=f"who to greet (default: {DEFAULT_NAME})")
-    parser.add_argument(
-        "--interval",
-        type=_seconds,
-        default=1.0,
-        metavar="SECONDS",
-        help="pause between greetings (default: 1; 0 allowed)",
-    )
-    parser.add_argument(
-        "--count",
-        type=_count,
-        metavar="N",
-        help="stop after N greetings, failed ones included (default: run until stopped)",
-    )
-    parser.add_argument(
-        "--control",
-        metavar="HOST:PORT",
-        help="serve the HTTP control endpoint there (e.g. 127.0.0.1:8080; port 0 picks a free one)",
-    )
-    parser.add_argument(
-        "--control-token",
-        metavar="TOKEN",
-        help="require 'Authorization: Bearer TOKEN' on every control request; mandatory when binding "
-        "a non-loopback address (default: $GREETER_CONTROL_TOKEN)",
-    )
-    parser.add_argument(
-        "--driver-file",
-        metavar="PATH",
-        help="a file holding a driver name; SIGHUP re-reads it and switches to that driver",
-    )
-    parser.add_argument(
-        "--load-timeout",
-        type=_positive_seconds,
-        default=DEFAULT_LOAD_TIMEOUT,
-        metavar="SECONDS",
-        help="in process: give up on a plugin whose import and construction take longer; the current "
-        f"driver keeps greeting (default: {DEFAULT_LOAD_TIMEOUT:g})",
-    )
-    _loading(parser)
-    _policy_options(parser)
-    _common(parser)
+    _add(parser, RUN)
     return parser
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise _invalid(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise _invalid(f"must be at least 1, got {value}")
-    return value
 
 
 def lock_parser(prog: str) -> argparse.ArgumentParser:
@@ -401,7 +209,7 @@ def lock_parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     parser.add_argument("--json", action="store_true", help="with --check: print a JSON array of differences")
-    _common(parser)
+    _add(parser, "lock")
     return parser
 
 
@@ -420,7 +228,7 @@ def new_plugin_parser(prog: str) -> argparse.ArgumentParser:
         help=f"the default greetee, {DEFAULT_NAME}, in LANGUAGE, e.g. Universo (default: {DEFAULT_NAME})",
     )
     parser.add_argument("--dir", metavar="DIR", help="where to write it (default: ./greeter-LANGUAGE)")
-    _common(parser)
+    _add(parser, "new-plugin")
     return parser
 
 
@@ -436,37 +244,51 @@ def setup_logging(verbose: int, debug: bool, default: int = logging.WARNING) -> 
 
 
 def load_options(args: argparse.Namespace) -> LoadOptions:
-    defaults = LoadOptions()
-    worker = {
-        "--worker-memory": args.worker_memory,
-        "--worker-cpu": args.worker_cpu,
-        "--worker-files": args.worker_files,
-        "--worker-env": args.worker_env or None,
-        "--sandbox": args.sandbox,
-        "--allow-read": args.allow_read or None,
-        "--allow-write": args.allow_write or None,
-        "--allow-net": args.allow_net or None,
-    }
-    given = [flag for flag, value in worker.items() if value is not None]
-    if given and args.isolation != "process":
-        raise UsageError(f"{given[0]} applies to the worker of --isolation process only")
-    return LoadOptions(
-        dict(args.options),
-        args.isolation,
-        args.verify,
-        args.call_timeout,
-        policy=plugin_policy(args),
-        lock=read_lock(args),
-        worker_memory=defaults.worker_memory if args.worker_memory is None else args.worker_memory,
-        worker_cpu=defaults.worker_cpu if args.worker_cpu is None else args.worker_cpu,
-        worker_files=defaults.worker_files if args.worker_files is None else args.worker_files,
-        worker_env={
+    """The parsed command line made into LoadOptions; a worker-only option without a worker is a usage error.
+
+    A worker-only option is None (or empty) when not given (the settings
+    table's :meth:`~greeter_core.settings.Setting.default_for`), so that
+    ``LoadOptions``' own default applies. With a worker, a worker-only
+    setting's environment variable (``$GREETER_SANDBOX``...) counts where its
+    flag is not given; without one it is not read (a variable exported for
+    other runs is no usage error).
+    """
+    worker = [row for row in SETTINGS if row.worker_only and getattr(args, row.dest, None) not in (None, [])]
+    if worker and args.isolation != "process":
+        raise UsageError(
+            f"{worker[0].flags[0]} applies to the worker of --isolation process only; "
+            "add --isolation process, or leave it out"
+        )
+    given = {row.dest: getattr(args, row.dest) for row in worker}
+    if args.isolation == "process":  # a worker-only setting's variable counts where its flag is not given
+        for row in SETTINGS:
+            if row.worker_only and row.env and row.dest not in given:
+                value = _from_env(row)
+                if value is not None:
+                    given[row.dest] = value
+    given = {dest: tuple(value) if isinstance(value, list) else value for dest, value in given.items()}
+    if "worker_env" in given:
+        given["worker_env"] = {
             name: value if value is not None else os.environ[name]
             for name, value in args.worker_env
             if value is not None or name in os.environ
-        },
-        **(_sandbox_settings(args) if args.isolation == "process" else {}),
+        }
+    return LoadOptions(
+        config=dict(args.options),
+        isolation=args.isolation,
+        verify=args.verify,
+        policy=plugin_policy(args),
+        lock=read_lock(args),
+        **given,
     )
+
+
+def _from_env(row: Setting) -> Any:
+    """*row*'s value from its environment variable (None: unset); a usage error for a value that means nothing."""
+    try:
+        return from_env(row, os.environ)
+    except InvalidValue as error:
+        raise UsageError(str(error)) from None
 
 
 def plugin_policy(args: argparse.Namespace) -> PluginPolicy | None:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import PluginDisabledError
+from .settings import env, flag
 
 if TYPE_CHECKING:
     from .discovery import PluginInfo
@@ -27,12 +28,12 @@ __all__ = ["ALLOW_ENV", "DISABLE_ENV", "PluginPolicy", "listing"]
 log = logging.getLogger(__name__)
 
 #: Only the plugins named here (comma-separated) are ever loaded; set but empty: none at all.
-ALLOW_ENV = "GREETER_PLUGINS"
+ALLOW_ENV = env("plugins")
 #: The plugins named here (comma-separated) are never loaded.
-DISABLE_ENV = "GREETER_DISABLE"
+DISABLE_ENV = env("disable")
 #: The command-line options of the same meaning.
-ALLOW_OPTION = "--plugins"
-DISABLE_OPTION = "--disable"
+ALLOW_OPTION = flag("plugins")
+DISABLE_OPTION = flag("disable")
 
 
 def split_names(text: str) -> tuple[str, ...]:

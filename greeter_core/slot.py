@@ -5,16 +5,16 @@ while the loop read it. Here that variable is :class:`DriverSlot`: a new
 plugin is found and built while the loop goes on greeting (outside the lock
 the loop takes), then published under that short lock, so a greeting never
 sees a half-built plugin; swaps are serialized by a second lock, so the
-counts in ``/status`` are exact. Under process isolation a new plugin is
-published only after its worker answered one greeting; otherwise the old one
-keeps greeting and the swap raises the reason. A replaced plugin is closed
+counts in ``/status`` are exact. A new plugin that fails to load leaves the
+old one greeting, and the swap raises the reason. A replaced plugin is closed
 only once the loop has stopped using it.
 
-In process, a plugin is built in a thread of its own and waited for
-``load_timeout`` seconds at most: a plugin whose import or constructor never
-returns is given up on (the swap is refused, the old plugin keeps greeting)
-and never holds the swap lock for longer. Closing a plugin is bounded the
-same way (:attr:`~greeter_core.loading.InProcessPlugin.close_timeout`).
+Where and how each plugin is loaded (in process within ``load_timeout``
+seconds, or forked into a worker that must answer first) is
+:class:`~greeter_core.drive.RunLoader`'s choice, not the slot's: a load given
+up on refuses the swap (the old plugin keeps greeting) and never holds the
+swap lock for longer. Closing a plugin is bounded the same way
+(:attr:`~greeter_core.loading.InProcessPlugin.close_timeout`).
 
 The loop (``loop.py``), the control plane (``control.py``) and SIGHUP all
 act on a slot; it imports none of them. Each borrow is one ``greet()`` call:
@@ -24,34 +24,25 @@ numbers behind ``/status`` and ``/metrics``.
 
 from __future__ import annotations
 
-import functools
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
-from .api import DEFAULT_NAME
 from .catalog import Catalog
 from .discovery import PluginInfo
-from .drive import LoadOptions, fork_server, load
-from .errors import GreeterError, PluginLoadTimeoutError, ReloadUnsupportedError, RuntimeStoppedError, UsageError
-from .guard import call_bounded
+from .drive import LoadOptions, RunLoader, load, log
+from .errors import GreeterError, ReloadUnsupportedError, RuntimeStoppedError, UsageError
 from .loaded import LoadedPlugin
 from .policy import listing
+from .settings import DEFAULT_LOAD_TIMEOUT, shown
 from .stats import DriverStats
 
 __all__ = ["DEFAULT_LOAD_TIMEOUT", "MAX_NAME_LENGTH", "DriverSlot", "Swap", "check_name", "log"]
 
-#: The log of ``greeter run`` (the slot and the loop): a name users filter on, kept stable.
-log = logging.getLogger("greeter_core.runtime")
-
 #: Longest driver name accepted from a request or a driver file.
 MAX_NAME_LENGTH = 128
-
-#: Seconds an in-process load (import and construction) may take before the slot gives up on it.
-DEFAULT_LOAD_TIMEOUT = 10.0
 
 
 class Swap(NamedTuple):
@@ -101,9 +92,9 @@ class DriverSlot:
         *,
         load_timeout: float = DEFAULT_LOAD_TIMEOUT,
     ) -> None:
-        self.options = options or LoadOptions()
+        self._loader = RunLoader(options or LoadOptions(), loader, load_timeout=load_timeout)
+        self.options = self._loader.options
         self.load_timeout = load_timeout
-        self._loader = loader
         self._catalog = Catalog()
         self._lock = threading.Lock()  # guards the fields below; held only for a few assignments
         self._swap_lock = threading.Lock()  # serializes swaps and reloads (held for one bounded load and close)
@@ -116,14 +107,13 @@ class DriverSlot:
         #: Driver name -> what it did since the start; one entry per driver that was ever loaded.
         self.drivers: dict[str, DriverStats] = {}
         self._last_call: tuple[str, float] | None = None  # (driver, seconds) of the borrow that just ended
-        self._forkserver = fork_server(self.options)  # isolated workers are forked from it, in milliseconds
 
     def start(self, driver: str) -> PluginInfo:
         """Load the first driver; its errors are the caller's (the CLI exits with them)."""
         with self._swap_lock:
             if self._current is not None:
                 raise RuntimeError("the slot is already started")
-            active = self._build(self._catalog.find(driver))
+            active = _Active(self._loader.load(self._catalog.find(driver)))
             with self._lock:
                 self._current = active
                 self._count_worker(active)
@@ -140,7 +130,7 @@ class DriverSlot:
 
     def reload(self) -> Swap:
         """Switch to a freshly loaded instance of the current driver (new code: process isolation only)."""
-        if self.options.isolation != "process":
+        if not self._loader.reloads:
             raise ReloadUnsupportedError(self.current.name)
         return self._switch(None, reload=True)
 
@@ -155,7 +145,7 @@ class DriverSlot:
                     # to a new instance), and no swap to count.
                     log.info("already greeting with %s (%s %s); nothing to switch", *info[:3])
                     return Swap(info, info, self.swaps, self.reloads)
-                new = self._verified(self._build(info))
+                new = _Active(self._loader.load(info, answered=True))
                 try:
                     return self._publish(new, reload=reload)
                 except RuntimeStoppedError:  # closed while it was being built
@@ -165,33 +155,6 @@ class DriverSlot:
             what = f"reload of {self.current.name!r}" if reload else f"switch to {driver!r}"
             log.warning("%s refused: %s; still greeting with %r", what, error, self.current.name)
             raise
-
-    def _build(self, info: PluginInfo) -> _Active:
-        return _Active(self._load(info))
-
-    def _load(self, info: PluginInfo) -> LoadedPlugin:
-        """The loader's plugin for *info*; in process, given up on after ``load_timeout`` seconds.
-
-        A worker's start has a deadline of its own. A load given up on goes on
-        in its thread; if it ever finishes, what it built is closed.
-        """
-        load = functools.partial(self._loader, info, **self.options._asdict())
-        if self.options.isolation != "none":
-            return load(forkserver=self._forkserver)
-        try:
-            return call_bounded(load, self.load_timeout, name=f"greeter-load-{info.name}", late=_close_late)
-        except TimeoutError:
-            raise PluginLoadTimeoutError(info.name, info, self.load_timeout) from None
-
-    def _verified(self, new: _Active) -> _Active:
-        """Under isolation, a new plugin is published only once its worker answered a greeting."""
-        if self.options.isolation == "process":
-            try:
-                new.loaded.greet(DEFAULT_NAME)
-            except BaseException:
-                new.loaded.close()
-                raise
-        return new
 
     def _publish(self, new: _Active, *, reload: bool) -> Swap:
         with self._lock:
@@ -306,7 +269,7 @@ class DriverSlot:
                 "driver": plugin.name,
                 "distribution": plugin.distribution,
                 "version": plugin.version,
-                "isolation": self.options.isolation,
+                **shown(self.options),
                 "greetings": self.greetings,
                 "errors": self.errors,
                 "swaps": self.swaps,
@@ -335,16 +298,10 @@ class DriverSlot:
             held = {id(a): a for a in (self._current, self._borrowed) if a is not None}
         for active in held.values():
             active.loaded.close()
-        if self._forkserver is not None:
-            self._forkserver.close()
+        self._loader.close()
 
     def summary(self) -> str:
         with self._lock:
             counts = [(self.greetings, "greeting"), (self.errors, "error"), (self.swaps, "swap")]
             counts.append((self.reloads, "reload"))
         return ", ".join(f"{count} {noun}{'' if count == 1 else 's'}" for count, noun in counts)
-
-
-def _close_late(loaded: LoadedPlugin) -> None:
-    log.warning("plugin %r finished loading after greeter gave up on it; closing it", loaded.driver)
-    loaded.close()

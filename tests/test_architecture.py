@@ -19,6 +19,7 @@ from helpers import REPO
 ORDER = [
     # the plugin API, and leaves that import nothing of greeter
     "api",
+    "settings",
     "printable",
     "guard",
     "stats",
@@ -38,6 +39,7 @@ ORDER = [
     # building it in this process
     "loading",
     # or in a worker, which loads through loading on its side
+    "worker.codec",
     "worker.sandbox",
     "worker.protocol",
     "worker.output",
@@ -54,6 +56,8 @@ ORDER = [
     "checkup",
     "slot",
     "metrics",
+    "httpd",  # a hardened HTTP server; it imports only printable, and knows nothing of greeter
+    "statuspage",
     "control",
     "loop",
     # the shells, and what plugin authors use

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
 
 import pytest
 from helpers import PluginSpec, greeter_code, one_line
@@ -136,6 +139,105 @@ def test_unknown_driver_is_one_line_and_exit_2(cli, install) -> None:
     assert result.returncode == 2
     assert "klingon" in line and re.search(r"pip install --no-index --find-links \S+ greeter-vulcan ", line)
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--drvier", "klingon"], "greeter: error: unknown option --drvier; did you mean --driver?"),
+        (
+            ["--driver", "klingon", "--isoltion", "process"],
+            "greeter: error: unknown option --isoltion; did you mean --isolation?",
+        ),
+        (["list", "--jsn"], "greeter list: error: unknown option --jsn; did you mean --json?"),
+        (["check", "--verfy"], "greeter check: error: unknown option --verfy; did you mean --verify?"),
+        (
+            ["run", "--driver", "klingon", "--intreval=1"],
+            "greeter run: error: unknown option --intreval; did you mean --interval?",
+        ),
+        (["--driver", "klingon", "--zzzzzz"], "greeter: error: unknown option --zzzzzz (see greeter --help)"),
+    ],
+    ids=["required-one-mistyped", "greet", "list", "check", "run-with-equals", "nothing-close"],
+)
+def test_a_mistyped_option_is_named_with_the_option_meant(cli, install, args: list[str], line: str) -> None:
+    """A mistyped option is named first (not "--driver is required"), with the closest option: one line, exit 2."""
+    install(PluginSpec("klingon"))
+    result = cli(*args)
+    assert result.returncode == 2
+    assert one_line(result.stderr).startswith(line)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--driver", "klingon", "--call-timeout", "3"],
+        ["--driver", "klingon", "--isolation", "none", "--worker-cpu", "1"],
+        ["check", "klingon", "--isolation", "none", "--call-timeout", "3"],
+        ["run", "--driver", "klingon", "--count", "1", "--worker-files", "64"],
+    ],
+    ids=["call-timeout", "worker-cpu", "check-in-process", "run"],
+)
+def test_a_worker_only_option_without_a_worker_is_one_line_naming_it(cli, install, args: list[str]) -> None:
+    """Every option the settings table marks worker-only, given without --isolation process: one line, exit 2."""
+    install(PluginSpec("klingon"))
+    result = cli(*args)
+    flag = next(word for word in args if word.startswith(("--call", "--worker")))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert one_line(result.stderr) == (
+        f"greeter: error: {flag} applies to the worker of --isolation process only; "
+        "add --isolation process, or leave it out"
+    )
+
+
+def test_a_worker_only_option_with_a_worker_greets(cli, install) -> None:
+    """The same option with --isolation process is taken, and greets."""
+    install(PluginSpec("klingon"))
+    result = cli("--driver", "klingon", "--isolation", "process", "--call-timeout", "3")
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+#: Commands, and modules whose import finishing (as ``python -X importtime`` reports it) is the moment
+#: Ctrl-C comes: from greeter's first module on, while the command is still starting.
+EARLY = [
+    (["--driver", "klingon"], "greeter_core.api"),
+    (["--driver", "klingon"], "greeter_core.options"),
+    (["--driver", "klingon"], "greeter_core.cli"),
+    (["--driver", "klingon"], "stevedore"),
+    (["check", "klingon"], "argparse"),
+    (["check", "klingon"], "greeter_core.checkup"),
+    (["list"], "greeter_core.catalog"),
+    (["run", "--driver", "klingon"], "greeter_core.control"),
+    (["run", "--driver", "klingon"], "greeter_core.loop"),
+]
+
+
+@pytest.mark.parametrize(("args", "module"), EARLY, ids=lambda value: value if isinstance(value, str) else value[0])
+def test_ctrl_c_while_starting_is_one_line_and_exit_130(install, greeter_env, tmp_path, args, module: str) -> None:
+    """SIGINT at any moment of start-up: `greeter: interrupted` and 130 (or 0 if it finished), never a traceback."""
+    install(PluginSpec("klingon"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "greeter_core", *args],
+        env={**greeter_env, "PYTHONPROFILEIMPORTTIME": "1"},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        while line and line.rpartition("|")[2].strip() != module:
+            line = process.stderr.readline()
+        assert line, f"{module} was never imported"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    said = [line for line in err.splitlines() if not line.startswith("import time:")]
+    assert "Traceback" not in err, err
+    assert process.returncode in (0, 130), (process.returncode, said)
+    if process.returncode == 130:
+        assert said == ["greeter: interrupted"]
 
 
 @pytest.mark.parametrize(

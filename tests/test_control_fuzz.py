@@ -139,9 +139,9 @@ def served(install) -> Iterator[Served]:
     install(*SPECS)
     loaded: list[Any] = []
 
-    def recording_loader(info: Any, **options: Any) -> Any:
+    def recording_loader(info: Any, *options: Any, **keywords: Any) -> Any:
         loaded.append(info)
-        return load(info, **options)
+        return load(info, *options, **keywords)
 
     slot = DriverSlot(loader=recording_loader)
     slot.start("alpha")

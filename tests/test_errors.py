@@ -10,7 +10,8 @@ import pytest
 
 from greeter_core import errors
 from greeter_core.discovery import PluginInfo
-from greeter_core.worker.protocol import ERROR, Channel, decode_json
+from greeter_core.worker import codec
+from greeter_core.worker.protocol import ERROR, Channel
 
 INFO = PluginInfo("panic", "greeter-panic", "1.0", "greeter_panic:Panic")
 OTHER = PluginInfo("panic", "greeter-other", "2.0", "other:Panic")
@@ -46,10 +47,10 @@ def across_the_worker_border(error: errors.GreeterError) -> errors.GreeterError:
     """*error* as the host receives it from a worker: as data, sent and received on a real channel."""
     host, worker = socket.socketpair()
     try:
-        Channel(worker).send_json(ERROR, errors.to_data(error))
+        Channel(worker).send_json(ERROR, codec.to_data(error))
         kind, payload = Channel(host).recv()
         assert kind == ERROR
-        return errors.from_data(decode_json(payload))
+        return codec.from_data(codec.decode_json(payload))
     finally:
         host.close()
         worker.close()
@@ -88,20 +89,20 @@ def test_every_error_class_is_listed_above() -> None:
     ],
 )
 def test_data_that_is_not_an_error_is_refused(data: object, problem: str) -> None:
-    """from_data builds only this module's error classes, from fields of the declared types."""
+    """from_data builds only greeter_core.errors' classes, from fields of the types they declare."""
     with pytest.raises(ValueError) as caught:
-        errors.from_data(data)
+        codec.from_data(data)
     assert problem in str(caught.value)
 
 
 def test_text_from_the_other_side_is_printable_and_bounded() -> None:
     """Control characters arrive escaped (no forged lines, no terminal escapes); huge text is cut."""
-    data = errors.to_data(errors.PluginCallError("panic", INFO, "one\ntwo\r\x1b[31m" + "x" * 20000))
-    error = errors.from_data(data)
+    data = codec.to_data(errors.PluginCallError("panic", INFO, "one\ntwo\r\x1b[31m" + "x" * 20000))
+    error = codec.from_data(data)
     assert isinstance(error, errors.PluginCallError)
     assert "\n" not in str(error) and "\x1b" not in str(error) and "\r" not in str(error)
     assert "one\\ntwo\\r\\x1b[31m" in str(error)
-    assert len(error.error) < errors.MAX_TEXT + 100 and "more characters]" in error.error
+    assert len(error.error) < codec.MAX_TEXT + 100 and "more characters]" in error.error
 
 
 @pytest.mark.parametrize("error", ALL_ERRORS, ids=lambda e: type(e).__name__)
@@ -174,3 +175,92 @@ def test_a_typo_gets_a_suggestion_instead_of_an_install_command(typed: str, mean
     message = str(errors.NoSuchDriverError(typed, ["english", "chinese"]))
     assert f"did you mean {meant!r}?" in message
     assert "pip install" not in message
+
+
+#: The control endpoint's answer per failure (the table control.status_for had; every other error is 422).
+HTTP_STATUS = {
+    errors.NoSuchDriverError: 404,
+    errors.PluginDisabledError: 403,
+    errors.DuplicateDriverError: 409,
+    errors.ReloadUnsupportedError: 409,
+    errors.RuntimeStoppedError: 409,
+    errors.UsageError: 400,
+    errors.HostResourceError: 503,
+}
+
+#: What a worker may report: errors about the plugin it runs, each exit 1.
+SENDABLE = {
+    errors.HandshakeError,
+    errors.IntegrityError,
+    errors.PluginAPIVersionError,
+    errors.PluginCallError,
+    errors.PluginContractError,
+    errors.PluginLoadError,
+    errors.WorkerLimitError,
+}
+
+
+@pytest.mark.parametrize("error", ALL_ERRORS, ids=lambda e: type(e).__name__)
+def test_each_error_says_its_category_on_its_class(error: errors.GreeterError) -> None:
+    """Exit code, HTTP status and whether a worker may send it: one place, the class, read by the CLI and control."""
+    from greeter_core.control import status_for
+
+    assert status_for(error) == type(error).http_status == HTTP_STATUS.get(type(error), 422)
+    assert type(error).sendable is (type(error) in SENDABLE)
+    assert not type(error).sendable or type(error).exit_code == 1
+
+
+def test_the_kinds_a_worker_may_send_are_derived_from_the_classes() -> None:
+    """The codec's table of kinds is every class of greeter_core.errors; SENDABLE_ERRORS those marked sendable."""
+    exported = {getattr(errors, name) for name in errors.__all__}
+    classes = {c for c in exported if isinstance(c, type) and issubclass(c, errors.GreeterError)}
+    assert set(codec.KINDS.values()) == classes
+    assert {cls.__name__ for cls in SENDABLE} == codec.SENDABLE_ERRORS
+
+
+def test_sendable_is_not_inherited() -> None:
+    """A subclass of a sendable error is not sendable unless it says so: a lock mismatch is the host's finding."""
+
+    class Finding(errors.IntegrityError):
+        pass
+
+    assert errors.IntegrityError.sendable and not Finding.sendable and not errors.LockMismatchError.sendable
+
+
+def test_a_class_with_its_own_constructor_must_declare_its_wire_fields() -> None:
+    """greeter_core.errors may not add a constructor its wire_fields do not describe; a plugin's subclass may."""
+
+    def define(module: str) -> type:
+        namespace = {"__module__": module, "__init__": lambda self, driver: errors.GreeterError.__init__(self, driver)}
+        return type("Undeclared", (errors.GreeterError,), namespace)
+
+    with pytest.raises(TypeError, match="does not declare its wire_fields"):
+        define(errors.__name__)
+    assert define("gt_plugin").__name__ == "Undeclared"  # a plugin's own subclass is its business
+
+
+@pytest.mark.parametrize(
+    "error",
+    [e for e in ALL_ERRORS if type(e) is not errors.GreeterError],
+    ids=lambda e: type(e).__name__,
+)
+def test_a_subclass_is_built_through_its_parents_constructor(error: errors.GreeterError, monkeypatch) -> None:
+    """Fields a parent sets are set by the parent's __init__, never copied by hand into the subclass."""
+    parent = type(error).__bases__[0]
+    original = vars(parent)["__init__"]  # every parent defines its own
+    calls: list[type] = []
+
+    def spy(self: errors.GreeterError, *args: object, **kwargs: object) -> None:
+        calls.append(type(self))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(parent, "__init__", spy)
+    copy = codec.from_data(codec.to_data(error))
+    assert calls == [type(error)]
+    assert (str(copy), copy.__dict__) == (str(error), error.__dict__)
+
+
+def test_the_message_helpers_are_exported() -> None:
+    """describe, one_line and install_hint are the errors module's public helpers, used across greeter."""
+    assert {"describe", "one_line", "install_hint"} <= set(errors.__all__)
+    assert errors.describe("panic", INFO) == "plugin 'panic' (greeter-panic 1.0)"

@@ -107,3 +107,12 @@ def test_a_program_calling_main_keeps_its_collector_as_it_was(on_path, install) 
     assert cli.main(["--driver", "klingon"]) == 0
     assert gc.isenabled()
     assert gc.get_freeze_count() == frozen
+
+
+def test_every_option_of_the_greeting_is_a_row_of_the_settings_table() -> None:
+    """argparse's greeting options and the fast path's defaults come from one table: neither has one of its own."""
+    from greeter_core import settings
+
+    parser = cli._greet_parser("greeter")
+    options = {action.dest for action in parser._actions if action.option_strings} - {"help", "version"}
+    assert options == set(settings.defaults(settings.GREET))

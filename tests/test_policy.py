@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import RunningGreeter, imports_of, marking, one_line, post_json
 
-from greeter_core import PluginDisabledError, load
+from greeter_core import PluginDisabledError, discovery, load
 from greeter_core import options as cli_options
+from greeter_core.lock import PluginLock
 from greeter_core.policy import ALLOW_ENV, DISABLE_ENV, PluginPolicy
 
 #: Both record every import of their module in the site directory, whichever process imports them.
@@ -30,12 +32,11 @@ def _unconfined(greeter_env: dict[str, str]) -> None:
 SETTINGS = pytest.mark.parametrize(
     ("args", "env", "setting"),
     [
-        (["--disable", "barred"], {}, "--disable"),
-        ([], {DISABLE_ENV: " barred,"}, DISABLE_ENV),
-        (["--plugins", "allowed"], {}, "--plugins"),
-        ([], {ALLOW_ENV: "allowed"}, ALLOW_ENV),
+        pytest.param(["--disable", "barred"], {}, "--disable", id="--disable"),
+        pytest.param([], {DISABLE_ENV: " barred,"}, DISABLE_ENV, id="GREETER_DISABLE"),
+        pytest.param(["--plugins", "allowed"], {}, "--plugins", id="--plugins"),
+        pytest.param([], {ALLOW_ENV: "allowed"}, ALLOW_ENV, id="GREETER_PLUGINS"),
     ],
-    ids=["--disable", "GREETER_DISABLE", "--plugins", "GREETER_PLUGINS"],
 )
 
 
@@ -210,6 +211,69 @@ def test_a_sighup_switch_to_a_disabled_plugin_is_refused_and_logged(
     assert greeter.stop() == 0
     assert greeter.summary()[1:3] == (0, 0)
     assert imports_of(BARRED, plugins) == []
+
+
+#: The one-shot under every setting; an isolated one-shot and `greeter run` under one each.
+NAMED_BY = [
+    pytest.param(["--driver", "barred"], *case.values, id=f"one-shot-{case.id}") for case in SETTINGS.args[1]
+] + [
+    pytest.param(
+        ["--driver", "barred", "--isolation", "process", "--disable", "barred"], [], {}, "--disable", id="isolated"
+    ),
+    pytest.param(["run", "--driver", "barred"], [], {ALLOW_ENV: "allowed"}, ALLOW_ENV, id="run"),
+]
+
+
+@pytest.mark.parametrize(("command", "args", "env", "setting"), NAMED_BY)
+def test_a_disabled_plugin_is_named_with_its_distribution_by_every_command(
+    cli, greeter_env, monkeypatch, plugins: Path, command: list[str], args, env, setting: str
+) -> None:
+    """The refusal names the plugin and its distribution, however it was asked for and whichever setting refuses it."""
+    result = run_cli(cli, greeter_env, monkeypatch, [*command, *args], env)
+    assert result.returncode == 2
+    assert one_line(result.stderr).startswith(
+        f"greeter: error: plugin 'barred' (greeter-barred 1.0) is disabled by {setting}:"
+    )
+
+
+def test_a_name_disabled_but_not_installed_is_refused_as_disabled(cli, plugins: Path) -> None:
+    """A deny-listed name is refused by the setting, installed or not: what the operator wrote is what is named."""
+    result = cli("--driver", "gone", "--disable", "gone")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith("greeter: error: plugin 'gone' is disabled by --disable:")
+
+
+@pytest.mark.parametrize(
+    ("options", "scans"),
+    [
+        ({}, 0),
+        ({"verify": True}, 1),
+        ({"policy": True, "lock": True, "verify": True}, 1),
+        # sandbox off: the marking plugins record each import beside their package (see _unconfined)
+        ({"policy": True, "lock": True, "verify": True, "isolation": "process", "sandbox": "off"}, 1),
+    ],
+    ids=["plain", "verify", "policy-lock-verify", "policy-lock-verify-isolated"],
+)
+def test_one_load_looks_at_the_installed_metadata_at_most_once(
+    on_path: Path, install, monkeypatch, options: dict[str, Any], scans: int
+) -> None:
+    """Policy, lock, --verify and the build share the record load() resolved once; the plain load scans nothing."""
+    install(ALLOWED, BARRED)
+    if options.get("policy"):
+        options["policy"] = PluginPolicy.from_settings({}, disable=["barred"])
+    if options.get("lock"):
+        options["lock"] = PluginLock.snapshot()
+    real = discovery.scan
+    counted: list[int] = []
+
+    def counting() -> discovery.Scan:
+        counted.append(1)
+        return real()
+
+    monkeypatch.setattr(discovery, "scan", counting)
+    with load("allowed", **options) as loaded:
+        assert loaded.greet("API") == "Allowed API"
+    assert len(counted) == scans
 
 
 def test_greeter_run_refuses_a_disabled_first_driver_in_one_line(cli, plugins: Path) -> None:

@@ -125,3 +125,19 @@ def test_a_write_grant_over_greeters_own_files_is_a_usage_error(install, cli) ->
     result = cli("--driver", "scribbler", "--isolation", "process", "--allow-write", "/")
     assert result.returncode == 2
     assert "--allow-write / is refused" in result.stderr
+
+
+def test_status_shows_the_sandbox_settings_and_what_is_in_force(install, start, greeter_env, listener: int) -> None:
+    """greeter run: $GREETER_ALLOW_NET grants under --isolation process; /status shows it and the worker's sandbox."""
+    install(CONNECT)
+    greeter_env["GREETER_ALLOW_NET"] = str(listener)
+    greeter = start(
+        *("--driver", "dialer", "--option", f"port={listener}", "--interval", "0.05"),
+        *("--control", "127.0.0.1:0", "--isolation", "process"),
+    )
+    greeter.wait_greetings("connected")
+    status = greeter.status()
+    assert (status["sandbox"], status["allow_read"], status["allow_net"]) == ("auto", [], [listener])
+    box = status["worker"]["sandbox"]
+    assert (box["state"], box["grants"]["allow_net"], box["kernel"]["NoNewPrivs"]) == ("full", [listener], "1")
+    assert greeter.stop() == 0

@@ -41,7 +41,7 @@ def built(install) -> list[Recorded]:
 
 @pytest.fixture
 def slot(built: list[Recorded]) -> DriverSlot:
-    def loader(info: Any, **options: Any) -> InProcessPlugin:
+    def loader(info: Any, *options: Any, **keywords: Any) -> InProcessPlugin:
         built.append(Recorded(info.name))
         return InProcessPlugin(built[-1], info.name, info.target, info)
 

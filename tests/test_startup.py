@@ -40,6 +40,7 @@ assert main(["--driver", "klingon"]) == 0
 ONE_SHOT_EXTRA = {
     "greeter_core.cli": "the command itself (reads `--driver NAME [--name WHO]` without argparse)",
     "greeter_core.options": "the command line made into LoadOptions (argparse only when a parser is built)",
+    "greeter_core.settings": "the table of every option: the one-shot's defaults are read from it",
     "greeter_core.drive": "load(): the one place that chooses in process or a worker",
     "greeter_core.loading": "stevedore's DriverManager, wrapped: every failure names the plugin",
     "greeter_core.contract": "the Greeter contract, checked on the object stevedore built",
@@ -68,7 +69,7 @@ def test_import_greeter_core_imports_nothing_else(greeter_env, tmp_path) -> None
 def test_one_shot_greeting_imports_exactly_greeters_own_modules_beyond_bare_stevedore(
     install, greeter_env, tmp_path
 ) -> None:
-    """`greeter --driver X` adds greeter's ten modules, signal and gc to the bare script: no argparse, no more."""
+    """`greeter --driver X` adds greeter's eleven modules, signal and gc to the bare script: no argparse, no more."""
     spec = PluginSpec(
         "klingon",
         code="class Plugin:\n    def __init__(self, context): pass\n    def greet(self, name): return 'Qapla ' + name",

@@ -42,12 +42,12 @@ from ..errors import (
     WorkerCrashedError,
     WorkerLimitError,
     describe,
-    from_data,
     one_line,
 )
 from ..loaded import LoadedPlugin
 from ..printable import printable
 from . import tree
+from .codec import decode_json, read_error
 from .forkserver import BOOTSTRAP as FORK_BOOTSTRAP
 from .forkserver import ForkedProcess, ForkServer, describe_exit
 from .output import forward
@@ -60,14 +60,12 @@ from .protocol import (
     HELLO,
     MAX_FRAME,
     OK,
-    SENDABLE_ERRORS,
     Channel,
     FrameTooLarge,
     Limits,
     WorkerHello,
     WorkerSpec,
     core_identity,
-    decode_json,
     decode_text,
     encode_text,
 )
@@ -306,6 +304,8 @@ class Worker:
         """
         try:
             return read(*args)
+        except ProtocolError as error:  # what the codec makes of anything it could not read
+            raise self._spent(error) from None
         except GreeterError:
             raise
         except TimeoutError:
@@ -359,15 +359,8 @@ class Worker:
         raise ValueError(f"a frame of unknown kind {kind}")
 
     def _reported(self, payload: bytes) -> GreeterError:
-        """The error a worker reported, rebuilt as data naming *this* plugin; ``ValueError`` if it may not."""
-        try:
-            data = decode_json(payload)
-            kind = data.get("kind") if isinstance(data, dict) else None
-            if kind not in SENDABLE_ERRORS:
-                raise ValueError(f"a worker may not report {str(kind)[:80]!r}")
-            return from_data(data, driver=self.driver, plugin=self.plugin)
-        except ValueError as error:
-            raise ValueError(f"a malformed error: {error}") from None
+        """The error a worker reported, rebuilt as data naming *this* plugin; ``ProtocolError`` if it may not."""
+        return read_error(payload, driver=self.driver, plugin=self.plugin)
 
     def _silent(self) -> GreeterError:
         return HandshakeError(

@@ -38,9 +38,9 @@ from ..errors import (
     PluginLoadError,
     WorkerLimitError,
     one_line,
-    to_data,
 )
 from . import sandbox, tree
+from .codec import KINDS, SENDABLE_ERRORS, decode_json, to_data
 from .protocol import (
     BYE,
     COOKIE,
@@ -48,13 +48,11 @@ from .protocol import (
     ERROR,
     HELLO,
     LOG_MARK,
-    SENDABLE_ERRORS,
     Channel,
     FrameTooLarge,
     Limits,
     WorkerHello,
     WorkerSpec,
-    decode_json,
 )
 
 if TYPE_CHECKING:
@@ -165,7 +163,11 @@ def _failure(error: BaseException, driver: str, record: PluginInfo, limits: Limi
     refused = sandbox.explain(cause)  # what the sandbox refused, and the grant that would allow it
     if refused is not None:
         return PluginLoadError(driver, record, refused) if loading else PluginCallError(driver, record, refused)
-    if isinstance(error, GreeterError) and type(error).__name__ in SENDABLE_ERRORS:
+    if (
+        isinstance(error, GreeterError)
+        and type(error).__name__ in SENDABLE_ERRORS
+        and KINDS[type(error).__name__] is type(error)
+    ):
         return error
     if loading:
         return PluginLoadError(driver, record, one_line(error))

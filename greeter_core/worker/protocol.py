@@ -7,7 +7,7 @@ goodbye carry a JSON object of a fixed shape. Nothing on the channel names
 code: the host never builds an object named by bytes a worker sent (pickle,
 even with an allow-list, follows dotted names out of any module it allows).
 An error travels as data, a kind and its fields, rebuilt by the host from
-:mod:`greeter_core.errors`' own classes (:func:`~greeter_core.errors.from_data`).
+:mod:`greeter_core.errors`' own classes (:mod:`greeter_core.worker.codec`).
 
 The channel is its own file descriptor, never the worker's stdout: whatever a
 plugin prints cannot corrupt it. Deadlines use the kernel's ``SO_RCVTIMEO``,
@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, Self
 
 from ..api import API_VERSION
 from ..record import PluginInfo
+from ..settings import flag
 from .sandbox import Sandbox, Status
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
     "MAX_FRAME",
     "OK",
     "PROTOCOL_VERSION",
-    "SENDABLE_ERRORS",
     "Channel",
     "FrameTooLarge",
     "Limits",
@@ -50,7 +50,6 @@ __all__ = [
     "WorkerSpec",
     "check_hello",
     "core_identity",
-    "decode_json",
     "decode_text",
     "encode_text",
 ]
@@ -74,20 +73,6 @@ OK = ord("O")  #: UTF-8: the greeting (worker -> host)
 ERROR = ord("E")  #: JSON: an error as data, ``{"kind": ..., "fields": {...}}``
 BYE = ord("B")  #: empty: the host asks the worker to close the plugin and exit
 
-#: The errors a worker may report, by kind: each is about the plugin it runs, each exits 1. Anything
-#: else from a worker is a protocol error: a plugin cannot make the host say "usage error", exit 2.
-SENDABLE_ERRORS = frozenset(
-    {
-        "HandshakeError",
-        "IntegrityError",
-        "PluginAPIVersionError",
-        "PluginCallError",
-        "PluginContractError",
-        "PluginLoadError",
-        "WorkerLimitError",
-    }
-)
-
 _HEADER = struct.Struct("!I")  # the frame's length, its kind byte included
 _HEAD = struct.Struct("!IB")  # the length and the kind, as a frame starts
 _SIZE = _HEADER.size
@@ -96,9 +81,6 @@ _monotonic = time.monotonic
 
 #: Largest frame either side accepts (its kind byte included).
 MAX_FRAME = 16 * 1024 * 1024
-
-#: Largest JSON frame accepted: a hello or an error has no business being bigger.
-MAX_JSON = 1024 * 1024
 
 
 class FrameTooLarge(Exception):
@@ -124,10 +106,10 @@ class Limits(NamedTuple):
     def name(self, which: str) -> str:
         """The limit as the user set it, e.g. ``--worker-memory 256 MiB``."""
         if which == "memory":
-            return f"--worker-memory {self.memory_mib} MiB"
+            return f"{flag('worker_memory')} {self.memory_mib} MiB"
         if which == "cpu":
-            return f"--worker-cpu {self.cpu_seconds:g} s"
-        return f"--worker-files {self.files}"
+            return f"{flag('worker_cpu')} {self.cpu_seconds:g} s"
+        return f"{flag('worker_files')} {self.files}"
 
 
 def core_identity() -> dict[str, str]:
@@ -136,13 +118,6 @@ def core_identity() -> dict[str, str]:
     from .. import __version__
 
     return {"version": __version__, "location": os.path.dirname(os.path.abspath(core_file))}
-
-
-def decode_json(payload: bytes) -> Any:
-    """A JSON frame's payload; ``ValueError`` if it is not JSON (or too big to be one of ours)."""
-    if len(payload) > MAX_JSON:
-        raise ValueError(f"a JSON frame of {len(payload)} bytes is over the {MAX_JSON}-byte limit")
-    return json.loads(payload)  # bytes: UTF-8 is checked, a UnicodeDecodeError is a ValueError
 
 
 def check_hello(hello: Any, *, peer: str, me: str) -> str | None:

@@ -50,6 +50,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from ..errors import GreeterError
+from ..settings import SANDBOX_MODES
 
 __all__ = [
     "MODES",
@@ -68,8 +69,8 @@ __all__ = [
     "remove_scratch",
 ]
 
-#: ``--sandbox``: best effort, refuse to run unconfined, or nothing at all.
-MODES = ("auto", "require", "off")
+#: ``--sandbox``: best effort, refuse to run unconfined, or nothing at all (the settings table's choices).
+MODES = SANDBOX_MODES
 
 #: The newest Landlock ABI this module knows; a newer kernel is used as this one.
 LANDLOCK_ABI_LAST = 7
@@ -266,14 +267,16 @@ class Status(NamedTuple):
             or data["state"] not in ("full", "partial", "none")
         ):
             raise ValueError("sandbox status")
+        in_force, missing = data["in_force"], data["missing"]
         if (
-            not all(isinstance(x, str) for x in (*data["in_force"], *data["missing"]))
+            not isinstance(in_force, list)
+            or not isinstance(missing, list)
+            or not all(isinstance(x, str) for x in (*in_force, *missing))
             or type(data["landlock_abi"]) is not int
+            or data["mode"] not in MODES
         ):
             raise ValueError("sandbox status")
-        return cls(
-            data["state"], tuple(data["in_force"]), tuple(data["missing"]), data["landlock_abi"], str(data["mode"])
-        )
+        return cls(data["state"], tuple(in_force), tuple(missing), data["landlock_abi"], data["mode"])
 
 
 # -- probing ------------------------------------------------------------------------------------
