@@ -186,29 +186,40 @@ def _in_worker(record: PluginInfo, options: LoadOptions, forkserver: ForkServer 
         limits=limits,
         env=options.worker_env,
         forkserver=forkserver,
-        sandbox=_sandbox(options),
+        sandbox=_sandbox(record, options),
     ).start()
 
 
-def _sandbox(options: LoadOptions) -> Sandbox:
-    """The worker's sandbox for *options*' grants; ``UsageError`` for a mode or grant it refuses (deny wins)."""
+def _sandbox(record: PluginInfo, options: LoadOptions) -> Sandbox:
+    """The worker's sandbox: *options*' grants and what the lock grants *record*, no more.
+
+    ``UsageError`` for a mode or a grant it refuses (deny wins over allow),
+    naming the lock file when the grant is the lock's.
+    """
     from .worker.client import worker_sys_path
     from .worker.sandbox import MODES, Grants, Sandbox, SandboxError, check_grants
 
     mode = options.sandbox
     if mode not in MODES:
         raise UsageError(f"unknown sandbox mode {mode!r}; use one of: {', '.join(MODES)}")
-    grants = Grants(
+    given = Grants(
         tuple(os.path.abspath(p) for p in options.allow_read),
         tuple(os.path.abspath(p) for p in options.allow_write),
         tuple(options.allow_net),
     )
+    locked = Grants(*options.lock.grants(record)) if options.lock is not None else Grants()
     protected = [*worker_sys_path(), sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
-    try:
-        check_grants(grants, protected)
-    except SandboxError as error:
-        raise UsageError(str(error)) from None
-    return Sandbox(mode, grants)
+    for grants, source in ((given, ""), (locked, f" (granted to {record.name!r} by the lock file)")):
+        try:
+            check_grants(grants, protected)
+        except SandboxError as error:
+            raise UsageError(f"{error}{source}") from None
+    both = Grants(
+        tuple(dict.fromkeys((*given.allow_read, *locked.allow_read))),
+        tuple(dict.fromkeys((*given.allow_write, *locked.allow_write))),
+        tuple(dict.fromkeys((*given.allow_net, *locked.allow_net))),
+    )
+    return Sandbox(mode, both)
 
 
 def fork_server(options: LoadOptions) -> ForkServer | None:

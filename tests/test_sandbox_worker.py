@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import PluginSpec, greet_body
+from helpers import REPO, PluginSpec, block_after, greet_body, matches
 
 from greeter_core.worker import sandbox as sb
 
@@ -141,3 +142,76 @@ def test_status_shows_the_sandbox_settings_and_what_is_in_force(install, start, 
     box = status["worker"]["sandbox"]
     assert (box["state"], box["grants"]["allow_net"], box["kernel"]["NoNewPrivs"]) == ("full", [listener], "1")
     assert greeter.stop() == 0
+
+
+DIALER_TOO = PluginSpec("otherdialer", code=CONNECT.code)
+WEATHER = PluginSpec("weather", code=greet_body("return 'Sunny'"))
+
+
+def test_a_grant_in_the_lock_file_opens_exactly_that_plugin(install, cli, tmp_path: Path, listener: int) -> None:
+    """greeter lock --allow-net dialer=PORT: under --lock, dialer connects and no other plugin; re-locking keeps it."""
+    install(CONNECT, DIALER_TOO)
+    lock = str(tmp_path / "greeter.lock")
+    written = cli("lock", "--output", lock, "--allow-net", f"dialer={listener}")
+    assert written.returncode == 0, written.stderr
+    assert f"  dialer is granted --allow-net {listener}" in written.stderr.splitlines()
+    assert cli("lock", "--output", lock).returncode == 0  # rewritten without flags: the grant is carried over
+    args = ("--isolation", "process", "--option", f"port={listener}")
+    granted = cli("--driver", "dialer", *args, "--lock", lock)
+    assert (granted.returncode, granted.stdout.strip()) == (0, "connected"), granted.stderr
+    other = cli("--driver", "otherdialer", *args, "--lock", lock)
+    assert other.returncode == 1 and f"grant it with --allow-net {listener}" in other.stderr
+    unlocked = cli("--driver", "dialer", *args)  # the lock's grants apply only under --lock
+    assert unlocked.returncode == 1 and f"grant it with --allow-net {listener}" in unlocked.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--allow-net", "nosuch=443"), "cannot grant plugin 'nosuch': no plugin of that name is installed and locked"),
+        (("--allow-net", "dialer=http"), "--allow-net: not a TCP port (1-65535): 'http'"),
+        (("--allow-read", "dialer"), "expected NAME=VALUE"),
+    ],
+    ids=["unknown-plugin", "not-a-port", "no-value"],
+)
+def test_a_bad_lock_grant_is_one_line_and_exit_2(install, cli, tmp_path: Path, args, message: str) -> None:
+    """A grant for no locked plugin, or one that means nothing, is refused before any lock file is written."""
+    install(CONNECT)
+    result = cli("lock", "--output", str(tmp_path / "greeter.lock"), *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "greeter.lock").exists()
+
+
+def test_a_lock_grant_over_greeters_own_files_is_refused_naming_the_lock(install, cli, tmp_path: Path) -> None:
+    """Deny wins over the lock's grants too: a write grant of / is exit 2 when the plugin is loaded, naming the lock."""
+    install(SCRATCH)
+    lock = str(tmp_path / "greeter.lock")
+    assert cli("lock", "--output", lock, "--allow-write", "scribbler=/").returncode == 0
+    result = cli("--driver", "scribbler", "--isolation", "process", "--lock", lock)
+    assert result.returncode == 2
+    assert "--allow-write / is refused" in result.stderr and "by the lock file" in result.stderr
+
+
+def test_a_version_1_lock_file_is_still_read(install, cli, tmp_path: Path) -> None:
+    """A lock written before grants existed (lock-version 1) still locks; it grants nothing."""
+    install(SCRATCH)
+    lock = tmp_path / "greeter.lock"
+    assert cli("lock", "--output", str(lock)).returncode == 0
+    lock.write_text(lock.read_text().replace("lock-version = 2", "lock-version = 1"))
+    result = cli("--driver", "scribbler", "--isolation", "process", "--lock", str(lock))
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_docs_lock_grant_runs_as_written(install, cli, tmp_path: Path) -> None:
+    """docs/operating.md's `greeter lock --allow-*` line prints what it shows and writes the grants table shown."""
+    install(WEATHER)
+    [(command, shown)] = block_after(
+        REPO / "docs" / "operating.md", "### Per-plugin sandbox grants", "console"
+    ).transcript()
+    assert command.startswith("greeter lock ")
+    result = cli(*command.split()[1:])
+    assert result.returncode == 0 and matches(shown, result.stderr.splitlines()), result.stderr
+    data = tomllib.loads((tmp_path / "greeter.lock").read_text())
+    assert data["distributions"]["greeter-weather"]["grants"] == {
+        "weather": {"allow-read": ["/srv/weather"], "allow-net": [443]}
+    }
