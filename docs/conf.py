@@ -8,6 +8,7 @@ imported); the control endpoint's route table from
 ``greeter_core.control.ROUTES``, written here at build time.
 """
 
+import logging
 import sys
 from pathlib import Path
 
@@ -53,3 +54,12 @@ def routes_table() -> str:
 _generated = Path(__file__).parent / "generated"
 _generated.mkdir(exist_ok=True)
 (_generated / "routes.md").write_text(routes_table(), encoding="utf-8")
+
+
+def _not_mysts_config(record: logging.LogRecord) -> bool:
+    """MyST logs its whole configuration, one very long line, at the start of every build: drop that line."""
+    return "myst v%s:" not in str(record.msg)  # the format, in bold or not
+
+
+# Sphinx's loggers are "sphinx." + the module's name.
+logging.getLogger("sphinx.myst_parser.sphinx_ext.main").addFilter(_not_mysts_config)

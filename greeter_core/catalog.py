@@ -13,6 +13,8 @@ of what it was read from, and use it again while the snapshot holds:
 - **the metadata of every plugin distribution** (and of every distribution
   that could not be read): its ``*.dist-info`` directory, ``entry_points.txt``
   and ``METADATA`` (``PKG-INFO``), for an edit made in place.
+- **the environments of their own** (``greeter install``): their directory
+  and each ``envs/<name>/``, whose ``current`` an install or uninstall replaces.
 - **thorough snapshots only: every** ``entry_points.txt`` on ``sys.path``,
   for an edit in place that gives a plugin to a distribution that had none.
   That is a stat per installed distribution (15 ms with 5,000), which
@@ -70,7 +72,7 @@ RACY_NS = 2_000_000_000
 MAX_CACHE_BYTES = 16 * 1024 * 1024
 
 #: What the cache file's layout is; a file of another format is not read.
-_FORMAT = 1
+_FORMAT = 2
 
 #: ``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` of a file, or None where there is none.
 Stamp = tuple[int, int, int, int, int] | None
@@ -90,6 +92,14 @@ def _stamp(path: str, folder: int | None = None) -> Stamp:
 def _search_path() -> tuple[str, ...]:
     """``sys.path`` as the metadata finder reads it now: relative entries (``""`` too) from the current directory."""
     return tuple(os.path.abspath(entry or os.curdir) for entry in sys.path if isinstance(entry, str))
+
+
+def _watched_path() -> tuple[str, ...]:
+    """What a snapshot stamps as directories: ``sys.path``, then the environments of their own
+    (``greeter install`` and ``uninstall`` change ``envs/`` or an ``envs/<name>/``)."""
+    from .environments import watched
+
+    return (*_search_path(), *watched())
 
 
 def _only_the_path_finder() -> bool:
@@ -151,7 +161,7 @@ class Snapshot(NamedTuple):
         makes the snapshot untrusted (see :data:`RACY_NS`).
         """
         started = time.time_ns()
-        path = _search_path()
+        path = _watched_path()
         entries = tuple(map(_stamp, path))
         entry_points = _entry_points(path) if thorough else None
         found = read()
@@ -165,7 +175,7 @@ class Snapshot(NamedTuple):
         """Whether everything it watched is as it was (and, *thorough*, every ``entry_points.txt`` too)."""
         if not self.trusted or (thorough and self.entry_points is None):
             return False
-        path = _search_path()
+        path = _watched_path()
         if path != self.path or tuple(map(_stamp, path)) != self.entries:
             return False
         if any(_stamp(file) != file_stamp for file, file_stamp in self.sources):
@@ -302,7 +312,7 @@ def _decode(data: Any, key: dict[str, object]) -> tuple[Snapshot, Scan] | None:
     """The cache file's content, checked field by field; ``ValueError`` for anything malformed."""
     if not isinstance(data, dict) or data.get("key") != key:
         return None
-    plugins = tuple(PluginInfo(*_strings(record, 4)) for record in _list(data["plugins"]))
+    plugins = tuple(PluginInfo(*_record(record)) for record in _list(data["plugins"]))
     unreadable = data["unreadable"]
     if not isinstance(unreadable, dict) or not all(isinstance(v, str) for v in unreadable.values()):
         raise ValueError("unreadable: not an object of strings")
@@ -310,7 +320,7 @@ def _decode(data: Any, key: dict[str, object]) -> tuple[Snapshot, Scan] | None:
     folders = tuple(_strings(data["folders"], None))
     files = _watched(folders)
     stamps = _list(data["stamps"])
-    path = tuple(_strings(key["path"], None))
+    path = tuple(_strings(data["path"], None))
     entries = tuple(_stamp_of(value) for value in _list(data["entries"]))
     if len(stamps) != len(files) or len(entries) != len(path):
         raise ValueError("not one stamp per file watched")
@@ -338,6 +348,14 @@ def _strings(value: object, count: int | None) -> list[str]:
     return items
 
 
+def _record(value: object) -> list[str]:
+    """A plugin's record: four strings, and a fifth for one in an environment of its own."""
+    items = _strings(value, None)
+    if len(items) not in (len(PluginInfo._fields) - 1, len(PluginInfo._fields)):
+        raise ValueError(f"a plugin record is {len(PluginInfo._fields)} strings, not {len(items)}")
+    return items
+
+
 def _stamp_of(value: object) -> Stamp:
     if value is None:
         return None
@@ -354,6 +372,7 @@ def _write(path: str, key: dict[str, object], snapshot: Snapshot, found: Scan) -
     directory = os.path.dirname(path)
     data = {
         "key": key,
+        "path": snapshot.path,
         "entries": snapshot.entries,
         "folders": found.sources,
         "stamps": [file_stamp for _, file_stamp in snapshot.sources],

@@ -77,6 +77,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from .policy import listing
 
     plugins = listed().plugins
+    if any(p.environment for p in plugins):
+        from .environments import warn_broken
+
+        warn_broken(plugins)
     policy = plugin_policy(args)
     _warn_unknown(policy)
     records = listing(plugins, policy)
@@ -90,6 +94,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
         return 0
     header: tuple[str, ...] = ("NAME", "DISTRIBUTION", "VERSION", "TARGET")
     rows: list[tuple[str, ...]] = [(p.name, p.distribution, p.version, p.target) for p in plugins]
+    if any(p.environment for p in plugins):  # a column only when some plugin has an environment of its own
+        header += ("WHERE",)
+        rows = [(*row, p.where) for row, p in zip(rows, plugins, strict=True)]
     if policy is not None:  # a column only when a policy is set: the plain listing stays as it was
         header += ("STATE",)
         rows = [
@@ -263,6 +270,23 @@ def _greet_parser(prog: str) -> argparse.ArgumentParser:
 
 _GREET = _Command("greet once with the named plugin", _greet_parser, _cmd_greet)
 
+
+def _installing(command: str) -> tuple[Callable[[str], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]:
+    """``greeter install``/``uninstall``: their parser and handler, in :mod:`greeter_core.installing`."""
+
+    def parser(prog: str) -> argparse.ArgumentParser:
+        from . import installing
+
+        return getattr(installing, f"{command}_parser")(prog)  # type: ignore[no-any-return]
+
+    def handler(args: argparse.Namespace) -> int:
+        from . import installing
+
+        return getattr(installing, f"cmd_{command}")(args)  # type: ignore[no-any-return]
+
+    return parser, handler
+
+
 #: The subcommands, in the order the help lists them.
 _COMMANDS = {
     "list": _Command("list the installed plugins without loading them", list_parser, _cmd_list),
@@ -270,6 +294,8 @@ _COMMANDS = {
     "run": _Command(
         "greet in a loop; hot-swap the driver over HTTP or SIGHUP", run_parser, _cmd_run, log_level=logging.INFO
     ),
+    "install": _Command("install plugins, each in an environment of its own", *_installing("install")),
+    "uninstall": _Command("remove what greeter install installed", *_installing("uninstall")),
     "lock": _Command("pin every plugin file in a lock file (--check: compare)", lock_parser, _cmd_lock),
     "new-plugin": _Command("write a new, tested plugin distribution to start from", new_plugin_parser, _cmd_new_plugin),
     "completion": _Command("print a shell completion script (bash, zsh, fish)", _completion_parser, _cmd_completion),

@@ -64,6 +64,8 @@ def validate(obj: object) -> str:
     if not issubclass(type(wanted), int) or issubclass(type(wanted), bool):
         raise Violation(f"api_version must be an int, not {_type_name(wanted)}")
     wanted = int.__int__(wanted)  # a plain int: an int subclass may compare as it likes
+    if wanted.bit_length() > 63:  # no API version: and past 4300 digits even str() of it raises
+        raise Violation(f"api_version must be a plugin API version, not an int of {wanted.bit_length()} bits")
     if wanted > API_VERSION:
         raise Violation(f"needs plugin API {wanted} > {API_VERSION}", wanted_api=wanted)
     language = _read(obj, "language", "")

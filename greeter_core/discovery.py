@@ -107,12 +107,17 @@ def scan() -> Scan:
     """
     from importlib.metadata import distributions
 
-    found: dict[tuple[str, str], PluginInfo] = {}
+    from .environments import ready
+
+    found: dict[tuple[str, str, str], PluginInfo] = {}
     unreadable: dict[str, str] = {}
     problems: list[tuple[str, str]] = []
     sources: list[str] = []
-    seen: set[str] = set()
-    for dist in distributions():
+    seen: set[tuple[str, str]] = set()
+    # The host's distributions, then each environment of its own (greeter install), found alike.
+    every = [(dist, "") for dist in distributions()]
+    every += [(dist, env.root) for env in ready() for dist in distributions(path=[env.site_packages])]
+    for dist, environment in every:
         try:
             entry_points = dist.entry_points.select(group=GROUP)
         except Exception as error:
@@ -133,11 +138,12 @@ def scan() -> Scan:
             unreadable.update((ep.name, _text(*problems[-1])) for ep in entry_points)
             continue
         canonical = _canonical(name)
-        if canonical in seen:  # the same distribution again, further down sys.path
+        if (canonical, environment) in seen:  # the same distribution again, further down sys.path
             continue
-        seen.add(canonical)
+        seen.add((canonical, environment))
         for ep in entry_points:
-            found.setdefault((ep.name, canonical), PluginInfo(ep.name, name, version, ep.value))
+            record = PluginInfo(ep.name, name, version, ep.value, environment)
+            found.setdefault((ep.name, canonical, environment), record)
     return Scan(tuple(sorted(found.values())), unreadable, tuple(problems), tuple(sources))
 
 

@@ -128,6 +128,10 @@ def load(
     if options.isolation == "process":
         assert isinstance(record, PluginInfo)
         return _in_worker(record, options, forkserver)
+    if not isinstance(record, str) and record.environment:
+        from .environments import refuse_in_process
+
+        refuse_in_process(record)  # its own environment: in a worker only (by name: loading refuses it)
     from .loading import load_in_process
 
     return load_in_process(record, options.config, verify=options.verify)
@@ -178,6 +182,10 @@ def _in_worker(record: PluginInfo, options: LoadOptions, forkserver: ForkServer 
     for field, value in limits._asdict().items():
         if not value >= 0:
             raise UsageError(f"worker limit {field} must be a number >= 0 (0: no limit), not {value!r}")
+    if record.environment:
+        from .environments import hold
+
+        hold(record)  # it can run, and its build stays while this process lives
     return WorkerPlugin(
         record,
         config=options.config,
@@ -209,6 +217,10 @@ def _sandbox(record: PluginInfo, options: LoadOptions) -> Sandbox:
     )
     locked = Grants(*options.lock.grants(record)) if options.lock is not None else Grants()
     protected = [*worker_sys_path(), sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
+    if record.environment:  # its own environment's site-packages too
+        from .environments import worker_sys_path as environment_sys_path
+
+        protected += environment_sys_path(record)
     for grants, source in ((given, ""), (locked, f" (granted to {record.name!r} by the lock file)")):
         try:
             check_grants(grants, protected)

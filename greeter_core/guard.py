@@ -18,6 +18,12 @@ few process-wide defences every command shares:
   while plugin code may run, and hands the caller a stream on the real
   stdout: a plugin writing raw bytes to fd 1 cannot break "one greeting
   per line".
+- **Out of a worker's reach.** :func:`undumpable` makes the process
+  non-dumpable before its first worker starts: a same-user worker can then
+  neither ptrace it nor read its ``/proc/<pid>/mem``, ``environ`` or ``fd``,
+  nor copy its descriptors with ``pidfd_getfd``.
+- **One host.** :func:`end_if_copy` ends at once a copy of the host that a
+  plugin made with ``fork()`` in process, before it greets or serves.
 - **Exiting.** :class:`Command` notices the non-daemon threads plugin code
   left behind, which would keep the interpreter from exiting, and abandons
   them after a short grace.
@@ -45,11 +51,15 @@ __all__ = [
     "Command",
     "call_bounded",
     "clear_stop",
+    "end_if_copy",
     "exit_if_stuck",
+    "forked",
     "is_user_stop",
     "plugin_output_to_stderr",
     "request_stop",
     "stop_requested",
+    "this_is_greeter",
+    "undumpable",
     "watching",
 ]
 
@@ -64,6 +74,68 @@ STOP_GRACE = 5.0
 THREAD_GRACE = 1.0
 
 _stop_requested = False
+
+#: The pid of the process greeter started in: a different one is a copy a plugin forked.
+_HOST_PID = os.getpid()
+
+#: True in a child of ``os.fork()`` until greeter's own code claims it (:func:`this_is_greeter`):
+#: the hot path tests this flag; :func:`end_if_copy` also compares pids, for a fork through libc.
+forked = False
+
+
+def _after_fork() -> None:
+    global forked
+    forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def this_is_greeter() -> None:
+    """Claim a process greeter itself forked (a worker below its keeper): it is no plugin's copy."""
+    global _HOST_PID, forked
+    _HOST_PID, forked = os.getpid(), False
+
+
+_PR_SET_DUMPABLE = 4
+_undumpable = False
+
+
+def undumpable() -> bool:
+    """Make this process non-dumpable (``PR_SET_DUMPABLE 0``), once; False where the kernel refused.
+
+    A worker runs as the same user as its host. While the host is dumpable, a
+    worker may ptrace it, read and write its memory through ``/proc/<pid>/mem``,
+    read its environment (the control token) and list or open its descriptors
+    (``/proc/<pid>/fd``, ``pidfd_getfd``). Non-dumpable, all of that needs
+    ``CAP_SYS_PTRACE``: only a worker running as root still has it. The flag
+    is kept across ``fork()`` (a forked worker is non-dumpable too) and
+    cleared by ``execve()`` (a cold worker is not). It also means no core dump.
+    """
+    global _undumpable
+    if not _undumpable:
+        import ctypes
+
+        try:
+            _undumpable = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+        except (OSError, AttributeError):  # pragma: no cover - not Linux
+            return False
+    return _undumpable
+
+
+def end_if_copy(what: Callable[[], str]) -> None:
+    """End this process at once if it is not the process greeter started in: a copy a plugin forked.
+
+    A plugin's ``fork()`` in process makes a second host that would greet on
+    the same stdout and hold the same control socket. The copy writes one line
+    naming *what* forked it and exits with ``os._exit``: no greeting, no flush
+    of buffers the real host owns, no cleanup that touches shared sockets.
+    """
+    if forked or os.getpid() != _HOST_PID:
+        with suppress(Exception):
+            line = f"greeter: {what()} forked this process; the copy (pid {os.getpid()}) ends without greeting\n"
+            os.write(2, line.encode("utf-8", "backslashreplace"))
+        os._exit(70)
 
 
 def request_stop() -> None:

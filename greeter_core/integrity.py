@@ -7,9 +7,12 @@ writes a ``RECORD`` listing each installed file with its sha256 (PEP 376/627).
 What this guards: a listed file that was changed or removed, and any
 importable file (every suffix Python imports: ``.py``, ``.pyc``, extension
 modules) added anywhere under the distribution's own packages, or beside its
-top-level modules, where it could shadow or extend the plugin's code. What it
-does not: byte-code caches in ``__pycache__`` (``RECORD`` lists them without a
-hash, and Python checks them against their source itself), code outside the
+top-level modules, where it could shadow or extend the plugin's code.
+Byte-code caches in ``__pycache__`` are data: ``RECORD`` lists them without
+a hash, and Python checks a cache only against its source's mtime and size,
+which anyone who can write it can copy; so the cache Python would run in
+place of a verified source must hold that source's code
+(:func:`bytecode_problem`). What it does not guard: code outside the
 distribution (a ``.pth`` file, another package it imports), and someone who can
 rewrite ``RECORD`` along with the files (a lock file guards that). An editable
 install is refused: its ``RECORD`` hashes none of the plugin's modules, so
@@ -21,6 +24,7 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
+import marshal
 import os
 import stat
 from importlib.machinery import all_suffixes
@@ -30,7 +34,7 @@ from pathlib import Path
 from .discovery import PluginInfo
 from .errors import IntegrityError
 
-__all__ = ["read_record", "unlisted_files", "verify_plugin"]
+__all__ = ["bytecode_problem", "read_record", "unlisted_files", "verify_plugin"]
 
 
 def verify_plugin(plugin: PluginInfo) -> None:
@@ -51,6 +55,12 @@ def verify_plugin(plugin: PluginInfo) -> None:
     for file in files:
         if file.hash is not None:
             _check_file(plugin, dist, file)
+            if file.name.endswith(".py"):  # verified: now the byte-code Python would run in its place
+                source = Path(str(dist.locate_file(file)))
+                problem = bytecode_problem(source)
+                if problem:
+                    cache = Path(os.path.relpath(_cache_path(source), Path(str(dist.locate_file("")))))
+                    raise IntegrityError(plugin.name, plugin, cache.as_posix(), problem)
     for path in unlisted_files(dist, files):
         raise IntegrityError(
             plugin.name,
@@ -58,6 +68,12 @@ def verify_plugin(plugin: PluginInfo) -> None:
             path.relative_to(Path(str(dist.locate_file("")))).as_posix(),
             "not listed in RECORD (an importable file was added to the distribution's modules)",
         )
+
+
+def _cache_path(source: Path) -> str:
+    from importlib.util import cache_from_source
+
+    return cache_from_source(str(source))
 
 
 def read_record(dist: Distribution) -> list[PackagePath] | None:
@@ -135,3 +151,41 @@ def unlisted_files(dist: Distribution, files: list[PackagePath]) -> list[Path]:
             if path.resolve() not in listed:
                 found.append(path)
     return found
+
+
+def bytecode_problem(source: Path) -> str | None:
+    """Why the byte-code cache Python would import in place of *source* (already found to match the
+    lock) does not hold the code compiled from it; None when it does, or when Python would not use it.
+
+    Python imports ``__pycache__/NAME.TAG.pyc`` instead of compiling the source when the cache's header
+    matches the source (its mtime and size, or its hash; PEP 552), so a planted cache runs code the
+    lock never saw. Code objects compare equal when their byte-code, constants and names are equal.
+    """
+    from importlib.util import MAGIC_NUMBER, cache_from_source, source_hash
+
+    try:
+        cache = Path(cache_from_source(str(source)))
+        if not cache.is_file():  # none, or not one Python would read (no FIFO may hang us)
+            return None
+        pyc = cache.read_bytes()
+        data = source.read_bytes()
+    except (NotImplementedError, OSError):
+        return None  # no cache (or none this interpreter reads)
+    if len(pyc) < 16 or pyc[:4] != MAGIC_NUMBER:
+        return None  # Python ignores it and compiles the source
+    flags = int.from_bytes(pyc[4:8], "little")
+    if flags & 0b01:  # hash-based: used when unchecked, or when the hash matches
+        if flags & 0b10 and pyc[8:16] != source_hash(data):
+            return None
+    else:  # timestamp-based: used when the source's mtime and size match the header
+        info = source.stat()
+        header = (int(info.st_mtime) & 0xFFFFFFFF, info.st_size & 0xFFFFFFFF)
+        if (int.from_bytes(pyc[8:12], "little"), int.from_bytes(pyc[12:16], "little")) != header:
+            return None
+    problem = "the byte-code cache Python would import instead of the locked source does not hold its code"
+    try:
+        cached = marshal.loads(pyc[16:])
+        fresh = compile(data, str(source), "exec", dont_inherit=True)
+    except (ValueError, EOFError, TypeError, SyntaxError):
+        return problem
+    return None if cached == fresh else problem

@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 from stevedore import DriverManager
 from stevedore.exception import NoMatches
 
+from . import guard
 from .api import GROUP, HostContext
 from .contract import Violation, closer, greeting, validate
 from .errors import GreeterError, PluginCallError, PluginLoadError, describe, one_line
-from .guard import call_bounded, is_user_stop
+from .guard import call_bounded, end_if_copy, is_user_stop
 from .loaded import LoadedPlugin
 
 if TYPE_CHECKING:
@@ -65,6 +66,10 @@ def load_in_process(
         from .discovery import find
 
         fresh = find(plugin)  # raises NoSuchDriverError if it really is not installed
+        if fresh.environment:
+            from .environments import refuse_in_process
+
+            refuse_in_process(fresh)
         if isinstance(error, PluginLoadError) and error.target == fresh.target:
             raise PluginLoadError(plugin, fresh, error.error, target=fresh.target) from error.__cause__
         log.info("stevedore's entry-point cache is stale for %r; loading it from fresh metadata", plugin)
@@ -110,15 +115,22 @@ class InProcessPlugin(LoadedPlugin):
         try:
             text = self.obj.greet(name)
         except BaseException as error:
+            if guard.forked:
+                end_if_copy(self._described)
             if is_user_stop(error):
                 raise
             raise PluginCallError(self.driver, self.plugin, one_line(error)) from error
+        if guard.forked:  # the plugin forked, and this may be the copy: it ends before it greets
+            end_if_copy(self._described)
         if type(text) is str and text.isprintable():  # the usual case, checked without a call
             return text
         try:
             return greeting(text)
         except Violation as violation:
             raise violation.error(self.driver, self.plugin) from None
+
+    def _described(self) -> str:
+        return describe(self.driver, self.plugin)
 
     def close(self) -> None:
         """Call the plugin's ``close()`` once, waiting :attr:`close_timeout` at most; its failures are logged.
@@ -133,6 +145,7 @@ class InProcessPlugin(LoadedPlugin):
         self._closed = True
         try:
             call_bounded(self._close, self.close_timeout, name=f"greeter-close-{self.driver}")
+            end_if_copy(self._described)
         except TimeoutError:
             log.warning(
                 "%s did not close within %g s; left it running (a plugin that hangs needs --isolation process)",
@@ -257,6 +270,8 @@ def _build(driver: str, config: Mapping[str, str] | None, record: PluginInfo | N
         if is_user_stop(error):
             raise
         raise PluginLoadError(driver, record, one_line(error), target=target) from error
+    finally:
+        end_if_copy(lambda: describe(driver, record))  # the plugin's import may have forked the host
     extension = manager.extensions[0]
     # Not manager.driver: it returns the class when the instance is falsy.
     loaded = InProcessPlugin(extension.obj, driver, extension.entry_point_target, record)

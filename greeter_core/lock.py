@@ -43,7 +43,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import marshal
 import os
 import stat
 import tomllib
@@ -55,8 +54,9 @@ from typing import NamedTuple, TypeVar
 
 from .api import GROUP
 from .discovery import PluginInfo, _canonical, discover
+from .environments import distribution as distribution_of
 from .errors import LockMismatchError, UsageError
-from .integrity import read_record, unlisted_files
+from .integrity import bytecode_problem, read_record, unlisted_files
 from .settings import env
 
 __all__ = ["LOCK_ENV", "LOCK_VERSION", "Difference", "LockedDistribution", "LockedGrants", "PluginLock"]
@@ -272,7 +272,7 @@ class PluginLock:
         """How *plugin*'s distribution differs from the lock, most telling first; [] when it matches."""
         locked = self.distributions.get(_canonical(plugin.distribution))
         try:
-            dist = distribution(plugin.distribution)
+            dist = distribution_of(plugin)  # in its own environment (greeter install) or the host's
         except PackageNotFoundError:
             return [Difference(plugin.distribution, "", "is no longer installed")]
         if locked is None:
@@ -307,8 +307,8 @@ class PluginLock:
 
 def _plugin_distributions() -> list[Distribution]:
     """Each installed distribution that registers a greeter plugin, once, by canonical name."""
-    names = {_canonical(p.distribution): p.distribution for p in discover()}
-    return [distribution(name) for _, name in sorted(names.items())]
+    records = {_canonical(p.distribution): p for p in discover()}
+    return [distribution_of(record) for _, record in sorted(records.items())]
 
 
 def _editable(dist: Distribution) -> bool:
@@ -389,7 +389,7 @@ def _compare(locked: LockedDistribution, dist: Distribution) -> list[Difference]
         elif have != want:
             found.append(Difference(name, path, "sha256 differs from the lock"))
         elif path.endswith(".py"):
-            problem = _bytecode_problem(base / path)
+            problem = bytecode_problem(base / path)
             if problem:
                 found.append(Difference(name, _cache_of(base / path, base), problem))
     return found
@@ -401,47 +401,10 @@ def _cache_of(source: Path, base: Path) -> str:
     return Path(os.path.relpath(cache_from_source(str(source)), base)).as_posix()
 
 
-def _bytecode_problem(source: Path) -> str | None:
-    """Why the byte-code cache Python would import in place of *source* (already found to match the
-    lock) does not hold the code compiled from it; None when it does, or when Python would not use it.
-
-    Python imports ``__pycache__/NAME.TAG.pyc`` instead of compiling the source when the cache's header
-    matches the source (its mtime and size, or its hash; PEP 552), so a planted cache runs code the
-    lock never saw. Code objects compare equal when their byte-code, constants and names are equal.
-    """
-    from importlib.util import MAGIC_NUMBER, cache_from_source, source_hash
-
-    try:
-        cache = Path(cache_from_source(str(source)))
-        if not cache.is_file():  # none, or not one Python would read (no FIFO may hang us)
-            return None
-        pyc = cache.read_bytes()
-        data = source.read_bytes()
-    except (NotImplementedError, OSError):
-        return None  # no cache (or none this interpreter reads)
-    if len(pyc) < 16 or pyc[:4] != MAGIC_NUMBER:
-        return None  # Python ignores it and compiles the source
-    flags = int.from_bytes(pyc[4:8], "little")
-    if flags & 0b01:  # hash-based: used when unchecked, or when the hash matches
-        if flags & 0b10 and pyc[8:16] != source_hash(data):
-            return None
-    else:  # timestamp-based: used when the source's mtime and size match the header
-        info = source.stat()
-        header = (int(info.st_mtime) & 0xFFFFFFFF, info.st_size & 0xFFFFFFFF)
-        if (int.from_bytes(pyc[8:12], "little"), int.from_bytes(pyc[12:16], "little")) != header:
-            return None
-    problem = "the byte-code cache Python would import instead of the locked source does not hold its code"
-    try:
-        cached = marshal.loads(pyc[16:])
-        fresh = compile(data, str(source), "exec", dont_inherit=True)
-    except (ValueError, EOFError, TypeError, SyntaxError):
-        return problem
-    return None if cached == fresh else problem
-
-
 def _parse(data: Mapping[str, object]) -> list[LockedDistribution]:
     """The distributions of a parsed lock file; ValueError says what is wrong."""
-    if data.get("lock-version") not in _READABLE:
+    version = data.get("lock-version")
+    if type(version) is not int or version not in _READABLE:  # TOML's true and 1.0 equal 1 in Python
         raise ValueError(f"expected lock-version = {LOCK_VERSION} (or 1), found {data.get('lock-version')!r}")
     tables = data.get("distributions", {})
     if not isinstance(tables, dict):

@@ -136,7 +136,7 @@ def greet_parser(prog: str, commands: Mapping[str, str]) -> argparse.ArgumentPar
     listed = "\n".join(f"  {prog} {name:<11} {summary}" for name, summary in commands.items())
     parser = _parser(
         prog=prog,
-        usage=f"%(prog)s --driver NAME [--name WHO] [options]\n       %(prog)s {{{','.join(commands)}}} ...",
+        usage=f"%(prog)s --driver NAME [--name WHO] [options]\n       %(prog)s {{{','.join(commands)}}}",
         description="Greet once with the plugin (driver) you name.",
         epilog=f"commands (each has its own --help):\n{listed}",
         formatter_class=argparse.RawDescriptionHelpFormatter,

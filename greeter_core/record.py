@@ -26,5 +26,13 @@ class PluginInfo(NamedTuple):
     target: str
     """The object the entry point names, ``module:attr``."""
 
+    environment: str = ""
+    """The environment of its own it lives in (``greeter install``: the build's directory); "" for the host's."""
+
+    @property
+    def where(self) -> str:
+        """Where it lives, as ``greeter list`` shows it: ``host``, or its environment's directory."""
+        return self.environment or "host"
+
     def as_dict(self) -> dict[str, str]:
-        return self._asdict()
+        return {**self._asdict(), "where": self.where}

@@ -281,7 +281,7 @@ again.
 
 ## Test matrix
 
-`tox` (with tox-uv: `pip install "tox>=4.20" "tox-uv>=1.11"`) runs the tests
+`tox` (with tox-uv: `pip install "tox>=4.67,<5" "tox-uv>=1.37,<2"`) runs the tests
 on CPython 3.11, 3.12 and 3.13, each against the lowest greeter-core this
 plugin declares (`greeter-core$core_range`; uv's `--resolution lowest-direct`)
 and the newest, plus `ruff` (env `lint`). Say where greeter-core comes from

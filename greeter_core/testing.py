@@ -84,6 +84,9 @@ class PluginConformance:
     #: set them to options your plugin understands.
     options: ClassVar[Mapping[str, str]] = {"conformance-check": "on"}
 
+    #: Set once a check said in full that the plugin is not installed; the others then say it in one line.
+    _reported_missing: ClassVar[bool] = False
+
     def test_is_registered_in_the_greeter_plugins_group(self) -> None:
         """The driver name is an entry point in ``greeter.plugins`` of exactly one distribution."""
         self._info()
@@ -198,6 +201,12 @@ class PluginConformance:
         try:
             return find(self._driver())
         except NoSuchDriverError as error:
+            if type(self)._reported_missing:  # said in full once per class, not once per check
+                raise _failed(
+                    f"plugin {self.driver!r} is not registered by any installed distribution: the first "
+                    f"failing check of {type(self).__name__} says how to fix it"
+                ) from None
+            type(self)._reported_missing = True
             raise _failed(
                 f"plugin {self.driver!r} is not registered in the {GROUP!r} entry-point group of any "
                 f"installed distribution (installed plugins: {', '.join(error.installed) or 'none'})\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,9 +17,9 @@ import pytest
 # cache key can miss changes made within ~2 minutes: keep it out of $HOME and
 # private to this session, before anything imports stevedore.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="greeter-tests-cache-")
-# pip's downloads (setuptools for isolated builds, stevedore, pytest), shared by every pip the
-# tests run in this session, where each test otherwise has a cache of its own.
-os.environ.setdefault("PIP_CACHE_DIR", tempfile.mkdtemp(prefix="greeter-tests-pip-"))
+# pip's downloads (setuptools for isolated builds, stevedore, pytest), shared by every pip the tests run in
+# this session (pytest-xdist's workers inherit the controller's), where each test otherwise has a cache of its own.
+os.environ["PIP_CACHE_DIR"] = os.environ.get("PIP_CACHE_DIR") or tempfile.mkdtemp(prefix="greeter-tests-pip-")
 
 from helpers import (
     ALPHA_V1,
@@ -41,6 +42,61 @@ from greeter_core import find, load
 from greeter_core.drive import DEFAULT_CALL_TIMEOUT
 from greeter_core.worker.client import WorkerPlugin
 from greeter_core.worker.supervision import Supervision
+
+#: The temporary directories this process made, removed when its session ends: its stevedore cache, and
+#: the pip cache unless it inherited it (a pytest-xdist worker, or a pip cache the user chose).
+MADE = [os.environ["XDG_CACHE_HOME"]]
+if "PYTEST_XDIST_WORKER" not in os.environ and os.path.basename(os.environ["PIP_CACHE_DIR"]).startswith(
+    "greeter-tests-pip-"
+):
+    MADE.append(os.environ["PIP_CACHE_DIR"])
+
+
+def installed_core() -> str:
+    """Where this interpreter's installed greeter_core is: what ``python -I`` (no cwd, no PYTHONPATH) imports."""
+    found = subprocess.run(
+        [sys.executable, "-I", "-c", "import greeter_core; print(greeter_core.__file__)"],
+        capture_output=True,
+        text=True,
+    )
+    return os.path.realpath(found.stdout.strip()) if found.returncode == 0 else "nowhere (not installed)"
+
+
+def imported_core() -> str:
+    """Where the greeter_core this session would import is (``python -m pytest`` puts the cwd first on sys.path)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("greeter_core")
+    return os.path.realpath(spec.origin) if spec and spec.origin else "nowhere (not installed)"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse, in one line, a session whose in-process tests would test the source tree, not the installed copy."""
+    imported, installed = imported_core(), installed_core()
+    if imported != installed:
+        raise pytest.UsageError(
+            f"refusing to test {imported}: this interpreter's installed greeter_core is {installed}; "
+            "run the tests with tox or the venv's pytest script, not python -m pytest from the checkout"
+        )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Leave nothing in the temporary directory: each process removes what it made (each worker, then the controller).
+
+    At the session's end, not at unconfigure: pytest-xdist's workers never unconfigure.
+    """
+    remove_what_this_process_made()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A session refused or ended before it finished removes what it made too."""
+    remove_what_this_process_made()
+
+
+def remove_what_this_process_made() -> None:
+    while MADE:
+        shutil.rmtree(MADE.pop(), ignore_errors=True)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -68,7 +124,11 @@ def factory(tmp_path_factory: pytest.TempPathFactory, builder: WheelBuilder) -> 
 
 @pytest.fixture(scope="session")
 def core_wheels(tmp_path_factory: pytest.TempPathFactory, builder: WheelBuilder) -> tuple[Path, Path]:
-    """greeter-core built from this checkout and stevedore (the copy under test, repacked): what a venv needs."""
+    """greeter-core built from this checkout and stevedore (the copy under test, repacked): what a venv needs.
+
+    From the checkout, not the installed copy: an edit made to the installed greeter_core (a mutant,
+    a debugging print) does not reach the venvs the tests build from this wheel.
+    """
     scratch = tmp_path_factory.mktemp("core")
     return build_core_wheel(builder, scratch), wheel_of_installed("stevedore", scratch)
 
@@ -139,7 +199,10 @@ def on_path(site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 @pytest.fixture
 def venv(tmp_path: Path, factory: PluginFactory, core_wheels: tuple[Path, Path]) -> Venv:
-    """A fresh venv holding greeter-core (built from this checkout), stevedore, greeter-alpha 1.0 and greeter-beta."""
+    """A fresh venv holding greeter-core, stevedore, greeter-alpha 1.0 and greeter-beta.
+
+    Its greeter-core is built from this checkout (:func:`core_wheels`), not copied from the installed one.
+    """
     env = clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"), UV_PYTHON_DOWNLOADS="never", UV_NO_CONFIG="1")
     python = core_venv(tmp_path / "venv", core_wheels, factory.wheel(ALPHA_V1), factory.wheel(BETA), env=env)
     return Venv(python, env)

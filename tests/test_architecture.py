@@ -28,6 +28,8 @@ ORDER = [
     # install hints (read only on an error path), then every failure, named
     "hints",
     "errors",
+    # environments of their own (greeter install): read, never built, below discovery
+    "environments",
     # finding and checking a plugin, never importing it (contract: checking an object once built)
     "discovery",
     "catalog",
@@ -65,6 +67,7 @@ ORDER = [
     "testing",
     "options",
     "completion",
+    "installing",
     "cli",
     "__main__",
 ]
@@ -77,10 +80,23 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+MODULE_NAMES = {module_name(p) for p in PACKAGE.rglob("*.py")}
+
+
 def runtime_imports(path: Path) -> set[str]:
     """The greeter_core modules *path* imports when it runs (at module level or in a function)."""
     package = module_name(path).rpartition(".")[0] if path.name != "__init__.py" else module_name(path)
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return imports_in(path.read_text(encoding="utf-8"), package)
+
+
+def imports_in(source: str, package: str) -> set[str]:
+    """The greeter_core modules that *source*, a module of *package*, imports at run time.
+
+    Import statements, ``from greeter_core import slot`` included, and string imports: a string
+    that is a module's dotted name (``PRELOAD``, imported with ``__import__``) or Python code that
+    imports one (``BOOTSTRAP``, run with ``python -c``).
+    """
+    tree = ast.parse(source)
     skipped = {
         id(node)
         for block in ast.walk(tree)
@@ -98,12 +114,27 @@ def runtime_imports(path: Path) -> set[str]:
                 found.add(".".join([*base, node.module]))
             else:  # from . import x, from .. import y: modules or names of the package
                 found.update(".".join([*base, alias.name]) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module == "greeter_core":  # modules or names of the package
+            found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("greeter_core."):
             found.add((node.module or "").removeprefix("greeter_core."))
         elif isinstance(node, ast.Import):
             found.update(a.name.removeprefix("greeter_core.") for a in node.names if a.name.startswith("greeter_core."))
-    modules = {module_name(p) for p in PACKAGE.rglob("*.py")}
-    return {name for name in found if name in modules and name != ""}
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found.update(string_imports(node.value))
+    return {name for name in found if name in MODULE_NAMES and name != ""}
+
+
+def string_imports(text: str) -> set[str]:
+    """The modules a string names for import: itself, if it is ``greeter_core.X``; else those the code in it imports."""
+    if text.startswith("greeter_core.") and text.isascii() and all(p.isidentifier() for p in text.split(".")):
+        return {text.removeprefix("greeter_core.")}
+    if "import" not in text:
+        return set()
+    try:
+        return imports_in(text, "")  # code run by ``python -c``: only absolute imports mean anything there
+    except SyntaxError:  # prose: a docstring, a message
+        return set()
 
 
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE)
@@ -121,6 +152,46 @@ def test_a_module_imports_only_modules_below_it(path: Path) -> None:
     if path.name == "__init__.py":  # a subpackage's __init__ (worker/): imports nothing
         assert runtime_imports(path) == set()
         return
-    rank = ORDER.index(name)
-    upward = sorted(dep for dep in runtime_imports(path) if ORDER.index(dep) >= rank)
+    upward = upward_imports(name, runtime_imports(path))
     assert upward == [], f"{name} imports {upward}, which come after it in the architecture"
+
+
+def upward_imports(name: str, imports: set[str]) -> list[str]:
+    """The modules among *imports* that come after *name* in the architecture (itself is no edge: the fork
+    server's bootstrap line imports its own module, in a new process)."""
+    rank = ORDER.index(name)
+    return sorted(dep for dep in imports if ORDER.index(dep) > rank)
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        "from greeter_core import slot\n",
+        "from greeter_core.slot import Slot\n",
+        "import greeter_core.slot\n",
+        "def later():\n    from . import slot\n",
+        'PRELOAD = ("ctypes", "greeter_core.slot")\n',
+        'BOOTSTRAP = "import sys; from greeter_core.slot import main; sys.exit(main())"\n',
+    ],
+    ids=["from-package", "from-module", "import", "relative-in-function", "preload-string", "bootstrap-string"],
+)
+def test_a_planted_back_edge_is_seen_in_each_form(planted: str) -> None:
+    """Each way a module can import another, statements and strings alike, is an edge the check sees."""
+    source = '"""A leaf: its docstring says greeter_core.slot and import, which is prose."""\n' + planted
+    assert upward_imports("printable", imports_in(source, "")) == ["slot"]
+
+
+def test_prose_and_names_that_are_not_modules_are_no_edge() -> None:
+    """A message naming a module, a logger's name and a package attribute are not imports."""
+    source = (
+        'import logging\nlog = logging.getLogger("greeter_core.runtime")\n'
+        'HINT = "greeter_core.slot is imported from the shells"\n'
+        "from greeter_core import __version__\n"
+    )
+    assert imports_in(source, "") == set()
+
+
+def test_the_worker_s_string_imports_are_seen() -> None:
+    """The fork server's PRELOAD and the bootstrap lines are edges in the graph (they must point down too)."""
+    assert {"worker.main", "loading"} <= runtime_imports(PACKAGE / "worker" / "forkserver.py")
+    assert "worker.keeper" in runtime_imports(PACKAGE / "worker" / "client.py")

@@ -82,7 +82,7 @@ def test_the_usage_line_shows_the_subcommands(cli) -> None:
     lines = cli("--help").stdout.splitlines()
     assert lines[:2] == [
         "usage: greeter --driver NAME [--name WHO] [options]",
-        "       greeter {list,check,run,lock,new-plugin,completion} ...",
+        "       greeter {list,check,run,install,uninstall,lock,new-plugin,completion}",
     ]
 
 
@@ -92,7 +92,8 @@ def test_bare_greeter_shows_the_usage_and_how_to_greet_with_what_is_installed(cl
     result = cli()
     assert (result.returncode, result.stdout) == (2, "")
     usage, command, error = result.stderr.splitlines()
-    assert usage.startswith("usage: greeter --driver NAME") and "{list,check,run,lock,new-plugin,completion}" in command
+    assert usage.startswith("usage: greeter --driver NAME")
+    assert "{list,check,run,install,uninstall,lock,new-plugin,completion}" in command
     installed = sorted(plugin["name"] for plugin in json.loads(cli("list", "--json").stdout))
     assert {"klingon", "vulcan"} <= set(installed)
     assert error == (
@@ -110,7 +111,7 @@ def test_bare_greeter_shows_the_usage_and_how_to_greet_with_what_is_installed(cl
         ("klingon", "to greet with the plugin 'klingon': greeter --driver klingon"),
         (
             "frobnicate",
-            "the commands are list, check, run, lock, new-plugin, completion; "
+            "the commands are list, check, run, install, uninstall, lock, new-plugin, completion; "
             "to greet: greeter --driver NAME (see greeter --help)",
         ),
     ],
@@ -316,7 +317,7 @@ def test_list_json_is_a_machine_readable_array(cli, install) -> None:
     install(spec)
     records = json.loads(cli("list", "--json").stdout)
     klingon = {"name": "klingon", "distribution": "greeter-klingon", "version": "2.5", "target": spec.target}
-    assert {**klingon, "disabled": False, "disabled_by": None} in records
+    assert {**klingon, "environment": "", "where": "host", "disabled": False, "disabled_by": None} in records
 
 
 def test_list_does_not_import_plugins(cli, install) -> None:

@@ -41,7 +41,7 @@ def complete(cli, install, greeter_env: dict[str, str], tmp_path: Path):
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("greeter ", ["list", "check", "run", "lock", "new-plugin", "completion"]),
+        ("greeter ", ["list", "check", "run", "install", "uninstall", "lock", "new-plugin", "completion"]),
         ("greeter l", ["list", "lock"]),
         ("greeter list --j", ["--json"]),
         ("greeter run --cou", ["--count"]),

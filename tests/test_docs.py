@@ -29,6 +29,7 @@ import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import (
@@ -81,6 +82,16 @@ def shell_env(tmp_path: Path, site: Path | None = None, bin_dir: Path | None = N
     """A user's shell: `greeter` and `python3` of this environment (or *bin_dir*) first on PATH."""
     bin_dir = bin_dir or Path(sys.executable).parent
     env = clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"), PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    # The docs show the install hint of a user who configured no index or wheelhouse (this run's may have one).
+    for variable in (
+        "PIP_INDEX_URL",
+        "PIP_FIND_LINKS",
+        "UV_INDEX_URL",
+        "UV_DEFAULT_INDEX",
+        "UV_INDEX",
+        "UV_FIND_LINKS",
+    ):
+        env.pop(variable, None)
     env["COLUMNS"] = "200"
     if site is not None:
         env["PYTHONPATH"] = str(site)
@@ -290,13 +301,53 @@ def test_the_go_posts_session_runs_as_written(shipped_venv: Path, tmp_path: Path
         ["english", "german", "panic", "spanish"],
         "english",
     )
-    assert (json.loads(run(status))["driver"], json.loads(run(status))["swaps"]) == ("english", 4)
+    reply, shown = json.loads(run(status)), block_after(readme, "The last two replies").text.splitlines()
+    assert (reply["driver"], reply["swaps"]) == ("english", 4)
+    assert same_shape(documented_json(shown[0]), refused) and same_shape(documented_json(shown[1]), reply), reply
+    for line in block_after(readme, "logs the refused switch").text.splitlines()[:2]:
+        greeter.stderr.search(shown_line(line))
     greeter.greeted("Hello Universe")
     assert greeter.interrupt() == 0
     assert re.fullmatch(
         r"greeter run: stopped after \d+ greetings, \d+ errors?, 4 swaps, 0 reloads; last driver: english",
         greeter.stderr.lines[-1],
     )
+    # The undo step leaves the venv as the Quick start did: the user guide's first example then runs as shown.
+    shutil.copytree(REPO / "plugin_packages" / "greeter-chinese", tmp_path / "plugin_packages" / "greeter-chinese",
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))  # fmt: skip
+    [undo] = block_after(readme, "put the venv back as the Quick start left it").commands()
+    run(undo)
+    for command, shown_lines in block_after(REPO / "docs" / "user-guide.md", "## Using the CLI").transcript():
+        done = sh(command, env, tmp_path)
+        assert done.returncode == 0 and matches(shown_lines, done.stdout.splitlines()), (command, done.stdout)
+
+
+def documented_json(line: str) -> Any:
+    """A JSON reply as the docs show it: ``, ...}`` and ``{...}`` stand for keys left out."""
+    return json.loads(line.replace(", ...}", ', "...": null}').replace("{...}", '{"...": null}'))
+
+
+def shown_line(line: str) -> str:
+    """A regular expression for a line the docs show, ``...`` standing for any text."""
+    return ".*".join(map(re.escape, line.split("...")))
+
+
+def same_shape(shown: Any, real: Any) -> bool:
+    """Whether a reply has the documented shape: its keys in that order (``...``: more may come), the
+    documented strings (``...`` in one: any text) and other constants, and numbers where numbers are shown."""
+    if isinstance(shown, dict):
+        if not isinstance(real, dict):
+            return False
+        keys = [key for key in shown if key != "..."]
+        found = [key for key in real if key in shown]
+        if found != keys or ("..." not in shown and list(real) != keys):
+            return False
+        return all(same_shape(shown[key], real[key]) for key in keys)
+    if isinstance(shown, str):
+        return isinstance(real, str) and re.fullmatch(shown_line(shown), real, re.S) is not None
+    if isinstance(shown, (int, float)) and not isinstance(shown, bool):
+        return isinstance(real, (int, float)) and not isinstance(real, bool)
+    return bool(shown == real)
 
 
 @pytest.mark.shipped
@@ -384,29 +435,40 @@ def test_the_development_commands_are_the_ones_tox_runs() -> None:
 
 
 def test_the_cleanup_command_removes_what_greeter_left_and_nothing_else(tmp_path: Path) -> None:
-    """The README's `rm -rf ...` removes the venvs, builds and caches of a used checkout, and keeps the sources."""
+    """In a used git checkout the README's clean-up leaves nothing that `git status --ignored` shows; sources stay."""
+    checkout = copy_checkout(tmp_path / "checkout")
+    env = clean_env(GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1")
+    commit = "git init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm t"
+    assert sh(commit, env, checkout).returncode == 0
+    # What the README's commands, tox (its envs, ruff, mypy, pytest, hypothesis, Sphinx), the bench,
+    # an editable install and `pip install ./greeter-panic` leave in the checkout.
     left = [
-        ".venv/bin",
-        ".venv-tox/bin",
-        ".tox/py311",
-        "build/lib",
-        "greeter_core.egg-info",
-        "plugin_packages/greeter-english/build/lib",
-        "plugin_packages/greeter-english/greeter_english.egg-info",
-        "docs/_build/html",
-        "wheelhouse",
-        ".bench/run-1",
-    ]
-    kept = ["greeter_core/__init__.py", "plugin_packages/greeter-english/pyproject.toml", "docs/index.md", "README.md"]
-    for path in left:
-        (tmp_path / path).mkdir(parents=True)
-    for path in kept:
-        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / path).write_text("keep")
-    [command] = block_after(REPO / "README.md", "remove them and what the builds").commands()
-    assert sh(command, clean_env(), tmp_path).returncode == 0
-    assert [path for path in left if (tmp_path / path).exists()] == []
-    assert all((tmp_path / path).is_file() for path in kept)
+        ".venv/bin/python", ".venv-tox/bin/tox", ".venv-dev/bin/pip", ".tox/py311/bin/python", "build/lib/x.py",
+        "dist/greeter_core-1.0.0.tar.gz", "greeter_core.egg-info/PKG-INFO",
+        "plugin_packages/greeter-english/build/lib/x.py", "plugin_packages/greeter-english/dist/x.whl",
+        "plugin_packages/greeter-english/greeter_english.egg-info/PKG-INFO",
+        "greeter-panic/build/lib/greeter_panic/__init__.py", "greeter-panic/greeter_panic.egg-info/PKG-INFO",
+        "greeter_core/__pycache__/api.cpython-311.pyc", "docs/__pycache__/listplugins.cpython-311.pyc",
+        "docs/_build/html/index.html", "docs/generated/routes.md", "wheelhouse/x.whl", ".bench/run-1/x.json",
+        ".hypothesis/examples/x", ".pytest_cache/.gitignore", ".mypy_cache/.gitignore", ".ruff_cache/.gitignore",
+    ]  # fmt: skip
+    own = ["greeter-panic/pyproject.toml", "greeter-panic/greeter_panic/__init__.py"]
+    for path in [*left, *own]:
+        (checkout / path).parent.mkdir(parents=True, exist_ok=True)
+        # ruff, mypy and pytest make their caches ignored by a .gitignore of their own
+        (checkout / path).write_text("*\n" if path.endswith(".gitignore") else "left")
+
+    def status() -> list[str]:
+        return sh("git status --ignored --porcelain --untracked-files=all", env, checkout).stdout.splitlines()
+
+    before = status()
+    assert all(any(line.startswith("!! ") and path.startswith(line[3:]) for line in before) for path in left), before
+    [*command] = block_after(REPO / "README.md", "pip's builds of `greeter-panic/` too").commands()
+    assert sh(" && ".join(command), env, checkout).returncode == 0
+    after = status()
+    assert [line for line in after if line.startswith("!!")] == []
+    assert after == [line for line in before if not line.startswith("!!")]
+    assert sorted(line[3:] for line in after) == sorted(own)
 
 
 # -- what the docs say about packaging --------------------------------------------------------------

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import REPO, clean_env, copy_checkout, uv, wheel_of_installed
+from helpers import REPO, WheelBuilder, clean_env, copy_checkout, uv, wheel_of_installed
+from uv import find_uv_bin
 
 pytestmark = pytest.mark.packaging
 
@@ -21,20 +22,32 @@ PLUGINS = sorted(p.name for p in (REPO / "plugin_packages").iterdir() if (p / "p
 
 
 @pytest.fixture(scope="module")
-def dists(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """The sdist and wheel of greeter-core and of each shipped plugin, built once per session from a copy."""
+def dists(
+    tmp_path_factory: pytest.TempPathFactory, builder: WheelBuilder, core_wheels: tuple[Path, Path]
+) -> list[Path]:
+    """The sdist and wheel of greeter-core and of each shipped plugin.
+
+    The wheels are the session's (built once per tox run, shared with the other tests); the
+    sdists are built here, once per session for all of pytest-xdist's workers, from a copy.
+    """
     base = tmp_path_factory.getbasetemp()
     scratch = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # shared by xdist's workers
-    out = scratch / "index-dists"
-    with open(scratch / "index-dists.lock", "w") as lock:
+    out = scratch / "index-sdists"
+    with open(scratch / "index-sdists.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not out.is_dir():
             checkout = copy_checkout(scratch / "index-checkout")
-            for project in [checkout, *(checkout / "plugin_packages" / name for name in PLUGINS)]:
-                uv("build", "--quiet", "--no-build-isolation", "--python", sys.executable,
-                   "--out-dir", scratch / "index-dists.tmp", project, env=clean_env(UV_NO_CONFIG="1"))  # fmt: skip
-            (scratch / "index-dists.tmp").rename(out)
-    return sorted(out.glob("*.tar.gz")) + sorted(out.glob("*.whl"))
+            command: list[str | Path] = [find_uv_bin(), "build", "--quiet", "--sdist", "--no-build-isolation"]
+            command += ["--python", sys.executable, "--out-dir", scratch / "index-sdists.tmp"]
+            projects = [checkout, *(checkout / "plugin_packages" / name for name in PLUGINS)]
+            # at once: each build is mostly an interpreter starting and importing setuptools
+            env = clean_env(UV_NO_CONFIG="1")
+            builds = [subprocess.Popen([*command, p], env=env, stderr=subprocess.PIPE, text=True) for p in projects]
+            errors = [build.communicate()[1] for build in builds]
+            assert all(build.returncode == 0 for build in builds), errors
+            (scratch / "index-sdists.tmp").rename(out)
+    wheels = [core_wheels[0], *(builder.wheel(REPO / "plugin_packages" / name) for name in PLUGINS)]
+    return sorted(out.glob("*.tar.gz")) + sorted(wheels)
 
 
 #: pypiserver's app served on an ephemeral port of 127.0.0.1; prints the port. Its own
@@ -99,9 +112,11 @@ def test_each_plugin_dist_reads_well_on_an_index_page(dists: list[Path], distrib
     assert f"pip install {distribution}" in text
 
 
-def test_pip_installs_a_plugin_by_name_from_the_index_and_greets(dists: list[Path], index: str, tmp_path: Path) -> None:
+def test_pip_installs_a_plugin_by_name_from_the_index_and_greets(
+    dists: list[Path], core_wheels: tuple[Path, Path], index: str, tmp_path: Path
+) -> None:
     """The design's own command, `pip install greeter-chinese`, against a real index and no other."""
-    stevedore = wheel_of_installed("stevedore", tmp_path / "stevedore")
+    stevedore = core_wheels[1]
     upload = subprocess.run(
         [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
          "--repository-url", f"{index}/", "-u", "greeter", "-p", "unused", *dists, stevedore],
@@ -109,8 +124,8 @@ def test_pip_installs_a_plugin_by_name_from_the_index_and_greets(dists: list[Pat
     )  # fmt: skip
     assert upload.returncode == 0, upload.stdout + upload.stderr
 
-    venv = tmp_path / "user"
-    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    venv = tmp_path / "user"  # with pip in it, as `python3 -m venv` makes one (uv's is quicker)
+    uv("venv", "--quiet", "--seed", "--python", sys.executable, venv, env=clean_env(UV_PYTHON_DOWNLOADS="never"))
     env = {k: v for k, v in clean_env().items() if not k.startswith(("PIP_", "UV_", "VIRTUAL_ENV", "TOX"))} | {
         "PIP_INDEX_URL": f"{index}/simple/",
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
@@ -135,3 +150,34 @@ def test_pip_installs_a_plugin_by_name_from_the_index_and_greets(dists: list[Pat
     assert installed.returncode == 0, installed.stdout + installed.stderr
     greeted = subprocess.run(["greeter", "--driver", "english"], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert greeted.stdout == "Hello Universe\n", greeted.stderr
+
+
+def test_the_metrics_extra_installs_in_a_fresh_venv_as_the_docs_say(
+    core_wheels: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """docs/operating.md: greeter-core from a wheelhouse first; then `pip install 'greeter-core[metrics]'` adds
+    prometheus_client alone, asking no index for greeter-core (here pip's index holds prometheus_client only)."""
+    page = " ".join((REPO / "docs" / "operating.md").read_text(encoding="utf-8").split())
+    first, then = "pip install --no-index --find-links DIR greeter-core", "pip install 'greeter-core[metrics]'"
+    assert f"`{first}`" in page and f"`{then}`" in page
+    wheelhouse, pypi = tmp_path / "wheelhouse", tmp_path / "pypi"
+    wheelhouse.mkdir()
+    for wheel in core_wheels:
+        (wheelhouse / wheel.name).symlink_to(wheel)
+    wheel_of_installed("prometheus_client", pypi)  # the copy under test, offline
+    venv = tmp_path / "fresh"
+    uv("venv", "--quiet", "--seed", "--python", sys.executable, venv, env=clean_env(UV_PYTHON_DOWNLOADS="never"))
+    env = {k: v for k, v in clean_env().items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))} | {
+        "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
+    offline = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(pypi)}
+    for command, extra in ((first.replace("DIR", str(wheelhouse)), {}), (then, offline)):
+        done = subprocess.run(["bash", "-c", command], env=env | extra, cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, (command, done.stdout + done.stderr)
+    assert re.search(r"^Successfully installed prometheus[_-]client-\S+$", done.stdout, re.M), done.stdout
+    probe = "import greeter_core.metrics, greeter_core; print(greeter_core.__file__)"
+    python = venv / "bin" / "python"
+    shown = subprocess.run([python, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert shown.returncode == 0 and shown.stdout.startswith(str(venv)), shown.stderr

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import CORE_SOURCES, REPO, WheelBuilder, build_core_wheel
+from helpers import CORE_SOURCES, REPO, WheelBuilder, block_after
 
 from greeter_core.scaffold import scaffold, tox_ini
 
@@ -66,7 +66,9 @@ def _author_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 @pytest.mark.packaging
-def test_a_scaffolded_plugins_tox_matrix_passes_as_its_author_runs_it(builder: WheelBuilder, tmp_path: Path) -> None:
+def test_a_scaffolded_plugins_tox_matrix_passes_as_its_author_runs_it(
+    builder: WheelBuilder, core_wheels: tuple[Path, Path], tmp_path: Path
+) -> None:
     """`tox` in a new plugin, outside this checkout, with greeter-core 1.0 and a newer one in a wheelhouse.
 
     One env of each axis: the lowest greeter-core on 3.13, the newest on 3.11, and lint; the
@@ -74,13 +76,13 @@ def test_a_scaffolded_plugins_tox_matrix_passes_as_its_author_runs_it(builder: W
     """
     wheelhouse = tmp_path / "wheelhouse"
     wheelhouse.mkdir()
-    lowest = build_core_wheel(builder, tmp_path)
+    lowest = core_wheels[0]  # the session's: built once per tox run
     newer = _core_release(builder, tmp_path / "src", "1.99.0")
     for wheel in (lowest, newer):
         shutil.copy2(wheel, wheelhouse)
     plugin = scaffold("esperanto", "Saluton", tmp_path / "author" / "greeter-esperanto", universe="Universo")
     assert not plugin.resolve().is_relative_to(REPO)
-    envs = ["py311-core-newest", "py313-core-lowest", "lint"]
+    envs = _guide_envs()
     done = subprocess.run(
         [sys.executable, "-m", "tox", "run-parallel", "-p", "2", "-e", ",".join(envs)],
         cwd=plugin,
@@ -95,6 +97,35 @@ def test_a_scaffolded_plugins_tox_matrix_passes_as_its_author_runs_it(builder: W
         assert re.search(rf"^  {env}: OK", done.stdout, re.M), done.stdout
     assert _core_version(plugin / ".tox" / "py313-core-lowest") == lowest.name.split("-")[1]
     assert _core_version(plugin / ".tox" / "py311-core-newest") == "1.99.0"
+
+
+def _guide_commands() -> list[str]:
+    guide = REPO / "docs" / "plugin-authors.md"
+    return block_after(guide, "## Testing across Pythons and greeter-core versions", "sh").commands()
+
+
+def _guide_envs() -> list[str]:
+    """The envs of the guide's one-of-each-axis command, the ones the matrix test runs."""
+    [envs] = [match[1] for command in _guide_commands() if (match := re.search(r"tox -e (\S+)", command))]
+    return envs.split(",")
+
+
+def test_the_guides_tox_commands_are_the_ones_the_matrix_test_runs() -> None:
+    """The guide installs tox as the README does, names only the scaffold's envs and variables tox passes on."""
+    install, *runs = _guide_commands()
+    readme = block_after(REPO / "README.md", "Run the whole test matrix").text.strip()
+    assert install == readme.removesuffix(" && .venv-tox/bin/tox")
+    text = tox_ini("greeter-esperanto")
+    pass_env = text.split("pass_env =\n", 1)[1].split("\ncommands", 1)[0].split()
+    matrix = {f"py{py}-core-{core}" for py in (311, 312, 313) for core in ("lowest", "newest")} | {"lint"}
+    assert "env_list = py{311,312,313}-core-{lowest,newest}, lint\n" in text
+    assert set(_guide_envs()) <= matrix and {env.split("-")[-1] for env in _guide_envs() if "core" in env} == {
+        "lowest",
+        "newest",
+    }
+    for command in runs:
+        variable, _, rest = command.partition("=")
+        assert variable in pass_env and rest.split()[1] == ".venv-tox/bin/tox", command
 
 
 def _core_version(env_dir: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -236,3 +237,25 @@ def test_a_new_plugin_passes_its_own_tests_including_the_kit(venv: tuple[Path, P
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("TestConformance::") >= 14 and " passed" in result.stdout
+
+
+@pytest.mark.packaging
+def test_pytest_run_from_the_parent_keeps_its_cache_in_the_plugin(
+    venv: tuple[Path, Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """`pytest greeter-esperanto` from a parent with a pytest config of its own (a checkout) uses the plugin's.
+
+    The plugin's directory is the rootdir: its settings apply, and pytest's
+    cache lands in it, not in the parent.
+    """
+    bin_dir, project, env = venv
+    parent = tmp_path / "checkout"
+    shutil.copytree(project, parent / project.name)
+    (parent / "pyproject.toml").write_text('[tool.pytest.ini_options]\naddopts = ["-p", "no:gt_no_such_plugin"]\n')
+    result = subprocess.run(
+        [bin_dir / "pytest", project.name], env=env, cwd=parent, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"rootdir: {parent / project.name}\n" in result.stdout
+    assert sorted(path.name for path in parent.iterdir()) == [project.name, "pyproject.toml"]
+    assert (parent / project.name / ".pytest_cache").is_dir()

@@ -187,6 +187,18 @@ def test_a_broken_plugin_fails_the_check_for_its_flaw_with_a_readable_message(
     assert says in result.message
 
 
+def test_a_plugin_not_installed_is_told_to_install_it_once_not_once_per_check(
+    kit: dict[tuple[str, str], Result],
+) -> None:
+    """Every check fails, but only the first says how to fix it, and it says to install the distribution first."""
+    results = [result for (driver, _), result in kit.items() if driver == "not-installed"]
+    assert len(results) == 14 and all(result.outcome == "failure" for result in results)
+    [full] = [result.message for result in results if "How to fix" in result.message]
+    assert "How to fix: the kit tests the installed plugin: install its distribution" in full
+    others = [result.message for result in results if result.message != full]
+    assert all("the first failing check of Test_not_installed says how to fix it" in m for m in others), others
+
+
 @pytest.mark.parametrize(
     ("driver", "check"),
     [

@@ -32,6 +32,7 @@ from typing import TypeVar
 
 from ..api import GROUP
 from ..discovery import PluginInfo
+from ..environments import worker_sys_path as environment_sys_path
 from ..errors import (
     GreeterError,
     HandshakeError,
@@ -44,6 +45,7 @@ from ..errors import (
     describe,
     one_line,
 )
+from ..guard import undumpable
 from ..loaded import LoadedPlugin
 from ..printable import printable
 from . import tree
@@ -203,6 +205,7 @@ class Worker:
 
     def start(self) -> Worker:
         """Start the process and complete the handshake; raise (the worker stopped) if either fails."""
+        undumpable()  # before the first worker runs: the host's memory, environment and descriptors out of its reach
         env = self.spec.env
         try:
             with self._host_resources():
@@ -397,10 +400,14 @@ class Worker:
         return error
 
     def _forked(self, channel: socket.socket) -> ForkedProcess | None:
-        """The worker's keeper, forked by the fork server; None: start it cold (no fork server, or it failed)."""
+        """The worker's keeper, forked by the fork server; None: start it cold (no fork server, or it failed).
+
+        The fork server runs the host's ``sys.path`` (its preload is the host's greeter-core and
+        stevedore, what an environment of its own is provided with); the worker's own comes in its spec.
+        """
         if self.forkserver is None or self.command is not None:
             return None
-        return self.forkserver.fork(worker_command(self.spec.sys_path, FORK_BOOTSTRAP), self.spec.env, channel)
+        return self.forkserver.fork(worker_command(worker_sys_path(), FORK_BOOTSTRAP), self.spec.env, channel)
 
     @contextlib.contextmanager
     def _host_resources(self, *opened: socket.socket) -> Iterator[None]:
@@ -582,7 +589,7 @@ class WorkerPlugin(LoadedPlugin):
             raise
 
     def _start(self) -> Worker:
-        sys_path = worker_sys_path()
+        sys_path = environment_sys_path(self._plugin) if self._plugin.environment else worker_sys_path()
         spec = WorkerSpec(
             plugin=self._plugin,
             config=self.config,

@@ -18,6 +18,9 @@ import sys
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from ..guard import undumpable
+from .keeper import host_request
+
 __all__ = ["PRELOAD", "serve"]
 
 #: What a fork server imports before it forks anything: what a worker imports before its plugin.
@@ -55,6 +58,7 @@ def serve(argv: Sequence[str]) -> int:
     """
     control = socket.socket(fileno=int(argv[0]))
     host = int(argv[1])
+    undumpable()  # a worker must not reach into what forks the next worker (greeter_core.guard)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
     try:
         host_fd = os.pidfd_open(host)
@@ -90,9 +94,12 @@ def _loop(control: socket.socket, host: int) -> _Child | None:
         if not ready:
             continue
         try:
-            message, fds, _, _ = socket.recv_fds(control, 16, 8)
+            received = host_request(control, 16, 8)  # greeter_core.worker.keeper: only the host's requests
         except ConnectionResetError:
             return None
+        if received is None:
+            continue
+        message, fds = received
         if not message:
             return None  # the host closed its end
         if message != b"F" or len(fds) != 4:

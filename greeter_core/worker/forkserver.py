@@ -218,6 +218,7 @@ class ForkServer:
 
     def _start(self, key: _Key) -> None:
         host_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        server_end.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # who sent a request: see keeper.host_request
         try:
             proc = subprocess.Popen(
                 [*key.command, str(server_end.fileno()), str(os.getpid())],

@@ -14,18 +14,21 @@ the whole tree. It runs no plugin code and holds no channel.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import os
 import select
 import signal
+import socket
 import struct
 import time
 from collections.abc import Callable
 from typing import NoReturn
 
+from ..guard import this_is_greeter, undumpable
 from .tree import become_subreaper, kill_tree
 
-__all__ = ["split", "start"]
+__all__ = ["host_request", "split", "start"]
 
 #: How often the keeper checks that the host is still its parent.
 POLL_SECONDS = 0.2
@@ -50,9 +53,11 @@ def split(host: int | None, channel: int, *, host_pidfd: int | None = None, stat
     wait for it); the worker keeps neither.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
+    undumpable()  # the worker below inherits it: no other worker of this user reaches into either
     become_subreaper()
     worker = os.fork()
     if worker == 0:
+        this_is_greeter()  # the worker is greeter's own fork, not a plugin's copy of a host
         for fd in (host_pidfd, status):
             if fd is not None:
                 os.close(fd)
@@ -119,3 +124,37 @@ def _exit_as(status: int) -> NoReturn:
         os.kill(os.getpid(), signum)
         os._exit(128 + signum)  # a signal that does not end a process by default
     os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
+
+
+_CREDENTIALS = struct.Struct("iII")  # struct ucred: pid, uid, gid
+
+
+def host_request(control: socket.socket, bufsize: int, maxfds: int) -> tuple[bytes, list[int]] | None:
+    """The fork server's next request and its descriptors, like ``socket.recv_fds``; None if the host did not send it.
+
+    The host's end of the fork server's channel is a descriptor, and a
+    descriptor can be copied (``pidfd_getfd``, a leak into a child): whoever
+    holds a copy could have workers forked outside any worker's tree and
+    limits. So the kernel says who sent each request (``SO_PASSCRED``, set by
+    the host before the fork server starts), and only the fork server's parent,
+    the host, is served. A refused request's descriptors are closed and it gets
+    no answer (an answer could be read by the host as its own); one line says so.
+    A sender with ``CAP_SYS_ADMIN`` (root) can claim any pid: there, only the
+    sandbox helps.
+    """
+    ancillary = socket.CMSG_SPACE(maxfds * 4) + socket.CMSG_SPACE(_CREDENTIALS.size)
+    message, cmsgs, _, _ = control.recvmsg(bufsize, ancillary)
+    fds: list[int] = []
+    sender = 0
+    for level, kind, data in cmsgs:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds += array.array("i", data[: len(data) - len(data) % 4])
+        elif level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(data) >= _CREDENTIALS.size:
+            sender = _CREDENTIALS.unpack_from(data)[0]
+    if not message or sender == os.getppid():
+        return message, fds
+    for fd in fds:
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        os.write(2, f"greeter fork server: refused a request from pid {sender}, not the host\n".encode())
+    return None

@@ -63,6 +63,10 @@ __all__ = ["main", "prepare"]
 #: How long the worker waits on its keeper's pidfd before it looks again (the pidfd wakes it at once).
 PARENT_WAIT_SECONDS = 5.0
 
+#: MiB of address space a worker gets beyond --worker-memory: what importing stevedore and a plugin,
+#: and a thread's stack, map before the plugin allocates anything (measured: see docs/isolation.md).
+MAPPED_SLACK_MIB = 64
+
 #: How often the worker checks that its keeper (and so the host) is still there, where it has no pidfd to wait on.
 PARENT_POLL_SECONDS = 0.2
 
@@ -156,7 +160,8 @@ def _failure(error: BaseException, driver: str, record: PluginInfo, limits: Limi
     """What to report for *error*: a resource limit by name, one of the errors a worker may send as it
     is, or any other failure (a plugin's own error class, a BaseException) as the plugin's failure."""
     cause = error.__cause__ if isinstance(error, GreeterError) and error.__cause__ is not None else error
-    if isinstance(cause, MemoryError) and limits.memory_mib:
+    out_of_memory = isinstance(cause, MemoryError) or (isinstance(cause, OSError) and cause.errno == errno.ENOMEM)
+    if out_of_memory and limits.memory_mib:
         return WorkerLimitError(driver, record, limits.name("memory"))
     if isinstance(cause, OSError) and cause.errno == errno.EMFILE and limits.files:
         return WorkerLimitError(driver, record, limits.name("files"))
@@ -201,12 +206,27 @@ def _apply_limits(limits: Limits) -> None:
     import resource
 
     if limits.memory_mib:
+        # RLIMIT_DATA leaves out shared mappings (mmap(-1, n) is one); RLIMIT_AS counts every mapping, so
+        # it is what the worker has mapped now (the interpreter, greeter-core) + the limit + MAPPED_SLACK.
         _set_limit(resource.RLIMIT_DATA, limits.memory_mib * 1024 * 1024)
+        _set_limit(resource.RLIMIT_AS, _mapped() + (limits.memory_mib + MAPPED_SLACK_MIB) * 1024 * 1024)
     if limits.cpu_seconds:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         _set_limit(resource.RLIMIT_CPU, int(usage.ru_utime + usage.ru_stime + limits.cpu_seconds + 0.999), slack=1)
     if limits.files:
         _set_limit(resource.RLIMIT_NOFILE, limits.files)
+
+
+def _mapped() -> int:
+    """Bytes of address space this process has mapped now (``VmSize``); 0 where /proc cannot say."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _set_limit(which: int, value: int, slack: int = 0) -> None:

@@ -1,0 +1,340 @@
+"""Environments of their own: where ``greeter install`` puts a plugin, which are ready, and how a worker uses one.
+
+A plugin whose dependencies conflict with another's lives in an environment
+of its own, under ``${XDG_DATA_HOME:-~/.local/share}/greeter/envs/``::
+
+    envs/<distribution>/current -> b-<id>      the one in use: a symlink, replaced atomically
+    envs/<distribution>/b-<id>/                 a venv (Python as greeter's own), never changed once built
+    envs/<distribution>/b-<id>/greeter-env.json the ready marker, written last (pre-commit's install state)
+
+An environment is used only through ``current``, and only when its marker is
+there and well-formed: a build killed midway is a directory nobody reads
+(:mod:`greeter_core.installing` removes it at the next install). A build
+is never changed once ready, so an upgrade is a new build and a new
+``current``; a process that loaded a plugin from a build holds a shared lock
+on its marker until it exits, and the installer removes only builds nobody holds.
+
+greeter-core and what it needs (stevedore) are *provided*: the environment
+has no copy of them. Its plugin runs in a worker of the host's interpreter
+with ``sys.path`` = the host's standard library, the environment's
+site-packages, then the host's directories of the provided distributions
+(:func:`worker_sys_path`): the environment's own dependencies come first, and
+greeter-core and stevedore come from the host, as the handshake checks.
+Nothing here imports a plugin or runs an installer; this module sits below
+discovery, which lists these environments' plugins beside the host's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .errors import GreeterError, UsageError, describe
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from importlib.metadata import Distribution
+
+    from .record import PluginInfo
+
+__all__ = [
+    "CURRENT",
+    "MARKER",
+    "PROVIDED",
+    "Environment",
+    "EnvironmentBrokenError",
+    "NeedsWorkerError",
+    "canonical",
+    "data_dir",
+    "distribution",
+    "environments_dir",
+    "hold",
+    "provided",
+    "ready",
+    "refuse_in_process",
+    "warn_broken",
+    "watched",
+    "worker_sys_path",
+]
+
+log = logging.getLogger(__name__)
+
+#: The ready marker's file name, in the build's directory: written last, atomically.
+MARKER = "greeter-env.json"
+
+#: The symlink naming the build in use, in ``envs/<distribution>/``.
+CURRENT = "current"
+
+#: The marker's layout; a marker of another format is not ready.
+FORMAT = 1
+
+#: The distributions the host provides (with what they require): never installed into an environment.
+PROVIDED = ("greeter-core",)
+
+#: The builds this process loaded a plugin from: file descriptors of their markers, each held shared.
+_held: dict[str, int] = {}
+
+
+def canonical(name: str) -> str:
+    """A distribution's name as PEP 503 compares it (and as its environment's directory is named)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def data_dir() -> str:
+    """greeter's data directory: ``$XDG_DATA_HOME/greeter``, or ``~/.local/share/greeter``."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(os.path.abspath(base), "greeter")
+
+
+def environments_dir() -> str:
+    """Where the environments are: one directory per distribution."""
+    return os.path.join(data_dir(), "envs")
+
+
+def host_python() -> str:
+    """The host interpreter's ``X.Y``: what an environment must have been built for."""
+    return f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+class Environment(NamedTuple):
+    """One ready environment, as its marker describes it."""
+
+    distribution: str
+    """The plugin distribution it was built for, as installed (``greeter-a``)."""
+
+    version: str
+    """That distribution's version, as installed."""
+
+    root: str
+    """The build's directory: what a record's ``environment`` names."""
+
+    site_packages: str
+    """Its site-packages directory (absolute)."""
+
+    python: str
+    """The ``X.Y`` of the interpreter it was built with (the host's, then)."""
+
+    interpreter: str
+    """The interpreter it was built with (``sys.executable`` of the host then)."""
+
+    requested: str
+    """What was asked for: ``greeter install SPEC``."""
+
+    def problem(self) -> str | None:
+        """Why a worker cannot run it, with how to rebuild it; None when it can."""
+        if not os.path.exists(os.path.join(self.root, "bin", "python")):
+            why = f"the Python {self.python} it was built with ({self.interpreter}) is gone"
+        elif self.python != host_python():
+            why = f"it was built for Python {self.python}, and greeter runs on Python {host_python()}"
+        else:
+            return None
+        return f"{why}; rebuild it: greeter install --upgrade {self.distribution}"
+
+
+def _marker(root: str) -> Environment | None:
+    """The environment whose build is *root*, if its marker is there and well-formed; None otherwise."""
+    try:
+        with open(os.path.join(root, MARKER), encoding="utf-8") as file:
+            data: Any = json.load(file)
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            return None
+        values = {field: data[field] for field in Environment._fields if field not in ("root", "site_packages")}
+        if not all(isinstance(value, str) and value for value in values.values()):
+            return None
+        site = data["site_packages"]
+        if not isinstance(site, str) or os.path.isabs(site) or ".." in site.split("/"):
+            return None
+    except (OSError, ValueError, KeyError) as error:
+        log.debug("not an environment: %s (%s)", root, error)
+        return None
+    return Environment(root=root, site_packages=os.path.join(root, site), **values)
+
+
+def current(distribution: str) -> Environment | None:
+    """The ready environment of *distribution* (any spelling), or None."""
+    folder = os.path.join(environments_dir(), canonical(distribution))
+    try:
+        build = os.readlink(os.path.join(folder, CURRENT))
+    except OSError:
+        return None
+    if os.sep in build or build.startswith("."):  # only ever a sibling build of ours
+        return None
+    return _marker(os.path.join(folder, build))
+
+
+def ready() -> tuple[Environment, ...]:
+    """Every ready environment, by distribution: a directory listing, a readlink and a small file each."""
+    try:
+        names = sorted(os.listdir(environments_dir()))
+    except OSError:
+        return ()
+    found = (current(name) for name in names if not name.startswith("."))
+    return tuple(env for env in found if env is not None)
+
+
+def watched() -> tuple[str, ...]:
+    """The directories a cache of the installed plugins watches for ``greeter install``/``uninstall``.
+
+    ``envs/`` changes when an environment comes or goes, ``envs/<name>/``
+    when its ``current`` is replaced; a build itself never changes.
+    """
+    top = environments_dir()
+    try:
+        names = sorted(name for name in os.listdir(top) if not name.startswith("."))
+    except OSError:
+        return (top,)
+    return (top, *(os.path.join(top, name) for name in names))
+
+
+# -- what the host provides -------------------------------------------------------------------------------
+
+
+def provided() -> dict[str, Distribution]:
+    """The host's provided distributions, by canonical name: greeter-core and what it requires, recursively."""
+    import importlib.metadata as metadata
+
+    found: dict[str, Distribution] = {}
+    todo = list(PROVIDED)
+    while todo:
+        name = canonical(todo.pop())
+        if name in found:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # a requirement behind a marker this host does not meet
+        found[name] = dist
+        for requirement in dist.requires or ():
+            if "extra ==" not in requirement.replace("extra==", "extra =="):
+                todo.append(re.split(r"[\s;\[<>=!~(@]", requirement.strip(), maxsplit=1)[0])
+    return found
+
+
+def _provided_locations() -> list[str]:
+    """The ``sys.path`` entries the provided distributions are installed in (greeter-core's first)."""
+    from . import __file__ as core_file
+
+    locations = [os.path.dirname(os.path.dirname(os.path.abspath(core_file)))]
+    for dist in provided().values():
+        location = os.path.abspath(str(dist.locate_file("")))
+        if location not in locations:
+            locations.append(location)
+    return locations
+
+
+def _standard_library() -> list[str]:
+    """The host's ``sys.path`` entries of the standard library (below ``sys.base_prefix``, no site-packages)."""
+    bases = tuple(os.path.abspath(prefix) + os.sep for prefix in {sys.base_prefix, sys.base_exec_prefix})
+    return [
+        os.path.abspath(entry)
+        for entry in sys.path
+        if entry
+        and os.path.abspath(entry).startswith(bases)
+        and os.path.basename(entry) not in ("site-packages", "dist-packages")
+    ]
+
+
+def worker_sys_path(plugin: PluginInfo) -> list[str]:
+    """A worker's ``sys.path`` for a plugin in its own environment: the standard library, the environment's
+    site-packages (its own dependencies win), then the host's locations of the provided distributions."""
+    env = _marker(plugin.environment)
+    if env is None:
+        raise EnvironmentBrokenError(plugin, "its environment is no longer there (uninstalled since?)")
+    path = _standard_library()
+    for entry in (env.site_packages, *_provided_locations()):
+        if entry not in path:
+            path.append(entry)
+    return path
+
+
+# -- using one ---------------------------------------------------------------------------------------------
+
+
+class EnvironmentBrokenError(GreeterError):
+    """A plugin's environment of its own cannot run (its interpreter went away, or it is gone)."""
+
+    def __init__(self, plugin: PluginInfo, problem: str) -> None:
+        super().__init__(
+            f"{describe(plugin.name, plugin)} lives in its own environment ({plugin.environment}), "
+            f"which cannot run: {problem}",
+            plugin=plugin,
+        )
+        self.problem = problem
+
+
+class NeedsWorkerError(UsageError):
+    """A plugin in an environment of its own was asked to load in this process."""
+
+    def __init__(self, plugin: PluginInfo) -> None:
+        super().__init__(
+            f"{describe(plugin.name, plugin)} lives in its own environment ({plugin.environment}) and runs only in "
+            f"a worker, never in greeter's own process: use --isolation process",
+            plugin=plugin,
+        )
+
+
+def refuse_in_process(plugin: PluginInfo) -> None:
+    """Raise :class:`NeedsWorkerError` if *plugin* lives in an environment of its own (its code is not on
+    this process's path: importing it here would run the host's copies of what it needs, or fail)."""
+    if plugin.environment:
+        raise NeedsWorkerError(plugin)
+
+
+def hold(plugin: PluginInfo) -> None:
+    """Make sure *plugin*'s environment can run, and keep its build from removal while this process lives.
+
+    A shared ``flock`` on the build's marker, held until exit: ``greeter
+    install --upgrade`` replaces ``current`` but removes an old build only
+    when it can lock it exclusively, so a running ``greeter run`` keeps
+    the build its workers import from (``/reload`` moves to the new one).
+    """
+    import fcntl
+
+    env = _marker(plugin.environment)
+    problem = "its environment is no longer there (uninstalled since?)" if env is None else env.problem()
+    if problem is not None:
+        raise EnvironmentBrokenError(plugin, problem)
+    if plugin.environment in _held:
+        return
+    try:
+        fd = os.open(os.path.join(plugin.environment, MARKER), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as error:
+        raise EnvironmentBrokenError(plugin, f"its marker cannot be opened: {error.strerror}") from None
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    if os.fstat(fd).st_nlink == 0:  # removed by an install between our lookup and the lock
+        os.close(fd)
+        raise EnvironmentBrokenError(plugin, "it was replaced just now; look it up again (greeter list)")
+    _held[plugin.environment] = fd
+
+
+def warn_broken(plugins: Iterable[PluginInfo]) -> list[str]:
+    """Log a warning for each environment of its own among *plugins* that cannot run; return the messages."""
+    messages = []
+    for root in sorted({plugin.environment for plugin in plugins if plugin.environment}):
+        env = _marker(root)
+        problem = "it is no longer there" if env is None else env.problem()
+        if problem is not None:
+            name = env.distribution if env is not None else root
+            messages.append(f"the environment of {name} ({root}) cannot run: {problem}")
+            log.warning("%s", messages[-1])
+    return messages
+
+
+def distribution(plugin: PluginInfo) -> Distribution:
+    """The installed distribution of *plugin*, in its own environment or in the host's (``PackageNotFoundError``
+    if it is gone): what ``greeter lock`` and ``--lock`` read its files from."""
+    import importlib.metadata as metadata
+
+    if not plugin.environment:
+        return metadata.distribution(plugin.distribution)
+    env = _marker(plugin.environment)
+    found = None
+    if env is not None:
+        found = next(iter(metadata.distributions(name=plugin.distribution, path=[env.site_packages])), None)
+    if found is None:
+        raise metadata.PackageNotFoundError(plugin.distribution)
+    return found
