@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import tomllib
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers import REPO, PluginSpec, block_after, greet_body, matches
+from unprivileged import Unprivileged, unprivileged  # noqa: F401  (the session fixture)
 
 from greeter_core.worker import sandbox as sb
 
@@ -215,3 +217,50 @@ def test_the_docs_lock_grant_runs_as_written(install, cli, tmp_path: Path) -> No
     assert data["distributions"]["greeter-weather"]["grants"] == {
         "weather": {"allow-read": ["/srv/weather"], "allow-net": [443]}
     }
+
+
+#: Reads the host's pid from a granted file, then tries /proc/<host>/cmdline and SIGKILL; greets with the outcome.
+HOST_KILLER = PluginSpec(
+    "hostkiller",
+    code=greet_body(
+        """pid = int(open(self.context.config["pidfile"]).read())
+outcome = {}
+try:
+    open(f"/proc/{pid}/cmdline", "rb").read()
+    outcome["read"] = "ok"
+except OSError as error:
+    outcome["read"] = errno.errorcode[error.errno]
+try:
+    os.kill(pid, signal.SIGKILL)
+    outcome["kill"] = "ok"
+except OSError as error:
+    outcome["kill"] = errno.errorcode[error.errno]
+return json.dumps(outcome)""",
+        "import errno, json, os, signal",
+    ),
+)
+
+
+@pytest.mark.parametrize("sandbox", ["auto", "off"])
+def test_an_ordinary_users_confined_worker_cannot_signal_or_read_its_host(
+    unprivileged: Unprivileged,  # noqa: F811
+    sandbox: str,
+) -> None:
+    """As nobody, host and worker are one user, so only the sandbox stands between them: confined, the worker's
+    SIGKILL and its read of /proc/<host> are refused and the host greets on; unconfined (off), the host dies."""
+    unprivileged.install(HOST_KILLER)
+    pidfile = unprivileged.home / f"host-{sandbox}.pid"
+    pidfile.write_text("")  # it exists when the worker is confined (a grant names what is there); filled below
+    pidfile.chmod(0o644)
+    args = ("--driver", "hostkiller", "--isolation", "process", "--interval", "0.05", "--sandbox", sandbox)
+    with unprivileged.popen("run", *args, "--option", f"pidfile={pidfile}", "--allow-read", str(pidfile)) as host:
+        assert host.stdout is not None
+        pidfile.write_text(str(host.pid))  # the same file: until now each greeting failed to read a pid
+        line = host.stdout.readline()
+        if sandbox == "off":
+            assert host.wait(timeout=60) == -signal.SIGKILL
+            return
+        host.send_signal(signal.SIGTERM)
+        host.communicate(timeout=60)
+    assert json.loads(line) == {"read": "EACCES", "kill": "EPERM"}, line
+    assert host.returncode == 0
