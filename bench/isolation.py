@@ -132,11 +132,17 @@ def worker_start(runs: int) -> list[Figure]:
 
         server = ForkServer()
 
-    def start(forkserver: object) -> float:
+    confined: dict[str, object] = {}
+    if sandboxed():
+        from greeter_core.worker.sandbox import Sandbox
+
+        confined = {"sandbox": Sandbox("off")}
+
+    def start(forkserver: object, **extra: object) -> float:
         worker = (
-            WorkerPlugin(record, call_timeout=5, forkserver=forkserver)
+            WorkerPlugin(record, call_timeout=5, forkserver=forkserver, **extra)  # type: ignore[arg-type]
             if forkserver
-            else WorkerPlugin(record, call_timeout=5)
+            else WorkerPlugin(record, call_timeout=5, **extra)  # type: ignore[arg-type]
         )
         began = time.perf_counter()
         worker.start()
@@ -147,13 +153,13 @@ def worker_start(runs: int) -> list[Figure]:
     try:
         if server is not None:
             start(server)  # the fork server's own start is not a worker's
-        cold, forked = [], []
+        cold, forked, unconfined = [], [], []
         for i in range(runs):
-            order = [(None, cold), (server, forked)] if i % 2 == 0 else [(server, forked), (None, cold)]
-            for forkserver, into in order:
-                if into is forked and server is None:
+            kinds = [(None, cold, {}), (server, forked, {}), (server, unconfined, confined)]
+            for forkserver, into, extra in kinds if i % 2 == 0 else kinds[::-1]:
+                if (into is not cold and server is None) or (into is unconfined and not confined):
                     continue
-                into.append(start(forkserver))
+                into.append(start(forkserver, **extra))
     finally:
         if server is not None:
             server.close()
@@ -175,7 +181,28 @@ def worker_start(runs: int) -> list[Figure]:
                 subject / base,
             )
         )
+    if forked and unconfined:
+        base, subject = statistics.median(unconfined), statistics.median(forked)
+        figures.append(
+            figure(
+                "isolated worker start → ready, forked, sandbox on (vs the same with --sandbox off)",
+                ms(subject),
+                ms(base),
+                subject / base,
+                "≤ +1 ms",
+                subject - base <= 0.001,
+            )
+        )
     return figures
+
+
+def sandboxed() -> bool:
+    """Whether this greeter-core confines its workers (an older one has no sandbox to turn off)."""
+    try:
+        import greeter_core.worker.sandbox  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 # -- greeter run ---------------------------------------------------------------------------------
@@ -186,14 +213,41 @@ GREETER = str(Path(sys.executable).with_name("greeter"))
 
 def hot_swap(workdir: Path, env: dict[str, str], swaps: int, rounds: int) -> list[Figure]:
     inproc: list[float] = []
-    isolated: list[float] = []
-    for _ in range(rounds):
+    isolated: list[float] = []  # confined: the sandbox is on by default
+    unconfined: list[float] = []
+    kinds = [("none", inproc, env), ("process", isolated, env)]
+    if sandboxed():
+        kinds.append(("process", unconfined, {**env, "GREETER_SANDBOX": "off"}))
+    for i in range(rounds):
         # The first two swaps of each run warm up (the fork server's first forks, the page cache).
-        for isolation, into in (("none", inproc), ("process", isolated)):
-            into += swap_latencies(GREETER, isolation, swaps // rounds, env=env, cwd=str(workdir), warmup=2)
+        for isolation, into, its_env in kinds if i % 2 == 0 else kinds[::-1]:
+            into += swap_latencies(GREETER, isolation, swaps // rounds, env=its_env, cwd=str(workdir), warmup=2)
     base50, base99 = statistics.median(inproc), percentile(inproc, 0.99)
     p50, p99 = statistics.median(isolated), percentile(isolated, 0.99)
     how = "forked from the fork server" if has_fork_server() else "a fresh interpreter per swap"
+    if sandboxed():
+        how += ", sandbox on"
+    return [
+        *_swap_rows(p50, p99, base50, base99, how, len(isolated), len(inproc)),
+        *_sandbox_rows(isolated, unconfined),
+    ]
+
+
+def _sandbox_rows(confined: list[float], unconfined: list[float]) -> list[Figure]:
+    """The isolated swap with the sandbox on against the same with ``--sandbox off``, same run."""
+    if not unconfined:
+        return []
+    on50, on99 = statistics.median(confined), percentile(confined, 0.99)
+    off50, off99 = statistics.median(unconfined), percentile(unconfined, 0.99)
+    return [
+        figure("isolated hot swap, p50, sandbox on (vs --sandbox off)", ms(on50), ms(off50), on50 / off50),
+        figure("isolated hot swap, p99, sandbox on (vs --sandbox off)", ms(on99), ms(off99), on99 / off99),
+    ]
+
+
+def _swap_rows(
+    p50: float, p99: float, base50: float, base99: float, how: str, isolated: int, inproc: int
+) -> list[Figure]:
     return [
         figure(
             f"isolated hot swap in `greeter run --interval 0`, request → first new greeting, p50 "
@@ -205,7 +259,7 @@ def hot_swap(workdir: Path, env: dict[str, str], swaps: int, rounds: int) -> lis
             p50 <= 0.025,
         ),
         figure(
-            f"isolated hot swap, p99 ({len(isolated)} swaps; vs in process, {len(inproc)} swaps)",
+            f"isolated hot swap, p99 ({isolated} swaps; vs in process, {inproc} swaps)",
             ms(p99),
             ms(base99),
             p99 / base99,

@@ -37,6 +37,9 @@ class CheckResult(NamedTuple):
     disabled: bool = False
     """Left out, never imported: ``--plugins``/``--disable`` say so (only when not named explicitly)."""
 
+    sandbox: dict[str, object] | None = None
+    """Under ``--isolation process``: the worker's grants and what its sandbox put in force."""
+
     def as_dict(self) -> dict[str, object]:
         return self._asdict()
 
@@ -73,6 +76,11 @@ def _check_one(name: str, plugins: tuple[PluginInfo, ...], options: LoadOptions)
         with load(info, options) as loaded:
             language = loaded.language
             text = loaded.greet(DEFAULT_NAME)
+            sandbox = (loaded.status() or {}).get("sandbox")
     except GreeterError as error:
         return CheckResult(name, distribution, version, language, False, str(error), error.exit_code)
-    return CheckResult(name, distribution, version, language, True, text, 0)
+    return CheckResult(name, distribution, version, language, True, text, 0, sandbox=_dict_or_none(sandbox))
+
+
+def _dict_or_none(value: object) -> dict[str, object] | None:
+    return value if isinstance(value, dict) else None

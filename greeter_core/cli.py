@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import TYPE_CHECKING, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from .errors import GreeterError, UsageError, install_hint
 from .guard import Command, plugin_output_to_stderr
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import argparse
 
     from .checkup import CheckResult
+    from .lock import LockedGrants
     from .loop import RunPlan
     from .policy import PluginPolicy
 
@@ -169,7 +170,10 @@ def _cmd_lock(args: argparse.Namespace) -> int:
     from .lock import PluginLock
 
     path = args.output if args.output is not None else os.environ.get(LOCK_ENV) or "greeter.lock"
+    granted = _lock_grants(args)
     if args.check:
+        if granted:
+            raise UsageError("greeter lock --check compares only; grant with greeter lock --allow-* NAME=VALUE")
         if path == "-":
             raise UsageError("greeter lock --check compares with a file: name it with --output FILE")
         differences = PluginLock.read(path).differences()
@@ -186,7 +190,8 @@ def _cmd_lock(args: argparse.Namespace) -> int:
             return 1
         print(f"{path}: every installed plugin distribution matches", file=sys.stderr)
         return 0
-    lock = PluginLock.snapshot()
+    previous = PluginLock.read(path) if path != "-" and os.path.exists(path) else None
+    lock = PluginLock.snapshot().with_grants(granted, previous)
     if not lock.distributions:
         log.warning("no plugin distribution to lock: a lock file without any lets no plugin load")
     if path == "-":
@@ -199,7 +204,23 @@ def _cmd_lock(args: argparse.Namespace) -> int:
     files = sum(len(d.files) for d in lock.distributions.values())
     count = len(lock.distributions)
     print(f"wrote {path}: {count} plugin distribution{'' if count == 1 else 's'}, {files} files", file=sys.stderr)
+    for dist in sorted(lock.distributions.values()):
+        for name, grant in sorted(dist.grants.items()):
+            print(f"  {name} is granted {grant.describe()}", file=sys.stderr)
     return 0
+
+
+def _lock_grants(args: argparse.Namespace) -> dict[str, LockedGrants]:
+    """``greeter lock``'s ``--allow-* NAME=VALUE``, gathered per plugin (each value once, in order)."""
+    from .lock import LockedGrants
+
+    per_plugin: dict[str, dict[str, list[Any]]] = {}
+    for field in LockedGrants._fields:
+        for name, value in getattr(args, f"grant_{field}"):
+            values = per_plugin.setdefault(name, {f: [] for f in LockedGrants._fields})[field]
+            if value not in values:
+                values.append(value)
+    return {name: LockedGrants(**{f: tuple(v) for f, v in fields.items()}) for name, fields in per_plugin.items()}
 
 
 def _cmd_new_plugin(args: argparse.Namespace) -> int:

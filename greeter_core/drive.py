@@ -11,6 +11,8 @@ other's host side.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -23,6 +25,7 @@ from .settings import (
     CHECK_ISOLATION,
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_LOAD_TIMEOUT,
+    DEFAULT_SANDBOX,
     DEFAULT_WORKER_CPU,
     DEFAULT_WORKER_FILES,
     DEFAULT_WORKER_MEMORY,
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
     from .lock import PluginLock
     from .policy import PluginPolicy
     from .worker.forkserver import ForkServer
+    from .worker.sandbox import Sandbox
 
 #: The public names (re-exported by ``greeter_core``); ``RunLoader`` is ``greeter run``'s, not the API's.
 __all__ = ["CHECK_ISOLATION", "DEFAULT_CALL_TIMEOUT", "ISOLATION_MODES", "LoadOptions", "fork_server", "load"]
@@ -80,6 +84,19 @@ class LoadOptions(NamedTuple):
 
     lock: PluginLock | None = None
     """The lock file (``--lock``) the plugin's distribution must match; None: no lock."""
+
+    sandbox: str = DEFAULT_SANDBOX
+    """With ``isolation="process"``: confine the worker (``auto``: best effort, ``require``: refuse to
+    run unconfined, ``off``): ``--sandbox``, see docs/isolation.md."""
+
+    allow_read: tuple[str, ...] = ()
+    """Sandbox grants: paths the worker may read (``--allow-read``)."""
+
+    allow_write: tuple[str, ...] = ()
+    """Sandbox grants: paths the worker may write (``--allow-write``), never greeter's own."""
+
+    allow_net: tuple[int, ...] = ()
+    """Sandbox grants: TCP ports the worker may connect to (``--allow-net``)."""
 
 
 _DEFAULTS = LoadOptions()
@@ -181,7 +198,44 @@ def _in_worker(record: PluginInfo, options: LoadOptions, forkserver: ForkServer 
         limits=limits,
         env=options.worker_env,
         forkserver=forkserver,
+        sandbox=_sandbox(record, options),
     ).start()
+
+
+def _sandbox(record: PluginInfo, options: LoadOptions) -> Sandbox:
+    """The worker's sandbox: *options*' grants and what the lock grants *record*, no more.
+
+    ``UsageError`` for a mode or a grant it refuses (deny wins over allow),
+    naming the lock file when the grant is the lock's.
+    """
+    from .worker.client import worker_sys_path
+    from .worker.sandbox import MODES, Grants, Sandbox, SandboxError, check_grants
+
+    mode = options.sandbox
+    if mode not in MODES:
+        raise UsageError(f"unknown sandbox mode {mode!r}; use one of: {', '.join(MODES)}")
+    given = Grants(
+        tuple(os.path.abspath(p) for p in options.allow_read),
+        tuple(os.path.abspath(p) for p in options.allow_write),
+        tuple(options.allow_net),
+    )
+    locked = Grants(*options.lock.grants(record)) if options.lock is not None else Grants()
+    protected = [*worker_sys_path(), sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
+    if record.environment:  # its own environment's site-packages too
+        from .environments import worker_sys_path as environment_sys_path
+
+        protected += environment_sys_path(record)
+    for grants, source in ((given, ""), (locked, f" (granted to {record.name!r} by the lock file)")):
+        try:
+            check_grants(grants, protected)
+        except SandboxError as error:
+            raise UsageError(f"{error}{source}") from None
+    both = Grants(
+        tuple(dict.fromkeys((*given.allow_read, *locked.allow_read))),
+        tuple(dict.fromkeys((*given.allow_write, *locked.allow_write))),
+        tuple(dict.fromkeys((*given.allow_net, *locked.allow_net))),
+    )
+    return Sandbox(mode, both)
 
 
 def fork_server(options: LoadOptions) -> ForkServer | None:

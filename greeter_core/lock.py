@@ -11,13 +11,16 @@ sha256 of each file it installed, hashed from the files themselves.
 The format is TOML, written with sorted keys and one file per line, so that
 a diff of two lock files reads as a review::
 
-    lock-version = 1
+    lock-version = 2
 
     [distributions."greeter-english"]
     version = "1.0.0"
 
     [distributions."greeter-english".entry-points]
     "english" = "greeter_english:EnglishGreeter"
+
+    [distributions."greeter-english".grants."english"]
+    allow-net = [443]
 
     [distributions."greeter-english".files]
     "greeter_english/__init__.py" = "sha256:9f86d081884c7d65..."
@@ -28,6 +31,12 @@ the environment's site directories (``[pth-files]``, by absolute path): Python
 runs a ``.pth`` at start-up, and greeter-core's modules run in the host. Where
 greeter-core cannot be pinned (an editable install, no ``RECORD``) ``greeter
 lock`` says so in one line and the lock has no ``[core]`` table.
+
+Also in version 2, a ``grants`` table holds what the operator reviewed once and
+granted a plugin beyond the worker's sandbox (``greeter lock --allow-net
+english=443``): a worker of a locked plugin gets exactly these and the
+command line's. ``greeter lock`` carries them over when it rewrites the file.
+A version 1 file (no grants) is still read.
 
 Byte-code caches (``__pycache__``) are not pinned: each interpreter writes
 its own. Instead, a cache that Python would import in place of a locked
@@ -47,7 +56,8 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from importlib.metadata import Distribution, PackageNotFoundError, PackagePath, distribution
 from pathlib import Path
-from typing import NamedTuple
+from types import MappingProxyType
+from typing import NamedTuple, TypeVar
 
 from .api import GROUP
 from .discovery import PluginInfo, _canonical, discover
@@ -56,15 +66,20 @@ from .errors import LockMismatchError, UsageError
 from .integrity import bytecode_problem, read_record, unlisted_files
 from .settings import env
 
-__all__ = ["LOCK_ENV", "LOCK_VERSION", "Difference", "LockedDistribution", "PluginLock"]
+__all__ = ["LOCK_ENV", "LOCK_VERSION", "Difference", "LockedDistribution", "LockedGrants", "PluginLock"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: The lock file to check against when ``--lock`` is not given.
 LOCK_ENV = env("lock")
 
-#: The version of the format; a lock file of another version is refused. 2: ``[core]`` and ``[pth-files]``.
+#: The version of the format written; a lock file of a version not in ``_READABLE`` is refused.
+#: 2: ``[core]``, ``[pth-files]`` and the ``grants`` tables.
 LOCK_VERSION = 2
+#: 1: no grants, no ``[core]`` or ``[pth-files]`` (read as granting and pinning nothing more).
+_READABLE = (1, LOCK_VERSION)
 
 #: The distribution whose own files ``[core]`` pins.
 CORE = "greeter-core"
@@ -77,6 +92,33 @@ _HEADER = """\
 """
 
 
+class LockedGrants(NamedTuple):
+    """What the operator granted one locked plugin beyond its worker's sandbox (``--allow-*`` in the lock)."""
+
+    allow_read: tuple[str, ...] = ()
+    """Absolute paths its worker may read."""
+    allow_write: tuple[str, ...] = ()
+    """Absolute paths its worker may write (never greeter's own: the sandbox refuses those)."""
+    allow_net: tuple[int, ...] = ()
+    """TCP ports its worker may connect to."""
+
+    def merged(self, other: LockedGrants) -> LockedGrants:
+        """Both grants, each item once, in order (what the lock had, then what is added)."""
+        return LockedGrants(
+            _union(self.allow_read, other.allow_read),
+            _union(self.allow_write, other.allow_write),
+            _union(self.allow_net, other.allow_net),
+        )
+
+    def describe(self) -> str:
+        """As flags, e.g. ``--allow-net 443``; empty when it grants nothing."""
+        return " ".join(f"--{k.replace('_', '-')} {v}" for k, values in self._asdict().items() for v in values)
+
+
+def _union(first: tuple[_T, ...], second: tuple[_T, ...]) -> tuple[_T, ...]:
+    return tuple(dict.fromkeys((*first, *second)))
+
+
 class LockedDistribution(NamedTuple):
     """One plugin distribution as the lock file pins it (or as it is installed now)."""
 
@@ -87,6 +129,9 @@ class LockedDistribution(NamedTuple):
 
     files: Mapping[str, str]
     """Path as ``RECORD`` spells it -> ``"sha256:<hex>"`` ("" when it cannot be read)."""
+
+    grants: Mapping[str, LockedGrants] = MappingProxyType({})
+    """Entry-point name -> what the operator granted that plugin (none: the sandbox's defaults only)."""
 
 
 class Difference(NamedTuple):
@@ -176,6 +221,33 @@ class PluginLock:
             locked.append(current)
         return cls(locked, core=_core_snapshot(), pth_files=_pth_files())
 
+    def with_grants(self, granted: Mapping[str, LockedGrants], previous: PluginLock | None = None) -> PluginLock:
+        """This lock with *previous*'s grants carried over (for plugins it still locks) and *granted* added.
+
+        A grant for a plugin this lock has no entry point of is a :class:`UsageError`:
+        a grant is reviewed for the code it is locked with.
+        """
+        owners = {name: key for key, dist in self.distributions.items() for name in dist.entry_points}
+        unknown = sorted(set(granted) - set(owners))
+        if unknown:
+            raise UsageError(
+                f"cannot grant plugin {unknown[0]!r}: no plugin of that name is installed and locked "
+                "(see: greeter list)"
+            )
+        grants: dict[str, dict[str, LockedGrants]] = {key: {} for key in self.distributions}
+        for key, dist in (previous.distributions if previous is not None else {}).items():
+            for name, grant in dist.grants.items():
+                if owners.get(name) == key:  # the same plugin of the same distribution
+                    grants[key][name] = grant
+        for name, grant in granted.items():
+            grants[owners[name]][name] = grants[owners[name]].get(name, LockedGrants()).merged(grant)
+        return PluginLock([d._replace(grants=grants[k]) for k, d in self.distributions.items()], self.path)
+
+    def grants(self, plugin: PluginInfo) -> LockedGrants:
+        """What the lock grants *plugin* (checked against it by :meth:`check`); nothing if it grants none."""
+        locked = self.distributions.get(_canonical(plugin.distribution))
+        return locked.grants.get(plugin.name, LockedGrants()) if locked is not None else LockedGrants()
+
     def dumps(self) -> str:
         """The lock file's text: TOML, sorted, one file per line."""
         lines = [_HEADER, f"lock-version = {LOCK_VERSION}"]
@@ -183,6 +255,11 @@ class PluginLock:
             table = f"distributions.{_quote(dist.name)}"
             lines += ["", f"[{table}]", f"version = {_quote(dist.version)}", "", f"[{table}.entry-points]"]
             lines += [f"{_quote(name)} = {_quote(target)}" for name, target in sorted(dist.entry_points.items())]
+            for name, grant in sorted(dist.grants.items()):
+                lines += ["", f"[{table}.grants.{_quote(name)}]"]
+                lines += [
+                    f"{key.replace('_', '-')} = {_array(values)}" for key, values in grant._asdict().items() if values
+                ]
             lines += ["", f"[{table}.files]"]
             lines += [f"{_quote(path)} = {_quote(digest)}" for path, digest in sorted(dist.files.items())]
         if self.core is not None:
@@ -417,8 +494,8 @@ def _parse_environment(data: Mapping[str, object]) -> tuple[LockedDistribution |
 def _parse(data: Mapping[str, object]) -> list[LockedDistribution]:
     """The distributions of a parsed lock file; ValueError says what is wrong."""
     version = data.get("lock-version")
-    if type(version) is not int or version != LOCK_VERSION:  # TOML's true and 1.0 equal 1 in Python
-        raise ValueError(f"expected lock-version = {LOCK_VERSION}, found {data.get('lock-version')!r}")
+    if type(version) is not int or version not in _READABLE:  # TOML's true and 1.0 equal 1 in Python
+        raise ValueError(f"expected lock-version = {LOCK_VERSION} (or 1), found {data.get('lock-version')!r}")
     tables = data.get("distributions", {})
     if not isinstance(tables, dict):
         raise ValueError("[distributions] must be a table")
@@ -430,8 +507,40 @@ def _parse(data: Mapping[str, object]) -> list[LockedDistribution]:
         for what, mapping in (("entry-points", entry_points), ("files", files)):
             if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
                 raise ValueError(f"distribution {name!r}: {what} must be a table of strings")
-        parsed.append(LockedDistribution(name, table["version"], entry_points, files))
+        grants = table.get("grants", {})
+        if not isinstance(grants, dict):
+            raise ValueError(f"distribution {name!r}: grants must be a table of plugin names")
+        parsed.append(
+            LockedDistribution(
+                name,
+                table["version"],
+                entry_points,
+                files,
+                {plugin: _grant(name, plugin, grant) for plugin, grant in grants.items()},
+            )
+        )
     return parsed
+
+
+def _grant(distribution: str, plugin: str, table: object) -> LockedGrants:
+    """One plugin's grants table; ValueError says what is wrong (a path must be absolute, a port 1-65535)."""
+    where = f"distribution {distribution!r}: grants of {plugin!r}"
+    keys = {"allow-read", "allow-write", "allow-net"}
+    if not isinstance(table, dict) or not set(table) <= keys:
+        raise ValueError(f"{where} must be a table of {', '.join(sorted(keys))}")
+    reads, writes, ports = (table.get(key, []) for key in ("allow-read", "allow-write", "allow-net"))
+    if not all(isinstance(v, list) for v in (reads, writes, ports)):
+        raise ValueError(f"{where}: each grant is an array")
+    if not all(isinstance(p, str) and os.path.isabs(p) for p in (*reads, *writes)):
+        raise ValueError(f"{where}: a path must be absolute")
+    if not all(type(p) is int and 0 < p < 65536 for p in ports):
+        raise ValueError(f"{where}: a port is a whole number 1-65535")
+    return LockedGrants(tuple(reads), tuple(writes), tuple(ports))
+
+
+def _array(values: Iterable[str | int]) -> str:
+    """*values* as a TOML array on one line."""
+    return "[" + ", ".join(_quote(v) if isinstance(v, str) else str(v) for v in values) + "]"
 
 
 def _quote(text: str) -> str:

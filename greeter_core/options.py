@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from .api import DEFAULT_NAME
 from .drive import LoadOptions
 from .errors import UsageError
-from .settings import CHECK, GREET, LIST, RUN, SETTINGS, InvalidValue, env
+from .settings import CHECK, GREET, LIST, RUN, SETTINGS, InvalidValue, Setting, env, flag, from_env, setting
 
 if TYPE_CHECKING:
     import argparse
@@ -209,8 +209,37 @@ def lock_parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     parser.add_argument("--json", action="store_true", help="with --check: print a JSON array of differences")
+    grants = parser.add_argument_group(
+        "per-plugin sandbox grants, reviewed once and kept in the lock file (see docs/operating.md)",
+        "Each adds to what the lock file being rewritten already grants; a worker of a locked plugin "
+        "gets these and the command line's --allow-* grants, no more.",
+    )
+    for dest, what in (("allow_read", "PATH"), ("allow_write", "PATH"), ("allow_net", "PORT")):
+        grants.add_argument(
+            flag(dest),
+            dest=f"grant_{dest}",
+            action="append",
+            default=[],
+            type=_typed(_granted(setting(dest).type)),
+            metavar=f"NAME={what}",
+            help=f"let plugin NAME's worker do what {flag(dest)} {what} allows; repeatable",
+        )
     _add(parser, "lock")
     return parser
+
+
+def _granted(convert: Callable[[str], Any] | None) -> Callable[[str], tuple[str, Any]]:
+    """``NAME=VALUE`` read as a plugin's name and *convert*'s value (a path is made absolute: the lock is read
+    from anywhere)."""
+
+    def granted(text: str) -> tuple[str, Any]:
+        name, sep, value = text.partition("=")
+        if not sep or not name or not value:
+            raise InvalidValue(f"expected NAME=VALUE (a plugin's name, then what to grant it), got {text!r}")
+        return name, convert(value) if convert is not None else os.path.abspath(value)
+
+    granted.__name__ = "grant"
+    return granted
 
 
 def new_plugin_parser(prog: str) -> argparse.ArgumentParser:
@@ -248,7 +277,10 @@ def load_options(args: argparse.Namespace) -> LoadOptions:
 
     A worker-only option is None (or empty) when not given (the settings
     table's :meth:`~greeter_core.settings.Setting.default_for`), so that
-    ``LoadOptions``' own default applies.
+    ``LoadOptions``' own default applies. With a worker, a worker-only
+    setting's environment variable (``$GREETER_SANDBOX``...) counts where its
+    flag is not given; without one it is not read (a variable exported for
+    other runs is no usage error).
     """
     worker = [row for row in SETTINGS if row.worker_only and getattr(args, row.dest, None) not in (None, [])]
     if worker and args.isolation != "process":
@@ -257,6 +289,13 @@ def load_options(args: argparse.Namespace) -> LoadOptions:
             "add --isolation process, or leave it out"
         )
     given = {row.dest: getattr(args, row.dest) for row in worker}
+    if args.isolation == "process":  # a worker-only setting's variable counts where its flag is not given
+        for row in SETTINGS:
+            if row.worker_only and row.env and row.dest not in given:
+                value = _from_env(row)
+                if value is not None:
+                    given[row.dest] = value
+    given = {dest: tuple(value) if isinstance(value, list) else value for dest, value in given.items()}
     if "worker_env" in given:
         given["worker_env"] = {
             name: value if value is not None else os.environ[name]
@@ -271,6 +310,14 @@ def load_options(args: argparse.Namespace) -> LoadOptions:
         lock=read_lock(args),
         **given,
     )
+
+
+def _from_env(row: Setting) -> Any:
+    """*row*'s value from its environment variable (None: unset); a usage error for a value that means nothing."""
+    try:
+        return from_env(row, os.environ)
+    except InvalidValue as error:
+        raise UsageError(str(error)) from None
 
 
 def plugin_policy(args: argparse.Namespace) -> PluginPolicy | None:

@@ -23,12 +23,14 @@ __all__ = [
     "DEFAULT_CALL_TIMEOUT",
     "DEFAULT_LOAD_TIMEOUT",
     "ISOLATION_MODES",
+    "SANDBOX_MODES",
     "SETTINGS",
     "InvalidValue",
     "Setting",
     "defaults",
     "env",
     "flag",
+    "from_env",
     "setting",
     "shown",
 ]
@@ -53,6 +55,11 @@ DEFAULT_WORKER_MEMORY = 1024
 DEFAULT_WORKER_CPU = 0.0
 DEFAULT_WORKER_FILES = 256
 DEFAULT_WORKER_PROCESSES = 64
+
+#: How a worker is confined (docs/isolation.md): ``auto`` as far as the kernel can, saying what it
+#: could not; ``require`` refuses to run a plugin unconfined; ``off`` applies nothing.
+SANDBOX_MODES = ("auto", "require", "off")
+DEFAULT_SANDBOX = "auto"
 
 GREET, LIST, CHECK, RUN = "greet", "list", "check", "run"
 LOADING = frozenset({GREET, CHECK, RUN})
@@ -111,6 +118,12 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise InvalidValue(f"not a TCP port (1-65535): {text!r}")
+    return int(text)
+
+
 def _env_item(text: str) -> tuple[str, str | None]:
     name, sep, value = text.partition("=")
     if not name or "\0" in text:
@@ -137,6 +150,7 @@ class Setting:
         "help",
         "metavar",
         "required_by",
+        "separator",
         "shown",
         "type",
         "worker_only",
@@ -159,6 +173,7 @@ class Setting:
         shown: bool = False,
         by_command: Mapping[str, Any] = MappingProxyType({}),
         required_by: frozenset[str] = frozenset(),
+        separator: str = ",",
     ) -> None:
         #: Its attribute on the parsed command line (for a load setting, the ``LoadOptions`` field it fills).
         self.dest = dest
@@ -186,6 +201,8 @@ class Setting:
         self.by_command = by_command
         #: The commands that cannot run without it.
         self.required_by = required_by
+        #: For a repeatable setting: what separates its items in :attr:`env`'s value.
+        self.separator = separator
 
     def __repr__(self) -> str:
         return f"Setting({self.dest!r}, {self.flags!r})"
@@ -361,6 +378,55 @@ SETTINGS: tuple[Setting, ...] = (
         worker_only=True,
     ),
     Setting(
+        "sandbox",
+        ("--sandbox",),
+        "confine the worker with Landlock, seccomp and namespaces: auto (as far as this kernel can, "
+        "saying what it could not), require (refuse to run it unconfined) or off; default: {default} (${env})",
+        LOADING,
+        DEFAULT_SANDBOX,
+        choices=SANDBOX_MODES,
+        env="GREETER_SANDBOX",
+        worker_only=True,
+        shown=True,
+    ),
+    Setting(
+        "allow_read",
+        ("--allow-read",),
+        "let the confined worker read PATH (beneath it, for a directory); repeatable (${env}, colon-separated)",
+        LOADING,
+        action="append",
+        metavar="PATH",
+        env="GREETER_ALLOW_READ",
+        worker_only=True,
+        shown=True,
+        separator=":",
+    ),
+    Setting(
+        "allow_write",
+        ("--allow-write",),
+        "let the confined worker write PATH (beneath it, for a directory), never greeter's own files; "
+        "repeatable (${env}, colon-separated)",
+        LOADING,
+        action="append",
+        metavar="PATH",
+        env="GREETER_ALLOW_WRITE",
+        worker_only=True,
+        shown=True,
+        separator=":",
+    ),
+    Setting(
+        "allow_net",
+        ("--allow-net",),
+        "let the confined worker open TCP connections to PORT; repeatable (${env}, comma-separated)",
+        LOADING,
+        action="append",
+        type=_port,
+        metavar="PORT",
+        env="GREETER_ALLOW_NET",
+        worker_only=True,
+        shown=True,
+    ),
+    Setting(
         "plugins",
         ("--plugins",),
         "load only these plugins, never any other (replaces ${env})",
@@ -410,11 +476,37 @@ def env(dest: str) -> str:
     return name
 
 
+def from_env(row: Setting, environ: Mapping[str, str]) -> Any:
+    """*row*'s value from its environment variable, read as its flag's text would be; None when unset or empty.
+
+    A repeatable setting's items are separated by :attr:`Setting.separator`.
+    :class:`InvalidValue` names the variable and what was expected.
+    """
+    text = environ.get(row.env or "", "")
+    if not text:
+        return None
+    items = [item for item in text.split(row.separator) if item] if row.action == "append" else [text]
+    values = []
+    for item in items:
+        try:
+            value = row.type(item) if row.type is not None else item
+        except InvalidValue as error:
+            raise InvalidValue(f"${row.env}={text!r}: {error}") from None
+        if row.choices is not None and value not in row.choices:
+            raise InvalidValue(f"${row.env}={text!r}: use one of: {', '.join(row.choices)}")
+        values.append(value)
+    return values if row.action == "append" else values[0]
+
+
 def defaults(command: str) -> dict[str, Any]:
     """*command*'s parsed command line when no option is given: what argparse fills in, from this table."""
     return {s.dest: s.default_for(command) for s in SETTINGS if command in s.commands}
 
 
 def shown(values: object) -> dict[str, object]:
-    """The settings ``/status`` shows, read from *values* (a ``LoadOptions``), in table order."""
-    return {s.dest: getattr(values, s.dest) for s in SETTINGS if s.shown}
+    """The settings ``/status`` shows, read from *values* (a ``LoadOptions``), in table order.
+
+    A worker-only one is shown only with a worker: in process it means nothing.
+    """
+    worker = getattr(values, "isolation", None) == "process"
+    return {s.dest: getattr(values, s.dest) for s in SETTINGS if s.shown and (worker or not s.worker_only)}

@@ -43,6 +43,7 @@ ORDER = [
     "loading",
     # or in a worker, which loads through loading on its side
     "worker.codec",
+    "worker.sandbox",
     "worker.protocol",
     "worker.output",
     "worker.main",

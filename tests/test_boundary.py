@@ -500,9 +500,15 @@ def test_a_worker_whose_keeper_is_killed_ends_even_mid_call(isolated, caplog, pl
 
 
 SPAWN_HOST = """
-import sys, time
+import os, sys, time
 from greeter_core import load
-greeter = load("spawner", isolation="process", call_timeout=600, config={"pidfile": sys.argv[1]})
+greeter = load(
+    "spawner",
+    isolation="process",
+    call_timeout=600,
+    config={"pidfile": sys.argv[1]},
+    allow_write=[os.path.dirname(sys.argv[1])],  # the sandbox's grant for the pid file
+)
 print(greeter.greet("x"), flush=True)
 if sys.argv[2] == "close":
     greeter.close()
@@ -514,7 +520,8 @@ else:
 @pytest.mark.parametrize("how", ["close", signal.SIGTERM, signal.SIGKILL], ids=["host-closes", "SIGTERM", "SIGKILL"])
 def test_a_detached_grandchild_does_not_outlive_the_host(plugins, greeter_env, tmp_path, how) -> None:
     """A process the plugin started, setsid() and double-forked, ends with the host however the host ends."""
-    pidfile = tmp_path / "grandchild.pid"
+    pidfile = tmp_path / "out" / "grandchild.pid"  # out/: the sandbox's write grant (not the site beside it)
+    pidfile.parent.mkdir()
     host = subprocess.Popen(
         [sys.executable, "-c", SPAWN_HOST, str(pidfile), str(how)],
         env={**greeter_env, "PYTHONPATH": str(plugins)},
@@ -543,8 +550,9 @@ def test_a_detached_grandchild_does_not_outlive_the_host(plugins, greeter_env, t
 
 def test_a_detached_grandchild_does_not_outlive_a_worker_that_exits(isolated, tmp_path) -> None:
     """The plugin starts a detached process and then calls os._exit: that process ends with the worker."""
-    pidfile = tmp_path / "grandchild.pid"
-    greeter = isolated("spawner", config={"pidfile": str(pidfile)}, call_timeout=60)
+    pidfile = tmp_path / "out" / "grandchild.pid"  # out/: the sandbox's write grant (not the site beside it)
+    pidfile.parent.mkdir()
+    greeter = isolated("spawner", config={"pidfile": str(pidfile)}, call_timeout=60, allow_write=[str(pidfile.parent)])
     try:
         with pytest.raises(WorkerCrashedError) as caught:
             greeter.greet("exit")

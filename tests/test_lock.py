@@ -38,6 +38,12 @@ VULCAN = marking("vulcan", "Dif-tor heh smusma")
 ISOLATION = pytest.mark.parametrize("isolation", ["none", "process"])
 
 
+@pytest.fixture(autouse=True)
+def _unconfined(greeter_env: dict[str, str]) -> None:
+    """The marking plugins record each import beside their package, which a sandboxed worker may not write."""
+    greeter_env["GREETER_SANDBOX"] = "off"
+
+
 def record_digest(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
@@ -174,11 +180,11 @@ def test_the_api_takes_a_lock_and_refuses_before_importing(on_path: Path, instal
     lock_file = tmp_path / "greeter.lock"
     PluginLock.snapshot().write(lock_file)
     lock = PluginLock.read(lock_file)
-    with load("klingon", lock=lock, isolation=isolation) as loaded:
+    with load("klingon", lock=lock, isolation=isolation, sandbox="off") as loaded:
         assert loaded.greet("Worf") == "nuqneH Worf"
     rewrite_with_record(on_path, f"{KLINGON.module}/__init__.py", KLINGON.code + "\n")
     with pytest.raises(LockMismatchError) as caught:
-        load("klingon", lock=lock, isolation=isolation)
+        load("klingon", lock=lock, isolation=isolation, sandbox="off")
     assert caught.value.path == f"{KLINGON.module}/__init__.py" and caught.value.exit_code == 1
     assert len(imports_of(KLINGON, on_path)) == 1
 
@@ -229,7 +235,7 @@ def test_an_editable_install_is_left_out_of_the_lock_and_refused_under_it(
     [
         (None, "cannot read the lock file"),
         ("not = [toml", "is not valid TOML"),
-        ("lock-version = 9\n", f"expected lock-version = {LOCK_VERSION}"),
+        ("lock-version = 9\n", f"expected lock-version = {LOCK_VERSION} (or 1)"),
     ],
     ids=["missing", "not-toml", "wrong-version"],
 )

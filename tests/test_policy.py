@@ -21,6 +21,13 @@ BARRED = marking("barred", "Barred")
 
 ISOLATION = pytest.mark.parametrize("isolation", ["none", "process"])
 
+
+@pytest.fixture(autouse=True)
+def _unconfined(greeter_env: dict[str, str]) -> None:
+    """The marking plugins record each import beside their package, which a sandboxed worker may not write."""
+    greeter_env["GREETER_SANDBOX"] = "off"
+
+
 #: The ways to keep `barred` from loading, and the setting the refusal must name.
 SETTINGS = pytest.mark.parametrize(
     ("args", "env", "setting"),
@@ -144,9 +151,9 @@ def test_the_api_refuses_a_disabled_plugin_before_importing_it(on_path: Path, in
     install(ALLOWED, BARRED)
     policy = PluginPolicy.from_settings({}, disable=["barred"])
     with pytest.raises(PluginDisabledError) as caught:
-        load("barred", policy=policy, isolation=isolation)
+        load("barred", policy=policy, isolation=isolation, sandbox="off")
     assert (caught.value.driver, caught.value.setting, caught.value.exit_code) == ("barred", "--disable", 2)
-    with load("allowed", policy=policy, isolation=isolation) as loaded:
+    with load("allowed", policy=policy, isolation=isolation, sandbox="off") as loaded:
         assert loaded.greet("API") == "Allowed API"
     assert imports_of(BARRED, on_path) == []
 
@@ -242,7 +249,8 @@ def test_a_name_disabled_but_not_installed_is_refused_as_disabled(cli, plugins: 
         ({}, 0),
         ({"verify": True}, 1),
         ({"policy": True, "lock": True, "verify": True}, 1),
-        ({"policy": True, "lock": True, "verify": True, "isolation": "process"}, 1),
+        # sandbox off: the marking plugins record each import beside their package (see _unconfined)
+        ({"policy": True, "lock": True, "verify": True, "isolation": "process", "sandbox": "off"}, 1),
     ],
     ids=["plain", "verify", "policy-lock-verify", "policy-lock-verify-isolated"],
 )

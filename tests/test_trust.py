@@ -149,7 +149,8 @@ def test_a_worker_of_an_ordinary_user_cannot_reach_into_its_host_or_the_fork_ser
     environment (the control token) and descriptors, nor ptrace them: both are non-dumpable."""
     unprivileged.install(PEEK)
     log = tmp_path / "stderr"
-    command = ("run", "--driver", "peek", "--isolation", "process", "--interval", "0.05")
+    # --sandbox off: what non-dumpable guarantees alone (the sandbox refuses reading /proc/<host> before any of it)
+    command = ("run", "--driver", "peek", "--isolation", "process", "--interval", "0.05", "--sandbox", "off")
     # stderr to a file: a host whose plugin fails logs every tick, and an undrained pipe would block it.
     with log.open("w") as stderr, unprivileged.popen(*command, stderr=stderr) as greeter:
         assert greeter.stdout is not None
@@ -169,7 +170,10 @@ def test_a_stolen_copy_of_the_fork_servers_channel_gets_no_worker_forked(start, 
     """As root, who may still copy the host's descriptors, a worker that took the host's end of the fork
     server's channel asks for a worker in vain: the fork server serves only the process that started it."""
     install(STEAL)
-    greeter: RunningGreeter = start("--driver", "steal", "--isolation", "process", "--interval", "0.05")
+    # --sandbox off: the fork server's own check, beneath the sandbox (whose seccomp refuses pidfd_getfd first)
+    greeter: RunningGreeter = start(
+        "--driver", "steal", "--isolation", "process", "--interval", "0.05", "--sandbox", "off"
+    )  # fmt: skip
     wait_for(lambda: greeter.stdout.lines or greeter.process.poll() is not None, what="a greeting")
     greeter.stop()
     assert greeter.stdout.lines[:1] == ["refused"], greeter.stderr.text

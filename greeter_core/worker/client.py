@@ -74,6 +74,7 @@ from .protocol import (
     decode_text,
     encode_text,
 )
+from .sandbox import SIMULATE_ENV, Sandbox, Status, make_scratch, needed_paths, plugin_location, remove_scratch
 from .supervision import Supervision, Supervisor
 
 __all__ = [
@@ -193,6 +194,8 @@ class Worker:
         self.forked_by: int | None = None
         #: How it ended, once a failure ended it.
         self.ended: str | None = None
+        #: What its sandbox put in force, as its hello said.
+        self.sandbox: Status | None = None
         self.started_at = 0.0
         self._logger = logger
         self._proc: subprocess.Popen[bytes] | ForkedProcess | None = None
@@ -206,9 +209,13 @@ class Worker:
     def start(self) -> Worker:
         """Start the process and complete the handshake; raise (the worker stopped) if either fails."""
         env = self.spec.env
-        with self._host_resources():
-            undumpable()  # before any worker runs: the host's memory, environment, descriptors out of its reach
-            host_end, worker_end = socket.socketpair()
+        try:
+            with self._host_resources():
+                undumpable()  # before any worker runs: the host's memory, environment, descriptors out of its reach
+                host_end, worker_end = socket.socketpair()
+        except BaseException:
+            remove_scratch(self.spec.sandbox.scratch)
+            raise
         try:
             with self._host_resources(host_end):
                 proc = self._forked(worker_end) or subprocess.Popen(
@@ -223,6 +230,9 @@ class Worker:
                     # (autogroup); switching between groups cost each round trip ~1 µs (20-30%) here.
                     process_group=0,
                 )
+        except BaseException:
+            remove_scratch(self.spec.sandbox.scratch)
+            raise
         finally:
             worker_end.close()
         self.forked_by = proc.server if isinstance(proc, ForkedProcess) else None
@@ -239,6 +249,7 @@ class Worker:
             raise
         self.language = printable(hello.language[:200])
         self.pid = hello.pid
+        self.sandbox = hello.sandbox
         return self
 
     def call(self, request: bytes, timeout: float) -> str:
@@ -277,6 +288,7 @@ class Worker:
                 channel.close()
             for reader in self._readers:
                 reader.join(timeout=GRACE)
+            remove_scratch(self.spec.sandbox.scratch)  # its tree is gone: nothing writes there any more
 
     def kill(self) -> None:
         """SIGKILL the whole tree now, from any thread (a call stuck in it returns)."""
@@ -442,6 +454,7 @@ class WorkerPlugin(LoadedPlugin):
         command: Sequence[str] | None = None,
         forkserver: ForkServer | None = None,
         supervision: Supervision | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.driver = plugin.name
         self.language = ""
@@ -456,6 +469,10 @@ class WorkerPlugin(LoadedPlugin):
         #: Where workers are forked from (None, or when it cannot: a fresh interpreter each).
         self.forkserver = forkserver
         self.supervisor = Supervisor(self.driver, plugin, supervision or Supervision())
+        #: How each worker is confined (mode, grants, file size): see :mod:`~greeter_core.worker.sandbox`.
+        self.sandbox = sandbox or Sandbox()
+        #: What the last worker said its sandbox put in force.
+        self.sandbox_status: Status | None = None
         self._logger = logging.getLogger(f"{GROUP}.{self.driver}")
         self._lock = threading.Lock()
         self._worker: Worker | None = None
@@ -519,7 +536,19 @@ class WorkerPlugin(LoadedPlugin):
             **status,
             "limits": {**self.limits._asdict(), "processes_bound_by": process_bound(self.limits.processes)},
             "forkserver": worker.forked_by if running and worker is not None else None,
+            "sandbox": self._sandbox_report(worker.pid if running and worker is not None else None),
         }
+
+    def _sandbox_report(self, pid: int | None) -> dict[str, object]:
+        """The grants, what the worker said is in force, and what the kernel shows of it (not the worker's word)."""
+        report: dict[str, object] = {"mode": self.sandbox.mode, "grants": self.sandbox.grants.to_data()}
+        status = self.sandbox_status
+        if status is not None:
+            report.update(state=status.state, in_force=list(status.in_force), missing=list(status.missing))
+            report["line"] = status.line()
+        if pid is not None:
+            report["kernel"] = _proc_status(pid, ("Seccomp", "NoNewPrivs", "CapEff"))
+        return report
 
     # -- calls ----------------------------------------------------------------
 
@@ -565,14 +594,16 @@ class WorkerPlugin(LoadedPlugin):
             raise
 
     def _start(self) -> Worker:
+        sys_path = environment_sys_path(self._plugin) if self._plugin.environment else worker_sys_path()
         spec = WorkerSpec(
             plugin=self._plugin,
             config=self.config,
             verify=self.verify,
             log_level=min(self._logger.getEffectiveLevel(), logging.getLogger().getEffectiveLevel()),
             limits=self.limits,
-            sys_path=environment_sys_path(self._plugin) if self._plugin.environment else worker_sys_path(),
+            sys_path=sys_path,
             env=worker_environment(self.extra_env),
+            sandbox=self._confinement(sys_path),
         )
         worker = Worker(
             spec,
@@ -585,11 +616,44 @@ class WorkerPlugin(LoadedPlugin):
         _live.add(self)
         self._worker = worker.start()
         self.language = worker.language
+        status = worker.sandbox
+        if status is not None and status != self.sandbox_status:  # once per change, not per restart
+            grants = self.sandbox.grants.describe()
+            line = f"{status.line()}; grants: {grants}" if grants else status.line()
+            level = logging.INFO if status.state == "full" or status.mode == "off" else logging.WARNING
+            log.log(level, "%s: %s", describe(self.driver, self._plugin), printable(line))
+        self.sandbox_status = status
         return worker
+
+    def _confinement(self, sys_path: list[str]) -> Sandbox:
+        """A worker's sandbox: the template, what running the plugin needs to read, a fresh scratch directory.
+
+        The scratch becomes the worker's TMPDIR and HOME in the worker, not in its
+        environment here: a fork server is keyed on that environment.
+        """
+        if self.sandbox.mode == "off":
+            return self.sandbox
+        with contextlib.suppress(OSError):
+            scratch = make_scratch(f"greeter-{self.driver}-")
+            simulate = os.environ.get(SIMULATE_ENV, "")  # tests only: play an older kernel
+            read = (*needed_paths(sys_path), *plugin_location(self._plugin.target))  # an editable install's too
+            return self.sandbox._replace(read=read, scratch=scratch, simulate=simulate)
+        raise HostResourceError(self.driver, self._plugin, "start a worker", "no scratch directory could be made")
 
     def _crashed(self, worker: Worker, what: str) -> None:
         self.supervisor.crashed(what, time.monotonic() - worker.started_at)
         self._worker = None
+
+
+def _proc_status(pid: int, fields: Sequence[str]) -> dict[str, str]:
+    """Fields of ``/proc/<pid>/status`` as the kernel shows them (what a worker cannot forge)."""
+    found: dict[str, str] = {}
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as file:
+        for line in file:
+            name, _, value = line.partition(":")
+            if name in fields:
+                found[name] = value.strip()
+    return found
 
 
 def _kill_tree(proc: subprocess.Popen[bytes] | ForkedProcess) -> None:

@@ -33,6 +33,7 @@ PRELOAD = (
     "greeter_core.loading",
     "greeter_core.worker.keeper",
     "greeter_core.worker.main",
+    "greeter_core.worker.sandbox",
 )
 
 #: The keepers this server forked and has not reaped yet: its only children but orphans.
@@ -73,6 +74,9 @@ def serve(argv: Sequence[str]) -> int:
     gc.disable()  # no collection leaves holes in the pages the workers share with this process
     for module in PRELOAD:
         __import__(module)
+    from .sandbox import preload
+
+    preload()  # the seccomp filter, built once for every worker
     gc.freeze()  # nor touches these objects in a worker: they stay shared (see the gc module's docs)
     child = _loop(control, host_fd)
     if child is None:

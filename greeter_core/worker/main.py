@@ -40,7 +40,7 @@ from ..errors import (
     WorkerLimitError,
     one_line,
 )
-from . import tree
+from . import sandbox, tree
 from .codec import KINDS, SENDABLE_ERRORS, decode_json, to_data
 from .protocol import (
     BYE,
@@ -116,8 +116,12 @@ def _serve(channel: Channel) -> int:
     except Exception as error:  # whatever the host sent, the answer is one error frame
         channel.send_json(ERROR, to_data(HandshakeError("?", None, str(error) or type(error).__name__)))
         return 3
-    prepare(settings)
     record = settings.plugin  # resolved by the host: no rescan of installed metadata here
+    try:
+        confined = prepare(settings)
+    except sandbox.SandboxError as error:  # --sandbox require, with a piece missing: the plugin never runs
+        channel.send_json(ERROR, to_data(HandshakeError(record.name, record, str(error))))
+        return 1
     from ..loading import load_in_process  # stevedore, then the plugin: only now, with the limits in place
 
     try:
@@ -125,7 +129,7 @@ def _serve(channel: Channel) -> int:
     except BaseException as error:
         channel.send_json(ERROR, to_data(_failure(error, record.name, record, settings.limits, loading=True)))
         return 1
-    channel.send_json(HELLO, WorkerHello(loaded.plugin, loaded.language, os.getpid()).encode())
+    channel.send_json(HELLO, WorkerHello(loaded.plugin, loaded.language, os.getpid(), confined).encode())
     try:
         _answer_calls(channel, loaded, settings.limits)
     finally:
@@ -164,6 +168,9 @@ def _failure(error: BaseException, driver: str, record: PluginInfo, limits: Limi
         return WorkerLimitError(driver, record, limits.name("files"))
     if _refused_a_task(cause) and limits.processes:
         return WorkerLimitError(driver, record, limits.name("processes"))
+    refused = sandbox.explain(cause)  # what the sandbox refused, and the grant that would allow it
+    if refused is not None:
+        return PluginLoadError(driver, record, refused) if loading else PluginCallError(driver, record, refused)
     if (
         isinstance(error, GreeterError)
         and type(error).__name__ in SENDABLE_ERRORS
@@ -175,24 +182,28 @@ def _failure(error: BaseException, driver: str, record: PluginInfo, limits: Limi
     return PluginCallError(driver, record, one_line(error))
 
 
-def prepare(settings: WorkerSpec) -> None:
+def prepare(settings: WorkerSpec) -> sandbox.Status:
     """Make this process a worker for *settings*, before any plugin code runs: the one place that does.
 
     The environment and ``sys.path`` are the host's choice (the process was
     started with them already; setting them again costs nothing and lets a
-    process forked from a ready interpreter be prepared alike), then the
-    resource limits, the watch on the parent, a subreaper for orphans, and
-    logging to the host.
+    process forked from a ready interpreter be prepared alike), a subreaper
+    for orphans, then the sandbox (:mod:`~greeter_core.worker.sandbox`: while
+    this process has one thread, so before the watch on the parent starts),
+    the resource limits, and logging to the host. What the sandbox put in
+    force comes back (``SandboxError`` in ``require`` mode if it is not all).
     """
     os.environ.clear()
     os.environ.update(settings.env)
     sys.path[:] = settings.sys_path
     importlib.invalidate_caches()  # forked from a fork server: see what was installed since it imported
     tree.become_subreaper()
+    status = sandbox.confine(settings.sandbox)
     _exit_when_orphaned(os.getppid())
     _apply_limits(settings.limits)
     bound_processes(settings.limits.processes)
     _setup_logging(settings.log_level)
+    return status
 
 
 def _apply_limits(limits: Limits) -> None:

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple, Self
 from ..api import API_VERSION
 from ..record import PluginInfo
 from ..settings import flag
+from .sandbox import Sandbox, Status
 
 __all__ = [
     "BYE",
@@ -204,6 +205,21 @@ LIMITS = {
 }
 
 
+def _parses(build: Callable[[Any], Any]) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        try:
+            build(value)
+        except (ValueError, KeyError, TypeError):
+            return False
+        return True
+
+    return check
+
+
+SANDBOX = {"codec": _Codec(_parses(Sandbox.from_data), Sandbox.from_data, Sandbox.to_data)}
+SANDBOX_STATUS = {"codec": _Codec(_parses(Status.from_data), Status.from_data, Status.to_data)}
+
+
 class _Hello:
     """A hello: the protocol, the plugin API and the core both sides check, then the dataclass's own fields."""
 
@@ -240,6 +256,7 @@ class WorkerSpec(_Hello):
     limits: Limits = field(metadata=LIMITS)
     sys_path: list[str] = field(metadata=STRINGS)
     env: dict[str, str] = field(metadata=STRING_MAP)
+    sandbox: Sandbox = field(metadata=SANDBOX)
 
 
 @dataclass(frozen=True)
@@ -249,6 +266,8 @@ class WorkerHello(_Hello):
     plugin: PluginInfo = field(metadata=RECORD)
     language: str = field(metadata=TEXT)
     pid: int = field(metadata=PID)
+    sandbox: Status = field(metadata=SANDBOX_STATUS)
+    """What the worker's sandbox put in force, as it says (the kernel's /proc/<pid>/status is the check)."""
 
 
 class Channel:
