@@ -33,7 +33,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .errors import GreeterError, UsageError, describe
+from .errors import EnvironmentBrokenError, NeedsWorkerError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -46,8 +46,6 @@ __all__ = [
     "MARKER",
     "PROVIDED",
     "Environment",
-    "EnvironmentBrokenError",
-    "NeedsWorkerError",
     "canonical",
     "data_dir",
     "distribution",
@@ -252,29 +250,6 @@ def worker_sys_path(plugin: PluginInfo) -> list[str]:
 
 
 # -- using one ---------------------------------------------------------------------------------------------
-
-
-class EnvironmentBrokenError(GreeterError):
-    """A plugin's environment of its own cannot run (its interpreter went away, or it is gone)."""
-
-    def __init__(self, plugin: PluginInfo, problem: str) -> None:
-        super().__init__(
-            f"{describe(plugin.name, plugin)} lives in its own environment ({plugin.environment}), "
-            f"which cannot run: {problem}",
-            plugin=plugin,
-        )
-        self.problem = problem
-
-
-class NeedsWorkerError(UsageError):
-    """A plugin in an environment of its own was asked to load in this process."""
-
-    def __init__(self, plugin: PluginInfo) -> None:
-        super().__init__(
-            f"{describe(plugin.name, plugin)} lives in its own environment ({plugin.environment}) and runs only in "
-            f"a worker, never in greeter's own process: use --isolation process",
-            plugin=plugin,
-        )
 
 
 def refuse_in_process(plugin: PluginInfo) -> None:

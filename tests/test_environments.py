@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -450,3 +451,87 @@ def test_the_lock_pins_the_files_of_a_plugin_in_its_own_environment(
     done = greeter(*run)
     assert done.returncode == 1
     assert "greeter-envone" in one_line(done.stderr)
+
+
+def test_sighup_swaps_between_plugins_in_their_own_environments(both: tuple[Path, str, str], tmp_path: Path) -> None:
+    """`greeter run --driver-file F`: SIGHUP swaps to the plugin F names, in its environment, and back."""
+    data, _, _ = both
+    driver_file = tmp_path / "driver"
+    driver_file.write_text("envone\n")
+    with launcher(_env(data), tmp_path) as start:
+        run = start("--driver-file", str(driver_file), "--isolation", "process", "--interval", "0.02")
+        run.wait_greetings("one testlib-1.0 Universe")
+        for driver, text in [("envtwo", "two testlib-2.0"), ("english", "Hello"), ("envone", "one testlib-1.0")]:
+            driver_file.write_text(f"{driver}\n")
+            run.send(signal.SIGHUP)
+            run.wait_greetings(f"{text} Universe")
+        assert run.stop() == 0
+        assert run.summary()[2] == 3  # swaps
+
+
+def test_metrics_count_plugins_in_their_own_environments(both: tuple[Path, str, str], tmp_path: Path) -> None:
+    """/metrics has the greetings and worker starts of each plugin in its own environment, by driver."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    data, _, _ = both
+    with launcher(_env(data), tmp_path) as start:
+        run = start("--driver", "envone", "--isolation", "process", "--interval", "0.02", "--control", "127.0.0.1:0")
+        run.wait_greetings("one testlib-1.0 Universe", more=2)
+        assert run.swap("envtwo").status == 200
+        run.wait_greetings("two testlib-2.0 Universe", more=2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{run.port}/metrics", timeout=60) as response:
+            text = response.read().decode("utf-8")
+        assert run.stop() == 0
+    samples = {
+        (sample.name, sample.labels.get("driver")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    for driver in ("envone", "envtwo"):
+        assert samples[("greeter_greetings_total", driver)] >= 2
+        assert samples[("greeter_worker_starts_total", driver)] >= 1
+        assert samples.get(("greeter_errors_total", driver), 0) == 0
+
+
+def test_a_swap_to_one_under_isolation_none_is_a_conflict(both: tuple[Path, str, str], tmp_path: Path) -> None:
+    """`greeter run --isolation none`: `?mod=` a plugin in its own environment is 409, saying why; the run goes on."""
+    data, _, _ = both
+    with launcher(_env(data), tmp_path) as start:
+        run = start("--driver", "english", "--isolation", "none", "--interval", "0.02", "--control", "127.0.0.1:0")
+        run.wait_greetings("Hello Universe")
+        reply = run.swap("envone")
+        assert reply.status == 409
+        assert "lives in its own environment" in reply.data["error"] and "--isolation process" in reply.data["error"]
+        run.wait_greetings("Hello Universe", more=2)
+        assert run.stop() == 0
+
+
+def test_install_a_wheel_by_its_path(greeter: Greeter, wheelhouse: Path, data: Path) -> None:
+    """`greeter install PATH.whl`: the distribution is named from the wheel's file name (greeter_envone-...)."""
+    [wheel] = wheelhouse.glob("greeter_envone-1.0-*.whl")
+    done = greeter(*_installs(wheelhouse), str(wheel))
+    assert done.returncode == 0, done.stderr
+    assert _build(data, ONE).is_dir()
+    assert greeter("--driver", "envone", "--isolation", "process").stdout == "one testlib-1.0 Universe\n"
+    assert greeter("uninstall", ONE.dist).returncode == 0
+
+
+def test_install_and_uninstall_from_the_python_api(
+    wheelhouse: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`greeter_core.install()` is the command's code: the plugin is then found and greets in a worker; a
+    refusal is a GreeterError naming the distribution; `greeter_core.uninstall()` removes it."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
+    monkeypatch.setenv("UV_NO_CONFIG", "1")
+    installed = greeter_core.install(ONE.dist, find_links=[str(wheelhouse)], no_index=True)
+    assert (installed.distribution, installed.plugins, installed.built) == (ONE.dist, ("envone",), True)
+    assert greeter_core.find("envone").environment == installed.environment
+    with greeter_core.load("envone", isolation="process") as loaded:
+        assert loaded.greet("Ada") == "one testlib-1.0 Ada"
+    with pytest.raises(greeter_core.ProvidedVersionError, match=f"cannot install {FUTURE.dist}"):
+        greeter_core.install(FUTURE.dist, find_links=[str(wheelhouse)], no_index=True)
+    assert greeter_core.uninstall(ONE.dist) == str(data / "greeter" / "envs" / ONE.dist)
+    with pytest.raises(greeter_core.NoSuchDriverError):
+        greeter_core.find("envone")
+    with pytest.raises(greeter_core.NotInstalledError, match="pip uninstall greeter-envone"):
+        greeter_core.uninstall(ONE.dist)
