@@ -41,6 +41,7 @@ ONE_V2 = PluginSpec(
 )
 TWO = PluginSpec("envtwo", _uses_testlib("two"), dependencies=(f"{TESTLIB}>=2", "greeter-core>=1"))
 FUTURE = PluginSpec("envfuture", dependencies=("greeter-core>=2",))
+PRINTS = PluginSpec("envprints", greet_body('print("debug:", name)\nreturn "hi " + (name or "Universe")'))
 NOT_A_PLUGIN = "greeter-testlib"
 
 
@@ -71,7 +72,7 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory, builder: WheelBuilder) 
     scratch = tmp_path_factory.mktemp("projects")
     house = tmp_path_factory.mktemp("wheelhouse")
     wheels = [builder.wheel(_testlib(scratch, version)) for version in ("1.0", "2.0")]
-    for spec in (ONE, TWO, FUTURE):
+    for spec in (ONE, TWO, FUTURE, PRINTS):
         wheels.append(builder.wheel(spec.write_project(scratch / spec.dist / spec.version).parent))
     for wheel in wheels:
         os.link(wheel, house / wheel.name)
@@ -535,3 +536,44 @@ def test_install_and_uninstall_from_the_python_api(
         greeter_core.find("envone")
     with pytest.raises(greeter_core.NotInstalledError, match="pip uninstall greeter-envone"):
         greeter_core.uninstall(ONE.dist)
+
+
+def test_the_conformance_kit_checks_plugins_in_their_own_environments(
+    greeter: Greeter, wheelhouse: Path, data: Path, tmp_path: Path
+) -> None:
+    """PluginConformance runs every check on a plugin installed with `greeter install`, in a worker: ONE passes
+    them all; one that prints fails exactly the two stdout checks, each saying what it wrote."""
+    import xml.etree.ElementTree as ET
+
+    assert greeter(*_installs(wheelhouse), ONE.dist, PRINTS.dist).returncode == 0
+    (tmp_path / "test_kit.py").write_text(
+        "from greeter_core.testing import PluginConformance\n\n\n"
+        "class TestEnvone(PluginConformance):\n    driver = 'envone'\n\n\n"
+        "class TestEnvprints(PluginConformance):\n    driver = 'envprints'\n"
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--junitxml",
+        "report.xml",
+        "test_kit.py",
+    ]
+    done = subprocess.run(command, cwd=tmp_path, env=_env(data), capture_output=True, text=True, timeout=300)
+    assert (tmp_path / "report.xml").exists(), done.stdout + done.stderr
+    results = {}
+    for case in ET.parse(tmp_path / "report.xml").iter("testcase"):
+        failure = case.find("failure")
+        results[case.get("classname", "").rpartition(".")[2], case.get("name", "")] = failure
+    assert len(results) == 28  # every check, for both
+    assert not [check for (cls, check), failure in results.items() if cls == "TestEnvone" and failure is not None]
+    failed = {
+        check: failure for (cls, check), failure in results.items() if cls == "TestEnvprints" and failure is not None
+    }
+    assert sorted(failed) == ["test_does_not_write_to_stdout", "test_does_not_write_to_stdout_in_a_fresh_interpreter"]
+    for failure in failed.values():
+        message = failure.get("message", "")
+        assert "plugin 'envprints' (greeter-envprints 1.0)" in message and "wrote ['debug: Ada'" in message
