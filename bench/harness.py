@@ -22,7 +22,7 @@ import threading
 import time
 import timeit
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import NamedTuple
 
@@ -183,12 +183,23 @@ FIRST_LINE = {"english": "Hello Universe", "chinese": "你好宇宙"}
 
 
 def swap_latencies(
-    greeter: str, isolation: str, swaps: int, *, env: dict[str, str], cwd: str, warmup: int = 0
+    greeter: str,
+    isolation: str,
+    swaps: int,
+    *,
+    env: dict[str, str],
+    cwd: str,
+    warmup: int = 0,
+    first_lines: Mapping[str, str] | None = None,
 ) -> list[float]:
     """Seconds from each swap request to the new driver's first greeting, in ``greeter run --interval 0``.
 
-    The swaps alternate English and Chinese; the first *warmup* are not counted.
+    The swaps alternate between the two drivers of *first_lines* (each with the
+    line it greets with first; default: English and Chinese); the first
+    *warmup* are not counted.
     """
+    lines = dict(first_lines or FIRST_LINE)
+    one, other = lines
     with running(greeter, isolation, interval="0", env=env, cwd=cwd) as (proc, url):
         seen: dict[str, float] = {}
         wanted = threading.Event()
@@ -196,15 +207,15 @@ def swap_latencies(
 
         def read() -> None:
             for line in proc.stdout:  # type: ignore[union-attr]
-                if state["want"] and not wanted.is_set() and line.rstrip("\n") == FIRST_LINE[state["want"]]:
+                if state["want"] and not wanted.is_set() and line.rstrip("\n") == lines[state["want"]]:
                     seen[state["want"]] = time.perf_counter() - state["sent"]
                     wanted.set()
 
         threading.Thread(target=read, daemon=True).start()
         latencies = []
-        driver = "english"
+        driver = one
         for i in range(swaps + warmup):
-            driver = "chinese" if driver == "english" else "english"
+            driver = other if driver == one else one
             wanted.clear()
             state["want"], state["sent"] = driver, time.perf_counter()
             urllib.request.urlopen(f"{url}/?mod={driver}", timeout=60).read()

@@ -20,7 +20,11 @@ Every figure has its baseline measured in the same run, interleaved:
 - the hot swap in ``greeter run --interval 0``, request to the first
   greeting of the new plugin, isolated against in process;
 - the memory of the host, the fork server and a worker against an idle
-  ``python -c``.
+  ``python -c``;
+- a swap to a plugin in its own environment (``greeter install``) against
+  one to a host plugin, both isolated; ``greeter install`` of a small plugin
+  into a new environment against ``uv pip install`` of the same wheel into
+  greeter's own.
 
 Greetings per second under isolation are ``bench/throughput.py``'s.
 
@@ -318,6 +322,146 @@ def _parent(pid: int) -> int:
         return int(next(line for line in status if line.startswith("PPid:")).split()[1])
 
 
+# -- plugins in environments of their own (greeter install) --------------------------------------
+
+#: The plugins built for these figures: (distribution, entry-point name, the word they greet with).
+ENV_PLUGINS = (("greeter-benchalpha", "benchalpha", "Alpha"), ("greeter-benchbeta", "benchbeta", "Beta"))
+
+#: The small plugin installed over and over: into a new environment, and into the host's.
+INSTALLED = ("greeter-benchinst", "benchinst", "Inst")
+
+
+def plugin_wheel(house: Path, distribution: str, driver: str, word: str) -> Path:
+    """A wheel of a one-module plugin, written as a build backend lays it out (offline: no backend needed)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    module = distribution.replace("-", "_")
+    info = f"{module}-1.0.dist-info"
+    files = {
+        f"{module}/__init__.py": (
+            "from greeter_core import Greeter\n\n\nclass Plugin(Greeter):\n"
+            f"    def greet(self, name):\n        return '{word} ' + (name or 'Universe')\n"
+        ),
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 1.0\nRequires-Dist: greeter-core\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{info}/entry_points.txt": f"[greeter.plugins]\n{driver} = {module}:Plugin\n",
+    }
+    record = []
+    for name, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(text.encode())}")
+    files[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
+    wheel = house / f"{module}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return wheel
+
+
+def find_uv() -> str | None:
+    """The uv that builds the environments: the ``uv`` package's, else ``uv`` on PATH."""
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        import shutil
+
+        return shutil.which("uv")
+
+
+def own_environments(workdir: Path, env: dict[str, str], swaps: int, rounds: int, installs: int) -> list[Figure]:
+    """A swap to a plugin in its own environment against one to a host plugin (both isolated, same run); and
+    ``greeter install`` of a small plugin into a new environment against ``uv pip install`` into the host's."""
+    uv = find_uv()
+    if uv is None:
+        note("no uv (the uv package or uv on PATH): greeter install cannot build environments; figures left out")
+        return []
+    house = workdir / "wheelhouse"
+    house.mkdir()
+    for plugin in (*ENV_PLUGINS, INSTALLED):
+        plugin_wheel(house, *plugin)
+    env = {**env, "XDG_DATA_HOME": str(workdir / "data"), "GREETER_UV": uv, "UV_NO_CONFIG": "1"}
+    links = ["--no-index", "--find-links", str(house)]
+
+    def run(*argv: str) -> float:
+        began = time.perf_counter()
+        subprocess.run(argv, env=env, cwd=workdir, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return time.perf_counter() - began
+
+    run(GREETER, "install", *links, *(dist for dist, _, _ in ENV_PLUGINS))
+    host: list[float] = []
+    own: list[float] = []
+    own_lines = {driver: f"{word} Universe" for _, driver, word in ENV_PLUGINS}
+    try:
+        for _ in range(rounds):
+            for into, lines in ((host, None), (own, own_lines)):
+                into += swap_latencies(
+                    GREETER, "process", swaps // rounds, env=env, cwd=str(workdir), warmup=2, first_lines=lines
+                )
+    finally:
+        run(GREETER, "uninstall", *(dist for dist, _, _ in ENV_PLUGINS))
+    distribution = INSTALLED[0]
+    kinds: dict[str, tuple[list[str], list[str]]] = {
+        "greeter install": ([GREETER, "install", *links, distribution], [GREETER, "uninstall", distribution]),
+        "uv pip install": (
+            [uv, "pip", "install", "--quiet", "--python", sys.executable, *links, distribution],
+            [uv, "pip", "uninstall", "--quiet", "--python", sys.executable, distribution],
+        ),
+    }
+    if subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode == 0:
+        pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+        kinds["pip install"] = ([*pip, "install", *links, distribution], [*pip, "uninstall", "--yes", distribution])
+    else:
+        note(f"{sys.executable} has no pip: the `pip install` figure is left out")
+    env = {name: value for name, value in env.items() if not name.startswith("PIP_")}  # plain pip: no wheelhouse
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for install, remove in kinds.values():
+        run(*install), run(*remove)  # each installer's cache holds the wheel once
+    for i in range(installs):
+        order = list(kinds)[i % len(kinds) :] + list(kinds)[: i % len(kinds)]
+        for kind in order:
+            install, remove = kinds[kind]
+            times[kind].append(run(*install))
+            run(*remove)
+    medians = {kind: statistics.median(seconds) for kind, seconds in times.items()}
+    p50, p99 = statistics.median(own), percentile(own, 0.99)
+    base50, base99 = statistics.median(host), percentile(host, 0.99)
+    return [
+        figure(
+            "isolated hot swap to a plugin in its own environment (`greeter install`), p50 (vs host plugins, "
+            "isolated too)",
+            ms(p50),
+            ms(base50),
+            p50 / base50,
+            "≤ 25 ms",
+            p50 <= 0.025,
+        ),
+        figure(
+            f"isolated hot swap to a plugin in its own environment, p99 ({len(own)} swaps; vs host plugins, "
+            f"{len(host)} swaps)",
+            ms(p99),
+            ms(base99),
+            p99 / base99,
+            "≤ 60 ms",
+            p99 <= 0.060,
+        ),
+        *(
+            figure(
+                f"`greeter install` of a one-module plugin from a wheelhouse into a new environment, median of "
+                f"{installs} (vs `{kind}` of the same wheel into greeter's environment)",
+                ms(medians["greeter install"]),
+                ms(medians[kind]),
+                medians["greeter install"] / medians[kind],
+            )
+            for kind in kinds
+            if kind != "greeter install"
+        ),
+    ]
+
+
 # -- main ----------------------------------------------------------------------------------------
 
 
@@ -330,19 +474,22 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=2, help="alternating rounds of swaps, in process and isolated (default: 2)"
     )
     parser.add_argument(
+        "--installs", type=int, default=10, help="alternating installs of each kind, for `environments` (default: 10)"
+    )
+    parser.add_argument(
         "--cpu", type=int, default=None, help="the CPU pinned figures run on (default: the lowest allowed)"
     )
     parser.add_argument(
         "--only",
         action="append",
-        choices=["round-trip", "start", "swap", "memory"],
+        choices=["round-trip", "start", "swap", "memory", "environments"],
         help="measure only these",
     )
     args = parser.parse_args(argv)
     cpu = args.cpu if args.cpu is not None else min(os.sched_getaffinity(0))
     if sys.prefix.startswith("/tmp"):
         note(f"{sys.prefix} is under /tmp, where stevedore keeps no entry-point cache: process figures are cold scans")
-    wanted = set(args.only or ["round-trip", "start", "swap", "memory"])
+    wanted = set(args.only or ["round-trip", "start", "swap", "memory", "environments"])
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="isolation-", dir=Path(sys.prefix).parent) as scratch:
         workdir = Path(scratch)
@@ -354,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
             ("start", lambda: worker_start(args.runs)),
             ("swap", lambda: hot_swap(workdir, env, args.swaps, args.rounds)),
             ("memory", lambda: memory(workdir, env)),
+            ("environments", lambda: own_environments(workdir, env, args.swaps, args.rounds, args.installs)),
         ]
         for name, step in steps:
             if name in wanted:

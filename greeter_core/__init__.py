@@ -1,6 +1,6 @@
 """greeter: say hello through plugins found by entry point and loaded by stevedore.
 
-The public API is the ``__all__`` of five small modules, re-exported here and
+The public API is the ``__all__`` of six small modules, re-exported here and
 imported on first use, so that ``import greeter_core`` costs next to nothing
 and the one-shot CLI pays only for what it uses. Each name is listed once, in
 the module that defines it:
@@ -10,6 +10,7 @@ the module that defines it:
 - :mod:`~greeter_core.discovery`: ``discover()``, ``find()``, ``PluginInfo`` (no plugin imported)
 - :mod:`~greeter_core.loaded`: ``LoadedPlugin``, what ``load()`` returns
 - :mod:`~greeter_core.drive`: ``load()``, in this process or in a worker
+- :mod:`~greeter_core.installing`: ``install()``, ``uninstall()``: a plugin in an environment of its own
 """
 
 import sys
@@ -21,7 +22,7 @@ TYPE_CHECKING = False
 __version__ = "1.0.0"
 
 #: The modules whose ``__all__`` make up the public API, in the order names are looked up.
-_PUBLIC = ("api", "errors", "discovery", "loaded", "drive")
+_PUBLIC = ("api", "errors", "discovery", "loaded", "drive", "installing")
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from .discovery import *
     from .drive import *
     from .errors import *
+    from .installing import *
     from .loaded import *
 
 

@@ -17,9 +17,11 @@ on its marker until it exits, and the installer removes only builds nobody holds
 greeter-core and what it needs (stevedore) are *provided*: the environment
 has no copy of them. Its plugin runs in a worker of the host's interpreter
 with ``sys.path`` = the host's standard library, the environment's
-site-packages, then the host's directories of the provided distributions
-(:func:`worker_sys_path`): the environment's own dependencies come first, and
-greeter-core and stevedore come from the host, as the handshake checks.
+site-packages, then a directory of links to the provided distributions and
+nothing else of the host's (:func:`worker_sys_path`, :func:`provided_dir`):
+the environment's own dependencies come first, greeter-core and stevedore
+come from the host, as the handshake checks, and no other library of the
+host's is importable there.
 Nothing here imports a plugin or runs an installer; this module sits below
 discovery, which lists these environments' plugins beside the host's.
 """
@@ -30,10 +32,11 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .errors import GreeterError, UsageError, describe
+from .errors import EnvironmentBrokenError, NeedsWorkerError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -46,14 +49,13 @@ __all__ = [
     "MARKER",
     "PROVIDED",
     "Environment",
-    "EnvironmentBrokenError",
-    "NeedsWorkerError",
     "canonical",
     "data_dir",
     "distribution",
     "environments_dir",
     "hold",
     "provided",
+    "provided_dir",
     "ready",
     "refuse_in_process",
     "warn_broken",
@@ -214,16 +216,78 @@ def provided() -> dict[str, Distribution]:
     return found
 
 
-def _provided_locations() -> list[str]:
-    """The ``sys.path`` entries the provided distributions are installed in (greeter-core's first)."""
+#: The provided directory of this host, once made (:func:`provided_dir`).
+_provided_dir: list[str] = []
+
+
+def _provided_entries() -> dict[str, str]:
+    """What the provided distributions put on ``sys.path``: each top-level package, module and metadata
+    directory (by name), with where it is in the host's environment."""
     from . import __file__ as core_file
 
-    locations = [os.path.dirname(os.path.dirname(os.path.abspath(core_file)))]
+    core = os.path.dirname(os.path.abspath(core_file))
+    entries = {os.path.basename(core): core}
     for dist in provided().values():
-        location = os.path.abspath(str(dist.locate_file("")))
-        if location not in locations:
-            locations.append(location)
-    return locations
+        for file in dist.files or ():
+            top = file.parts[0] if file.parts else ""
+            if not top or top in entries or top in ("..", "__pycache__") or top.endswith(".pth"):
+                continue
+            where = os.path.abspath(str(dist.locate_file(top)))
+            metadata = top.endswith((".dist-info", ".egg-info"))
+            package = os.path.exists(os.path.join(where, "__init__.py"))
+            module = top.endswith((".py", ".so", ".pyd")) and os.path.isfile(where)
+            if metadata or package or module:
+                entries[top] = where
+    return entries
+
+
+def provided_dir() -> str:
+    """A directory of symlinks to what the provided distributions put on ``sys.path``, and nothing else.
+
+    A worker of a plugin in its own environment has it on its ``sys.path``
+    instead of the host's site-packages: greeter-core and stevedore come from
+    the host, and another library of the host's is not importable there (a
+    plugin that forgot to declare it fails at once, as it would anywhere
+    else). Made once per host environment and set of provided versions, under
+    ``provided/`` in the data directory, atomically (a rename).
+    """
+    if _provided_dir:
+        return _provided_dir[0]
+    import hashlib
+
+    entries = _provided_entries()
+    key = hashlib.sha256(json.dumps([sys.prefix, sorted(entries.items())]).encode()).hexdigest()[:16]
+    top = os.path.join(data_dir(), "provided")
+    folder = os.path.join(top, key)
+    try:
+        if not os.path.isdir(folder):
+            os.makedirs(top, mode=0o755, exist_ok=True)
+            _links(entries, os.path.join(top, f".{key}-{os.getpid()}"), folder)
+    except OSError as error:  # a data directory this user cannot write: links of this process's own
+        import atexit
+        import tempfile
+
+        log.info("cannot make %s (%s): using a temporary one", folder, error.strerror or error)
+        folder = tempfile.mkdtemp(prefix="greeter-provided-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _links(entries, os.path.join(folder, ".staging"), os.path.join(folder, "links"))
+        folder = os.path.join(folder, "links")
+    _provided_dir.append(folder)
+    return folder
+
+
+def _links(entries: dict[str, str], staging: str, folder: str) -> None:
+    """Make *folder*: a symlink per entry, made in *staging* and renamed into place (whole, or not at all)."""
+    shutil.rmtree(staging, ignore_errors=True)
+    os.mkdir(staging)
+    for name, where in entries.items():
+        os.symlink(where, os.path.join(staging, name))
+    try:
+        os.rename(staging, folder)
+    except OSError:  # another process made it first: the same links
+        shutil.rmtree(staging, ignore_errors=True)
+        if not os.path.isdir(folder):
+            raise
 
 
 def _standard_library() -> list[str]:
@@ -240,41 +304,18 @@ def _standard_library() -> list[str]:
 
 def worker_sys_path(plugin: PluginInfo) -> list[str]:
     """A worker's ``sys.path`` for a plugin in its own environment: the standard library, the environment's
-    site-packages (its own dependencies win), then the host's locations of the provided distributions."""
+    site-packages (its own dependencies win), then the provided distributions (:func:`provided_dir`)."""
     env = _marker(plugin.environment)
     if env is None:
         raise EnvironmentBrokenError(plugin, "its environment is no longer there (uninstalled since?)")
     path = _standard_library()
-    for entry in (env.site_packages, *_provided_locations()):
+    for entry in (env.site_packages, provided_dir()):
         if entry not in path:
             path.append(entry)
     return path
 
 
 # -- using one ---------------------------------------------------------------------------------------------
-
-
-class EnvironmentBrokenError(GreeterError):
-    """A plugin's environment of its own cannot run (its interpreter went away, or it is gone)."""
-
-    def __init__(self, plugin: PluginInfo, problem: str) -> None:
-        super().__init__(
-            f"{describe(plugin.name, plugin)} lives in its own environment ({plugin.environment}), "
-            f"which cannot run: {problem}",
-            plugin=plugin,
-        )
-        self.problem = problem
-
-
-class NeedsWorkerError(UsageError):
-    """A plugin in an environment of its own was asked to load in this process."""
-
-    def __init__(self, plugin: PluginInfo) -> None:
-        super().__init__(
-            f"{describe(plugin.name, plugin)} lives in its own environment ({plugin.environment}) and runs only in "
-            f"a worker, never in greeter's own process: use --isolation process",
-            plugin=plugin,
-        )
 
 
 def refuse_in_process(plugin: PluginInfo) -> None:

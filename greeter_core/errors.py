@@ -27,12 +27,16 @@ from .record import PluginInfo
 __all__ = [
     "CircuitOpenError",
     "DuplicateDriverError",
+    "EnvironmentBrokenError",
     "GreeterError",
     "HandshakeError",
     "HostResourceError",
+    "InstallError",
     "IntegrityError",
     "LockMismatchError",
+    "NeedsWorkerError",
     "NoSuchDriverError",
+    "NotInstalledError",
     "PluginAPIVersionError",
     "PluginCallError",
     "PluginContractError",
@@ -41,6 +45,7 @@ __all__ = [
     "PluginLoadTimeoutError",
     "PluginTimeoutError",
     "ProtocolError",
+    "ProvidedVersionError",
     "ReloadUnsupportedError",
     "RuntimeStoppedError",
     "UsageError",
@@ -492,3 +497,68 @@ class RuntimeStoppedError(GreeterError):
 
     def __init__(self) -> None:
         super().__init__("greeter run is stopping; no more swaps")
+
+
+# -- environments of their own (greeter install) -----------------------------------------------------------
+
+
+class NeedsWorkerError(GreeterError):
+    """A plugin in an environment of its own was asked to load in greeter's own process."""
+
+    exit_code = 2
+    http_status = 409  # as ReloadUnsupportedError: the request is fine, the run's --isolation none is not
+    wire_fields = _wire(plugin=_PLUGIN)
+
+    def __init__(self, plugin: PluginInfo) -> None:
+        super().__init__(
+            f"{describe(plugin.name, plugin)} lives in its own environment ({plugin.environment}) and runs only in "
+            f"a worker, never in greeter's own process: use --isolation process",
+            plugin=plugin,
+        )
+
+
+class EnvironmentBrokenError(GreeterError):
+    """A plugin's environment of its own cannot run (its interpreter went away, or it is gone)."""
+
+    wire_fields = _wire(plugin=_PLUGIN, problem=str)
+
+    def __init__(self, plugin: PluginInfo, problem: str) -> None:
+        self.problem = problem
+        super().__init__(
+            f"{describe(plugin.name, plugin)} lives in its own environment ({plugin.environment}), "
+            f"which cannot run: {problem}",
+            plugin=plugin,
+        )
+
+
+class InstallError(GreeterError):
+    """``greeter install`` could not build the environment; the one in use, if any, is unchanged."""
+
+    wire_fields = _wire(distribution=str, reason=str)
+
+    def __init__(self, distribution: str, reason: str) -> None:
+        self.distribution = distribution
+        self.reason = reason
+        super().__init__(
+            f"cannot install {distribution} into an environment of its own: {reason} "
+            f"(an environment already installed for it is unchanged)"
+        )
+
+
+class ProvidedVersionError(InstallError):
+    """The distribution needs a version of greeter-core (or stevedore) that greeter's environment does not have."""
+
+
+class NotInstalledError(GreeterError):
+    """``greeter uninstall NAME``: NAME has no environment of its own."""
+
+    exit_code = 2
+    http_status = 404
+    wire_fields = _wire(distribution=str)
+
+    def __init__(self, distribution: str) -> None:
+        self.distribution = distribution
+        super().__init__(
+            f"{distribution} is not installed in an environment of its own (greeter list shows where each "
+            f"plugin lives; one in greeter's own environment is removed with pip uninstall {distribution})"
+        )

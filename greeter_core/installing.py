@@ -46,24 +46,13 @@ from .environments import (
     host_python,
     provided,
 )
-from .errors import GreeterError, UsageError
+from .errors import InstallError, NotInstalledError, ProvidedVersionError, UsageError
 
 if TYPE_CHECKING:
     import argparse
 
-__all__ = [
-    "UV_ENV",
-    "InstallError",
-    "Installed",
-    "NotInstalledError",
-    "ProvidedVersionError",
-    "cmd_install",
-    "cmd_uninstall",
-    "install",
-    "install_parser",
-    "uninstall",
-    "uninstall_parser",
-]
+#: The Python API (``greeter_core.install(...)``); the CLI's parsers and handlers stay module functions.
+__all__ = ["Installed", "install", "uninstall"]
 
 log = logging.getLogger(__name__)
 
@@ -75,26 +64,6 @@ _STAND_IN = "greeter-provided"
 
 #: The constraints file of a build in progress (removed before it is marked ready).
 _CONSTRAINTS = ".greeter-constraints.txt"
-
-
-class InstallError(GreeterError):
-    """``greeter install`` could not build the environment; the one in use, if any, is unchanged."""
-
-    def __init__(self, distribution: str, reason: str) -> None:
-        super().__init__(
-            f"cannot install {distribution} into an environment of its own: {reason} "
-            f"(an environment already installed for it is unchanged)"
-        )
-        self.distribution = distribution
-        self.reason = reason
-
-
-class ProvidedVersionError(InstallError):
-    """The distribution needs a version of greeter-core (or stevedore) that the host does not provide."""
-
-
-class NotInstalledError(UsageError):
-    """``greeter uninstall NAME``: no environment of its own for NAME."""
 
 
 class Installed(NamedTuple):
@@ -201,16 +170,18 @@ def uninstall(distribution: str) -> str:
     name = requested_name(distribution)
     folder = os.path.join(environments_dir(), name)
     with locked():
-        if not os.path.isdir(folder):
-            raise NotInstalledError(
-                f"{distribution} is not installed in an environment of its own (greeter list shows where each "
-                f"plugin lives; one in greeter's own environment is removed with pip uninstall {distribution})"
-            )
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(os.path.join(folder, CURRENT))
-        collect(folder)
-        with contextlib.suppress(OSError):
-            os.rmdir(folder)  # only when nothing in it is still in use
+        except FileNotFoundError:
+            installed = False  # never installed, or uninstalled already (a build still in use may be left)
+        else:
+            installed = True
+        if os.path.isdir(folder):
+            collect(folder)
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only when nothing in it is still in use
+        if not installed:
+            raise NotInstalledError(distribution)
     return folder
 
 

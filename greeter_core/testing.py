@@ -9,6 +9,10 @@ by its entry-point name through the core's loader, as ``greeter`` would::
     class TestConformance(PluginConformance):
         driver = "esperanto"
 
+A plugin installed with ``greeter install`` (in an environment of its own)
+is checked the same way, in a worker, as it always runs: its output to
+stdout is what its worker wrote there.
+
 A base class rather than a ``pytest11`` plugin: it is opt-in, visible in the
 test module that uses it, and needs no per-project configuration, so the
 same test file runs unchanged in the plugin's own checkout and in a larger
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import os
 import subprocess
 import sys
@@ -42,7 +47,7 @@ from . import api
 from .api import DEFAULT_NAME, GROUP
 from .discovery import PluginInfo, find
 from .drive import load
-from .errors import GreeterError, NoSuchDriverError, describe
+from .errors import GreeterError, NoSuchDriverError, PluginCallError, describe
 from .loaded import LoadedPlugin
 from .loading import InProcessPlugin
 
@@ -99,6 +104,9 @@ class PluginConformance:
     def test_is_a_greeter(self) -> None:
         """The plugin subclasses ``Greeter`` or conforms to it: ``greet(name)`` takes one name."""
         with self._loaded() as loaded:
+            if not isinstance(loaded, InProcessPlugin):  # in its own environment: its worker checked the contract
+                self._greet_one_name(loaded)
+                return
             greet = loaded.obj.greet
         try:
             inspect.signature(greet).bind("name")
@@ -133,6 +141,9 @@ class PluginConformance:
 
     def test_does_not_write_to_stdout(self, capfd: pytest.CaptureFixture[str]) -> None:
         """Neither building the plugin nor greeting writes to stdout (``sys.stdout`` or fd 1)."""
+        if self._info().environment:
+            self._expect_no_worker_stdout()
+            return
         with self._loaded() as loaded:
             self._expect_no_stdout(capfd, "while being loaded")
             for name in NAMES.values():
@@ -143,8 +154,12 @@ class PluginConformance:
         """Importing, loading and greeting in a new interpreter writes nothing to stdout.
 
         This is where output at import time shows: in this process an
-        earlier test may have imported the plugin's module already.
+        earlier test may have imported the plugin's module already. A plugin in
+        its own environment is imported afresh by each worker: its worker's stdout is checked.
         """
+        if self._info().environment:
+            self._expect_no_worker_stdout()
+            return
         result = _in_fresh_interpreter(_IMPORT_LOAD_GREET, self._driver())
         if result.returncode != 0:
             raise self._problem(
@@ -219,16 +234,56 @@ class PluginConformance:
             raise _failed(str(error)) from None
 
     @contextmanager
-    def _loaded(self, config: Mapping[str, str] | None = None) -> Iterator[InProcessPlugin]:
-        """Load the installed plugin by its entry-point name, as ``greeter`` does; close it after."""
+    def _loaded(self, config: Mapping[str, str] | None = None) -> Iterator[LoadedPlugin]:
+        """Load the installed plugin by its entry-point name, as ``greeter`` does; close it after.
+
+        In this process, or in a worker for a plugin in an environment of its own (it never runs in process).
+        """
         info = self._info()
         try:
-            loaded = load(info.name, config=config)
+            loaded = (
+                load(info.name, config=config, isolation="process")
+                if info.environment
+                else load(info.name, config=config)
+            )
         except GreeterError as error:
-            raise _failed(f"loading it with greeter_core.load({info.name!r}): {error}{_cause(error)}") from None
-        assert isinstance(loaded, InProcessPlugin)
+            shown = ", isolation='process'" if info.environment else ""
+            raise _failed(f"loading it with greeter_core.load({info.name!r}{shown}): {error}{_cause(error)}") from None
         with loaded:
             yield loaded
+
+    def _greet_one_name(self, loaded: LoadedPlugin) -> None:
+        """In a worker: ``greet()`` is called with one name (a TypeError there is the signature's fault)."""
+        try:
+            loaded.greet("Ada")
+        except PluginCallError as error:
+            if error.error.startswith("TypeError:"):
+                raise self._problem(
+                    f"has a greet() that cannot be called with one name ({error.error})",
+                    "define greet(self, name: str) -> str, best in a subclass of greeter_core.Greeter",
+                ) from None
+            raise _failed(f"calling greet('Ada'): {error}") from None
+
+    def _expect_no_worker_stdout(self) -> None:
+        """Load in a worker (a fresh import) and greet every name: its stdout reaches greeter's log as
+        ``stdout: ...`` records of the plugin's logger, which must get none."""
+        written: list[str] = []
+        collect = logging.Handler()
+        collect.emit = lambda record: written.append(record.getMessage())  # type: ignore[method-assign]
+        logger = logging.getLogger(f"{GROUP}.{self._driver()}")
+        logger.addHandler(collect)
+        try:
+            with self._loaded() as loaded:
+                for name in NAMES.values():
+                    self._greet(loaded, name)
+        finally:  # the worker is stopped and its output drained by now
+            logger.removeHandler(collect)
+        lines = [line.removeprefix("stdout: ") for line in written if line.startswith("stdout: ")]
+        if lines:
+            raise self._problem(
+                f"wrote {lines!r} to stdout in its worker (loading, greeting)",
+                f"remove print() calls and other stdout writes, at import time too; {_NO_PRINT}",
+            )
 
     def _greet(self, loaded: LoadedPlugin, name: str) -> str:
         try:

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -40,6 +41,8 @@ ONE_V2 = PluginSpec(
 )
 TWO = PluginSpec("envtwo", _uses_testlib("two"), dependencies=(f"{TESTLIB}>=2", "greeter-core>=1"))
 FUTURE = PluginSpec("envfuture", dependencies=("greeter-core>=2",))
+UNDECLARED = PluginSpec("envundeclared", _uses_testlib("undeclared"), module_name="gt_envundeclared")
+PRINTS = PluginSpec("envprints", greet_body('print("debug:", name)\nreturn "hi " + (name or "Universe")'))
 NOT_A_PLUGIN = "greeter-testlib"
 
 
@@ -70,7 +73,7 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory, builder: WheelBuilder) 
     scratch = tmp_path_factory.mktemp("projects")
     house = tmp_path_factory.mktemp("wheelhouse")
     wheels = [builder.wheel(_testlib(scratch, version)) for version in ("1.0", "2.0")]
-    for spec in (ONE, TWO, FUTURE):
+    for spec in (ONE, TWO, FUTURE, PRINTS, UNDECLARED):
         wheels.append(builder.wheel(spec.write_project(scratch / spec.dist / spec.version).parent))
     for wheel in wheels:
         os.link(wheel, house / wheel.name)
@@ -374,22 +377,32 @@ def test_the_list_cache_sees_an_install(greeter: Greeter, wheelhouse: Path, data
     assert "envtwo" in greeter("list").stdout
 
 
-def test_the_environments_own_dependency_wins_over_the_hosts(
-    venv: Venv, wheelhouse: Path, data: Path, tmp_path: Path
-) -> None:
-    """A host that has greeter-testlib 2.0 itself: ONE, in its own environment, still imports its 1.0."""
-    venv.install(next(wheelhouse.glob("greeter_testlib-2.0-*.whl")))
+def _venv_greeter(venv: Venv, data: Path, cwd: Path) -> Greeter:
+    """``greeter(*args)`` in *venv* (the host), with this test's data directory."""
     from uv import find_uv_bin
 
     env = {**venv.env, "XDG_DATA_HOME": str(data), "GREETER_UV": find_uv_bin()}  # the venv has no uv of its own
 
-    def greeter(*args: str) -> subprocess.CompletedProcess[str]:
+    def greeter(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         command = [str(venv.python), "-m", "greeter_core", *args]
-        return subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
-    assert greeter(*_installs(wheelhouse), ONE.dist).returncode == 0
+    return greeter
+
+
+def test_the_environments_own_dependency_wins_over_the_hosts(
+    venv: Venv, wheelhouse: Path, data: Path, tmp_path: Path
+) -> None:
+    """A host that has greeter-testlib 2.0 itself: ONE, in its own environment, still imports its 1.0; a plugin
+    that does not declare greeter-testlib cannot import the host's (only what is provided comes from the host)."""
+    venv.install(next(wheelhouse.glob("greeter_testlib-2.0-*.whl")))
+    greeter = _venv_greeter(venv, data, tmp_path)
+    assert greeter(*_installs(wheelhouse), ONE.dist, UNDECLARED.dist).returncode == 0
     done = greeter("--driver", "envone", "--isolation", "process")
     assert (done.returncode, done.stdout) == (0, "one testlib-1.0 Universe\n"), done.stderr
+    done = greeter("--driver", "envundeclared", "--isolation", "process")
+    assert (done.returncode, done.stdout) == (1, ""), done.stdout
+    assert "No module named 'greeter_testlib'" in one_line(done.stderr)
 
 
 def test_the_operators_commands_run_as_written(wheelhouse: Path, data: Path, tmp_path: Path) -> None:
@@ -450,3 +463,137 @@ def test_the_lock_pins_the_files_of_a_plugin_in_its_own_environment(
     done = greeter(*run)
     assert done.returncode == 1
     assert "greeter-envone" in one_line(done.stderr)
+
+
+def test_sighup_swaps_between_plugins_in_their_own_environments(both: tuple[Path, str, str], tmp_path: Path) -> None:
+    """`greeter run --driver-file F`: SIGHUP swaps to the plugin F names, in its environment, and back."""
+    data, _, _ = both
+    driver_file = tmp_path / "driver"
+    driver_file.write_text("envone\n")
+    with launcher(_env(data), tmp_path) as start:
+        run = start("--driver-file", str(driver_file), "--isolation", "process", "--interval", "0.02")
+        run.wait_greetings("one testlib-1.0 Universe")
+        for driver, text in [("envtwo", "two testlib-2.0"), ("english", "Hello"), ("envone", "one testlib-1.0")]:
+            driver_file.write_text(f"{driver}\n")
+            run.send(signal.SIGHUP)
+            run.wait_greetings(f"{text} Universe")
+        assert run.stop() == 0
+        assert run.summary()[2] == 3  # swaps
+
+
+def test_metrics_count_plugins_in_their_own_environments(both: tuple[Path, str, str], tmp_path: Path) -> None:
+    """/metrics has the greetings and worker starts of each plugin in its own environment, by driver."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    data, _, _ = both
+    with launcher(_env(data), tmp_path) as start:
+        run = start("--driver", "envone", "--isolation", "process", "--interval", "0.02", "--control", "127.0.0.1:0")
+        run.wait_greetings("one testlib-1.0 Universe", more=2)
+        assert run.swap("envtwo").status == 200
+        run.wait_greetings("two testlib-2.0 Universe", more=2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{run.port}/metrics", timeout=60) as response:
+            text = response.read().decode("utf-8")
+        assert run.stop() == 0
+    samples = {
+        (sample.name, sample.labels.get("driver")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    for driver in ("envone", "envtwo"):
+        assert samples[("greeter_greetings_total", driver)] >= 2
+        assert samples[("greeter_worker_starts_total", driver)] >= 1
+        assert samples.get(("greeter_errors_total", driver), 0) == 0
+
+
+def test_a_swap_to_one_under_isolation_none_is_a_conflict(both: tuple[Path, str, str], tmp_path: Path) -> None:
+    """`greeter run --isolation none`: `?mod=` a plugin in its own environment is 409, saying why; the run goes on."""
+    data, _, _ = both
+    with launcher(_env(data), tmp_path) as start:
+        run = start("--driver", "english", "--isolation", "none", "--interval", "0.02", "--control", "127.0.0.1:0")
+        run.wait_greetings("Hello Universe")
+        reply = run.swap("envone")
+        assert reply.status == 409
+        assert "lives in its own environment" in reply.data["error"] and "--isolation process" in reply.data["error"]
+        run.wait_greetings("Hello Universe", more=2)
+        assert run.stop() == 0
+
+
+def test_install_a_wheel_by_its_path(greeter: Greeter, wheelhouse: Path, data: Path) -> None:
+    """`greeter install PATH.whl`: the distribution is named from the wheel's file name (greeter_envone-...)."""
+    [wheel] = wheelhouse.glob("greeter_envone-1.0-*.whl")
+    done = greeter(*_installs(wheelhouse), str(wheel))
+    assert done.returncode == 0, done.stderr
+    assert _build(data, ONE).is_dir()
+    assert greeter("--driver", "envone", "--isolation", "process").stdout == "one testlib-1.0 Universe\n"
+    assert greeter("uninstall", ONE.dist).returncode == 0
+
+
+def test_install_and_uninstall_from_the_python_api(
+    wheelhouse: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`greeter_core.install()` is the command's code: the plugin is then found and greets in a worker; a
+    refusal is a GreeterError naming the distribution; `greeter_core.uninstall()` removes it."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
+    monkeypatch.setenv("UV_NO_CONFIG", "1")
+    installed = greeter_core.install(ONE.dist, find_links=[str(wheelhouse)], no_index=True)
+    assert (installed.distribution, installed.plugins, installed.built) == (ONE.dist, ("envone",), True)
+    assert greeter_core.find("envone").environment == installed.environment
+    with greeter_core.load("envone", isolation="process") as loaded:
+        assert loaded.greet("Ada") == "one testlib-1.0 Ada"
+    with pytest.raises(greeter_core.ProvidedVersionError, match=f"cannot install {FUTURE.dist}"):
+        greeter_core.install(FUTURE.dist, find_links=[str(wheelhouse)], no_index=True)
+    assert greeter_core.uninstall(ONE.dist) == str(data / "greeter" / "envs" / ONE.dist)
+    with pytest.raises(greeter_core.NoSuchDriverError):
+        greeter_core.find("envone")
+    with pytest.raises(greeter_core.NotInstalledError, match="pip uninstall greeter-envone"):
+        greeter_core.uninstall(ONE.dist)
+
+
+def test_the_conformance_kit_checks_plugins_in_their_own_environments(
+    greeter: Greeter, wheelhouse: Path, data: Path, tmp_path: Path
+) -> None:
+    """PluginConformance runs every check on a plugin installed with `greeter install`, in a worker: one that
+    prints passes them all but the two stdout checks, and those say what it wrote."""
+    import xml.etree.ElementTree as ET
+
+    assert greeter(*_installs(wheelhouse), PRINTS.dist).returncode == 0
+    (tmp_path / "test_kit.py").write_text(
+        "from greeter_core.testing import PluginConformance\n\n\n"
+        "class TestEnvprints(PluginConformance):\n    driver = 'envprints'\n"
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--junitxml",
+        "report.xml",
+        "test_kit.py",
+    ]
+    done = subprocess.run(command, cwd=tmp_path, env=_env(data), capture_output=True, text=True, timeout=300)
+    assert (tmp_path / "report.xml").exists(), done.stdout + done.stderr
+    results = {
+        case.get("name", ""): case.find("failure") for case in ET.parse(tmp_path / "report.xml").iter("testcase")
+    }
+    assert len(results) == 14  # every check
+    failed = {check: failure for check, failure in results.items() if failure is not None}
+    assert sorted(failed) == ["test_does_not_write_to_stdout", "test_does_not_write_to_stdout_in_a_fresh_interpreter"]
+    for failure in failed.values():
+        message = failure.get("message", "")
+        assert "plugin 'envprints' (greeter-envprints 1.0)" in message and "wrote ['debug: Ada'" in message
+
+
+def test_a_data_directory_without_room_for_the_provided_links_still_runs(
+    greeter: Greeter, wheelhouse: Path, data: Path, tmp_path: Path
+) -> None:
+    """Where the links to what the host provides cannot be made in the data directory, greeter makes them in a
+    temporary directory of its own, and removes it at exit."""
+    assert greeter(*_installs(wheelhouse), ONE.dist).returncode == 0
+    (data / "greeter" / "provided").write_text("not a directory")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    done = _greeter(_env(data, TMPDIR=str(scratch)), tmp_path)("--driver", "envone", "--isolation", "process")
+    assert (done.returncode, done.stdout) == (0, "one testlib-1.0 Universe\n"), done.stderr
+    assert list(scratch.iterdir()) == []

@@ -14,6 +14,7 @@ from greeter_core.worker import codec
 from greeter_core.worker.protocol import ERROR, Channel
 
 INFO = PluginInfo("panic", "greeter-panic", "1.0", "greeter_panic:Panic")
+IN_ENV = INFO._replace(environment="/data/greeter/envs/greeter-panic/b-1")
 OTHER = PluginInfo("panic", "greeter-other", "2.0", "other:Panic")
 
 ALL_ERRORS = [
@@ -40,6 +41,11 @@ ALL_ERRORS = [
     errors.ProtocolError("panic", INFO, "reply of 20971520 bytes exceeds the 16 MiB limit"),
     errors.WorkerUnavailableError("panic", INFO, "worker exited with code 3", 0.5),
     errors.CircuitOpenError("panic", INFO, 5, 60.0, 42.0),
+    errors.NeedsWorkerError(IN_ENV),
+    errors.EnvironmentBrokenError(IN_ENV, "the Python 3.11 it was built with (/usr/bin/python3.11) is gone"),
+    errors.InstallError("greeter-panic", "No solution found when resolving dependencies"),
+    errors.ProvidedVersionError("greeter-panic", "it requires greeter-core>=2"),
+    errors.NotInstalledError("greeter-panic"),
 ]
 
 
@@ -128,7 +134,7 @@ def test_plugin_errors_name_the_plugin_and_its_distribution(error: errors.Greete
     """A message about a plugin says which one and which distribution provided it."""
     assert "'panic'" in str(error)
     assert "greeter-panic" in str(error)
-    assert error.plugin == INFO
+    assert error.plugin in (INFO, IN_ENV)
     assert error.driver == "panic"
 
 
@@ -186,6 +192,8 @@ HTTP_STATUS = {
     errors.RuntimeStoppedError: 409,
     errors.UsageError: 400,
     errors.HostResourceError: 503,
+    errors.NeedsWorkerError: 409,
+    errors.NotInstalledError: 404,
 }
 
 #: What a worker may report: errors about the plugin it runs, each exit 1.

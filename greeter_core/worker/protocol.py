@@ -126,6 +126,17 @@ def core_identity() -> dict[str, str]:
     return {"version": __version__, "location": os.path.dirname(os.path.abspath(core_file))}
 
 
+def _same_core(core: object, mine: dict[str, str]) -> bool:
+    """Whether *core* (a peer's :func:`core_identity`) is this greeter-core: the same version, imported from the
+    same directory (real paths: a worker of a plugin in its own environment imports it through a link)."""
+    if core == mine:
+        return True
+    if not isinstance(core, dict) or set(core) != set(mine) or core.get("version") != mine["version"]:
+        return False
+    location = core.get("location")
+    return isinstance(location, str) and os.path.realpath(location) == os.path.realpath(mine["location"])
+
+
 def check_hello(hello: Any, *, peer: str, me: str) -> str | None:
     """What is wrong with the *peer*'s hello (not ours, versions differ, another core), else None.
 
@@ -139,7 +150,7 @@ def check_hello(hello: Any, *, peer: str, me: str) -> str | None:
     if hello.get("api_version") != API_VERSION:
         return f"the {peer} provides plugin API {_shown(hello.get('api_version'))}, this {me} provides {API_VERSION}"
     core, mine = hello.get("core"), core_identity()
-    if core != mine:
+    if not _same_core(core, mine):
         theirs = (
             f"greeter-core {_shown(core.get('version'))} from {_shown(core.get('location'))}"
             if isinstance(core, dict)
