@@ -21,22 +21,10 @@ os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="greeter-tests-cache-")
 # this session (pytest-xdist's workers inherit the controller's), where each test otherwise has a cache of its own.
 os.environ["PIP_CACHE_DIR"] = os.environ.get("PIP_CACHE_DIR") or tempfile.mkdtemp(prefix="greeter-tests-pip-")
 
-from helpers import (
-    ALPHA_V1,
-    BETA,
-    PluginFactory,
-    PluginSpec,
-    RunningGreeter,
-    Venv,
-    WheelBuilder,
-    build_core_wheel,
-    clean_env,
-    core_venv,
-    forget_plugins,
-    launcher,
-    wheel_builder,
-    wheel_of_installed,
-)
+from basics import clean_env
+from plugins import ALPHA_V1, BETA, PluginFactory, PluginSpec, forget_plugins
+from running import RunningGreeter, cli_runner, launcher
+from wheels import Venv, WheelBuilder, build_core_wheel, core_venv, wheel_builder, wheel_of_installed
 
 from greeter_core import find, load
 from greeter_core.drive import DEFAULT_CALL_TIMEOUT
@@ -161,19 +149,7 @@ def greeter_env(site: Path, tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def cli(greeter_env: dict[str, str], tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run ``python -m greeter_core ARGS`` to completion; return the CompletedProcess (text)."""
-
-    def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "greeter_core", *args],
-            env=greeter_env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            timeout=timeout,
-        )
-
-    return run
+    return cli_runner(greeter_env, tmp_path)
 
 
 @pytest.fixture

@@ -17,19 +17,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import (
-    ALPHA,
-    HANG,
-    OS_EXIT,
-    Lines,
-    PluginSpec,
-    alive,
-    greet_body,
-    kill_quietly,
-    one_line,
-    parent,
-    wait_for,
-)
+from basics import one_line, wait_for
+from plugins import ALPHA, HANG, OS_EXIT, PluginSpec, greet_body
+from processes import alive, kill_quietly, parent
+from running import Lines
 
 from greeter_core import (
     CircuitOpenError,

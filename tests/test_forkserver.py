@@ -11,18 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import (
-    ALPHA,
-    OS_EXIT,
-    SEGFAULT,
-    PluginSpec,
-    alive,
-    greet_body,
-    kill_quietly,
-    marking,
-    parent,
-    wait_for,
-)
+from basics import wait_for
+from plugins import ALPHA, OS_EXIT, SEGFAULT, PluginSpec, greet_body, marking
+from processes import alive, kill_quietly, parent
 
 from greeter_core import LoadedPlugin, WorkerCrashedError, load
 from greeter_core.worker.client import worker_sys_path

@@ -20,7 +20,9 @@ import sys
 import threading
 
 import pytest
-from helpers import ALPHA, BETA, NOISY, SUMMARY, PluginSpec, RunningGreeter, greet_body, one_line
+from basics import one_line
+from plugins import ALPHA, BETA, NOISY, PluginSpec, greet_body
+from running import SUMMARY, RunningGreeter
 
 from greeter_core import PluginCallError, PluginContractError, PluginInfo, PluginLoadError, load
 from greeter_core.loading import InProcessPlugin

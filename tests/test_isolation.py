@@ -11,23 +11,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import (
-    ALPHA,
-    BROKEN_IMPORT,
-    ECHO_CONFIG,
-    HANG,
-    NOISY,
-    OS_EXIT,
-    PANIC,
-    SEGFAULT,
-    SYS_EXIT,
-    Lines,
-    alive,
-    children,
-    descendants,
-    kill_quietly,
-    wait_for,
-)
+from basics import wait_for
+from plugins import ALPHA, BROKEN_IMPORT, ECHO_CONFIG, HANG, NOISY, OS_EXIT, PANIC, SEGFAULT, SYS_EXIT
+from processes import alive, children, kill_quietly
+from running import Lines
 
 from greeter_core import (
     HandshakeError,
@@ -42,6 +29,7 @@ from greeter_core import (
 from greeter_core.worker import protocol
 from greeter_core.worker.client import WorkerPlugin
 from greeter_core.worker.supervision import Supervision
+from greeter_core.worker.tree import descendants
 
 FAULTS = [OS_EXIT, SEGFAULT, HANG, PANIC, SYS_EXIT, BROKEN_IMPORT, NOISY, ECHO_CONFIG, ALPHA]
 

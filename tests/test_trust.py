@@ -13,7 +13,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import PluginSpec, RunningGreeter, alive, greet_body, greeter_code, kill_quietly, one_line, wait_for
+from basics import one_line, wait_for
+from plugins import PluginSpec, greet_body, greeter_code
+from processes import alive, kill_quietly
+from running import RunningGreeter
 from unprivileged import Unprivileged, unprivileged  # noqa: F401  (the session fixture)
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="Linux only")
