@@ -9,7 +9,6 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,11 +24,6 @@ from basics import clean_env
 from plugins import ALPHA_V1, BETA, PluginFactory, PluginSpec, forget_plugins
 from running import RunningGreeter, cli_runner, launcher
 from wheels import Venv, WheelBuilder, build_core_wheel, core_venv, wheel_builder, wheel_of_installed
-
-from greeter_core import find, load
-from greeter_core.drive import DEFAULT_CALL_TIMEOUT
-from greeter_core.worker.client import WorkerPlugin
-from greeter_core.worker.supervision import Supervision
 
 #: The temporary directories this process made, removed when its session ends: its stevedore cache, and
 #: the pip cache unless it inherited it (a pytest-xdist worker, or a pip cache the user chose).
@@ -189,28 +183,3 @@ def venv_start(venv: Venv, tmp_path: Path) -> Iterator[Callable[..., RunningGree
     """``start(*args)`` runs `greeter run ARGS` from the :func:`venv`; whatever still runs is killed after."""
     with launcher(venv.env, tmp_path, str(venv.python)) as start:
         yield start
-
-
-@pytest.fixture
-def isolated(plugins: Path) -> Iterator[Callable[..., WorkerPlugin]]:
-    """``isolated(name, **options)`` starts a worker-backed plugin, closed after the test.
-
-    It loads from what the test module's own ``plugins`` fixture installed. With
-    ``supervision=Supervision(...)`` the options are :class:`WorkerPlugin`'s own
-    (``load()`` takes no supervision numbers).
-    """
-    opened: list[WorkerPlugin] = []
-
-    def start(name: str, supervision: Supervision | None = None, **options: Any) -> WorkerPlugin:
-        if supervision is None:
-            greeter = load(name, isolation="process", **options)
-        else:
-            options.setdefault("call_timeout", DEFAULT_CALL_TIMEOUT)
-            greeter = WorkerPlugin(find(name), supervision=supervision, **options).start()
-        assert isinstance(greeter, WorkerPlugin)
-        opened.append(greeter)
-        return greeter
-
-    yield start
-    for greeter in opened:
-        greeter.close()

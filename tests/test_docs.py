@@ -502,6 +502,7 @@ def test_the_sdist_holds_the_tests_tox_the_plugins_the_docs_and_the_bench(tmp_pa
     for expected in (
         "tests/conftest.py",
         "tests/plugins.py",
+        "tests/isolation/conftest.py",
         "tox.ini",
         "toxfile.py",
         "MANIFEST.in",

@@ -5,7 +5,7 @@ it raises what ``except Exception`` does not catch, lies about its types,
 hangs where the host waits for it, leaves threads behind, or writes what
 breaks "one greeting per line". What only ``--isolation process`` can
 contain (``os._exit``, a segfault, a hang in C code) is tested in
-``test_isolation.py``.
+``isolation/test_containment.py``.
 """
 
 from __future__ import annotations

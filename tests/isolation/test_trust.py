@@ -266,12 +266,11 @@ MALLOC = PluginSpec(
 )
 
 
-@pytest.fixture
-def plugins(install, on_path):
-    install(MMAP, BYTEARRAY, MALLOC)
-    return on_path
+#: What the memory tests' workers load (conftest's ``plugins``).
+MEMORY_HOGS = pytest.mark.plugins(MMAP, BYTEARRAY, MALLOC)
 
 
+@MEMORY_HOGS
 @pytest.mark.parametrize("plugin", ["mapper", "bytes", "malloc"])
 def test_worker_memory_bounds_every_way_of_allocating(isolated, plugin: str) -> None:
     """512 MiB under --worker-memory 128, by a shared mapping, a bytearray or C's malloc: the limit, by name."""
@@ -282,6 +281,7 @@ def test_worker_memory_bounds_every_way_of_allocating(isolated, plugin: str) -> 
         greeter.greet("512")
 
 
+@MEMORY_HOGS
 @pytest.mark.parametrize("plugin", ["mapper", "bytes", "malloc"])
 def test_a_worker_under_its_memory_limit_allocates_what_it_was_given(isolated, plugin: str) -> None:
     """The limit is the plugin's to use: 96 MiB under --worker-memory 128 is fine (the interpreter's own

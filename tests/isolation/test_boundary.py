@@ -277,11 +277,8 @@ HOSTILE = [
 ]
 
 
-@pytest.fixture
-def plugins(install, on_path: Path) -> Path:
-    """Every hostile plugin installed and visible to this process (and so to its workers)."""
-    install(*HOSTILE)
-    return on_path
+#: Every hostile plugin installed and visible to this process (and so to its workers): conftest's ``plugins``.
+pytestmark = pytest.mark.plugins(*HOSTILE)
 
 
 # -- 1. the host never builds objects named by bytes a worker sent ------------------------------------

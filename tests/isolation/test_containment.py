@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 from basics import wait_for
@@ -34,11 +33,8 @@ from greeter_core.worker.tree import descendants
 FAULTS = [OS_EXIT, SEGFAULT, HANG, PANIC, SYS_EXIT, BROKEN_IMPORT, NOISY, ECHO_CONFIG, ALPHA]
 
 
-@pytest.fixture
-def plugins(install, on_path: Path) -> Path:
-    """Every fixture plugin installed and visible to this process (and so to its workers)."""
-    install(*FAULTS)
-    return on_path
+#: Every fixture plugin installed and visible to this process (and so to its workers): conftest's ``plugins``.
+pytestmark = pytest.mark.plugins(*FAULTS)
 
 
 def test_an_isolated_greeter_greets_like_an_in_process_one(isolated) -> None:
