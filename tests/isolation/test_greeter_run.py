@@ -216,14 +216,17 @@ def test_status_shows_an_open_circuit_and_a_swap_clears_it(start) -> None:
 
 
 def test_worker_limits_from_the_command_line_are_applied_and_shown_in_status(start, install) -> None:
-    """--worker-memory/-cpu/-files become the worker's rlimits (its /proc/<pid>/limits) and /status shows them."""
+    """--worker-memory/-cpu/-files/-processes become the worker's limits (its /proc/<pid>/limits) and /status
+    shows them, with what bounds the processes."""
     install(ALPHA)
     greeter = start(
         "--driver", "alpha", "--isolation", "process", "--control", "127.0.0.1:0",
-        "--worker-memory", "300", "--worker-cpu", "50", "--worker-files", "100",
+        "--worker-memory", "300", "--worker-cpu", "50", "--worker-files", "100", "--worker-processes", "40",
     )  # fmt: skip
     worker = greeter.status()["worker"]
-    assert worker["limits"] == {"memory_mib": 300, "cpu_seconds": 50, "files": 100}
+    bound_by = worker["limits"].pop("processes_bound_by")
+    assert worker["limits"] == {"memory_mib": 300, "cpu_seconds": 50, "files": 100, "processes": 40}
+    assert isinstance(bound_by, str) and bound_by
     table = Path(f"/proc/{worker['pid']}/limits").read_text().splitlines()
     limits = {line[:26].strip(): line[26:].split()[:2] for line in table}
     assert limits["Max data size"] == [str(300 * 1024 * 1024)] * 2
