@@ -9,7 +9,6 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,27 +20,10 @@ os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="greeter-tests-cache-")
 # this session (pytest-xdist's workers inherit the controller's), where each test otherwise has a cache of its own.
 os.environ["PIP_CACHE_DIR"] = os.environ.get("PIP_CACHE_DIR") or tempfile.mkdtemp(prefix="greeter-tests-pip-")
 
-from helpers import (
-    ALPHA_V1,
-    BETA,
-    PluginFactory,
-    PluginSpec,
-    RunningGreeter,
-    Venv,
-    WheelBuilder,
-    build_core_wheel,
-    clean_env,
-    core_venv,
-    forget_plugins,
-    launcher,
-    wheel_builder,
-    wheel_of_installed,
-)
-
-from greeter_core import find, load
-from greeter_core.drive import DEFAULT_CALL_TIMEOUT
-from greeter_core.worker.client import WorkerPlugin
-from greeter_core.worker.supervision import Supervision
+from basics import clean_env
+from plugins import ALPHA_V1, BETA, PluginFactory, PluginSpec, forget_plugins
+from running import RunningGreeter, cli_runner, launcher
+from wheels import Venv, WheelBuilder, build_core_wheel, core_venv, wheel_builder, wheel_of_installed
 
 #: The temporary directories this process made, removed when its session ends: its stevedore cache, and
 #: the pip cache unless it inherited it (a pytest-xdist worker, or a pip cache the user chose).
@@ -161,19 +143,7 @@ def greeter_env(site: Path, tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def cli(greeter_env: dict[str, str], tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run ``python -m greeter_core ARGS`` to completion; return the CompletedProcess (text)."""
-
-    def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "greeter_core", *args],
-            env=greeter_env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            timeout=timeout,
-        )
-
-    return run
+    return cli_runner(greeter_env, tmp_path)
 
 
 @pytest.fixture
@@ -213,28 +183,3 @@ def venv_start(venv: Venv, tmp_path: Path) -> Iterator[Callable[..., RunningGree
     """``start(*args)`` runs `greeter run ARGS` from the :func:`venv`; whatever still runs is killed after."""
     with launcher(venv.env, tmp_path, str(venv.python)) as start:
         yield start
-
-
-@pytest.fixture
-def isolated(plugins: Path) -> Iterator[Callable[..., WorkerPlugin]]:
-    """``isolated(name, **options)`` starts a worker-backed plugin, closed after the test.
-
-    It loads from what the test module's own ``plugins`` fixture installed. With
-    ``supervision=Supervision(...)`` the options are :class:`WorkerPlugin`'s own
-    (``load()`` takes no supervision numbers).
-    """
-    opened: list[WorkerPlugin] = []
-
-    def start(name: str, supervision: Supervision | None = None, **options: Any) -> WorkerPlugin:
-        if supervision is None:
-            greeter = load(name, isolation="process", **options)
-        else:
-            options.setdefault("call_timeout", DEFAULT_CALL_TIMEOUT)
-            greeter = WorkerPlugin(find(name), supervision=supervision, **options).start()
-        assert isinstance(greeter, WorkerPlugin)
-        opened.append(greeter)
-        return greeter
-
-    yield start
-    for greeter in opened:
-        greeter.close()

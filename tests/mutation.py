@@ -42,10 +42,15 @@ TARGETS: dict[str, list[str]] = {
     "lock.py": ["test_lock_file.py", "test_lock.py"],
     "catalog.py": ["test_catalog.py"],
     "guard.py": ["test_loading.py", "test_hostile_plugins.py"],
-    "worker/protocol.py": ["test_deadline.py", "test_errors.py", "test_isolation.py", "test_boundary.py"],
+    "worker/protocol.py": [
+        "test_deadline.py",
+        "test_errors.py",
+        "isolation/test_containment.py",
+        "isolation/test_boundary.py",
+    ],
     # the wire codec: errors.to_data/from_data, or worker/codec.py once it moves there
-    "worker/codec.py": ["test_errors.py", "test_boundary.py"],
-    "errors.py": ["test_errors.py", "test_worker_failure.py", "test_boundary.py"],
+    "worker/codec.py": ["test_errors.py", "isolation/test_boundary.py"],
+    "errors.py": ["test_errors.py", "test_worker_failure.py", "isolation/test_boundary.py"],
 }
 
 

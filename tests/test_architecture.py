@@ -13,7 +13,7 @@ import ast
 from pathlib import Path
 
 import pytest
-from helpers import REPO
+from basics import REPO
 
 #: Bottom to top. A module may import only modules that come before it.
 ORDER = [

@@ -20,18 +20,9 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import (
-    ALPHA_V1,
-    ALPHA_V2,
-    GAMMA,
-    PluginFactory,
-    PluginSpec,
-    RunningGreeter,
-    Venv,
-    imports_of,
-    marking,
-    uv,
-)
+from plugins import ALPHA_V1, ALPHA_V2, GAMMA, PluginFactory, PluginSpec, imports_of, marking
+from running import RunningGreeter
+from wheels import Venv, uv
 
 import greeter_core
 from greeter_core import NoSuchDriverError, catalog, discovery

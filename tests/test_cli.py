@@ -9,7 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from helpers import PluginSpec, greeter_code, one_line
+from basics import one_line
+from plugins import PluginSpec, greeter_code
 
 LOGGING = """
 from greeter_core import Greeter

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import imports_of, marking
+from plugins import imports_of, marking
 
 MARKED = marking("tabbed", "Tabbed")
 

@@ -6,17 +6,8 @@ import json
 import socket
 
 import pytest
-from helpers import (
-    ALPHA,
-    BETA,
-    BROKEN_IMPORT,
-    NO_GREET,
-    PANIC,
-    SYS_EXIT,
-    PluginSpec,
-    RunningGreeter,
-    post_json,
-)
+from plugins import ALPHA, BETA, BROKEN_IMPORT, NO_GREET, PANIC, SYS_EXIT, PluginSpec
+from running import RunningGreeter, post_json
 
 TOKEN = "s3cret-token"
 TWIN_A = PluginSpec("twin", distribution="greeter-twin-a")

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ALPHA, BETA, WAIT, RunningGreeter
+from basics import WAIT
+from plugins import ALPHA, BETA
+from running import RunningGreeter
 
 pytestmark = pytest.mark.browser
 

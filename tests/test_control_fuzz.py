@@ -19,9 +19,9 @@ from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 
 import pytest
-from helpers import ALPHA, BETA, NO_GREET, PANIC
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from plugins import ALPHA, BETA, NO_GREET, PANIC
 
 from greeter_core import discover, load
 from greeter_core.control import bind

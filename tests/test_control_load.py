@@ -7,7 +7,8 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-from helpers import ALPHA, BETA, GAMMA, NO_GREET, RunningGreeter, post_json, request
+from plugins import ALPHA, BETA, GAMMA, NO_GREET
+from running import RunningGreeter, post_json, request
 
 CLIENTS = 50
 REQUESTS_PER_CLIENT = 21  # 1,050 swap requests in all

@@ -11,7 +11,9 @@ import http.client
 import re
 
 import pytest
-from helpers import ALPHA, BETA, WAIT, PluginSpec, RunningGreeter, greet_body
+from basics import WAIT
+from plugins import ALPHA, BETA, PluginSpec, greet_body
+from running import RunningGreeter
 
 #: A plugin whose error is markup: the page must show it as text.
 MARKUP = PluginSpec("markup", code=greet_body('raise RuntimeError("<script>alert(1)</script><b>bold</b>")'))

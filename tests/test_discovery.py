@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import PluginSpec
+from plugins import PluginSpec
 
 import greeter_core
 from greeter_core import DuplicateDriverError, NoSuchDriverError, PluginInfo, PluginLoadError

@@ -32,25 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import (
-    REPO,
-    WAIT,
-    Block,
-    Lines,
-    PluginFactory,
-    PluginSpec,
-    WheelBuilder,
-    block_after,
-    blocks,
-    clean_env,
-    copy_checkout,
-    core_venv,
-    greet_body,
-    greeter_code,
-    matches,
-    sh,
-    uv,
-)
+from basics import REPO, WAIT, clean_env
+from docblocks import Block, block_after, blocks, copy_checkout, matches, sh
+from plugins import PluginFactory, PluginSpec, greet_body, greeter_code
+from running import Lines
+from wheels import WheelBuilder, core_venv, uv
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 #: The fixture plugins the docs' examples need, by the name a ``fixtures=`` note gives.
@@ -515,7 +501,8 @@ def test_the_sdist_holds_the_tests_tox_the_plugins_the_docs_and_the_bench(tmp_pa
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     for expected in (
         "tests/conftest.py",
-        "tests/helpers.py",
+        "tests/plugins.py",
+        "tests/isolation/conftest.py",
         "tox.ini",
         "toxfile.py",
         "MANIFEST.in",

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from helpers import REPO, PluginFactory, PluginSpec, clean_env, imports_of, marking
+from basics import REPO, clean_env
+from plugins import PluginFactory, PluginSpec, imports_of, marking
 
 pytestmark = [pytest.mark.docs, pytest.mark.usefixtures("sphinx")]
 

@@ -14,13 +14,15 @@ import signal
 import stat
 import subprocess
 import sys
-import textwrap
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import PluginSpec, Venv, WheelBuilder, clean_env, greet_body, launcher, one_line, wait_for
+from basics import clean_env, one_line, wait_for
+from plugins import PluginSpec, greet_body
+from running import cli_runner, launcher
+from wheels import Venv, WheelBuilder, write_project
 
 import greeter_core
 
@@ -49,20 +51,14 @@ NOT_A_PLUGIN = "greeter-testlib"
 def _testlib(root: Path, version: str) -> Path:
     """The project of greeter-testlib *version*: ``word()`` says which version it is."""
     project = root / f"testlib-{version}"
-    (project / "greeter_testlib").mkdir(parents=True)
-    (project / "greeter_testlib" / "__init__.py").write_text(f'def word():\n    return "testlib-{version}"\n')
-    (project / "pyproject.toml").write_text(
-        textwrap.dedent(
-            f"""\
-            [build-system]
-            requires = ["setuptools>=77"]
-            build-backend = "setuptools.build_meta"
-
-            [project]
-            name = "{TESTLIB}"
-            version = "{version}"
-            """
-        )
+    write_project(
+        project,
+        name=TESTLIB,
+        version=version,
+        package="greeter_testlib",
+        code=f'def word():\n    return "testlib-{version}"\n',
+        description="a library that is not a plugin",
+        docstring="A library built by the tests.",
     )
     return project
 
@@ -93,21 +89,6 @@ def upgrades(tmp_path_factory: pytest.TempPathFactory, builder: WheelBuilder, wh
 Greeter = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def _greeter(env: dict[str, str], cwd: Path) -> Greeter:
-    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "greeter_core", *args],
-            env=env,
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            timeout=timeout,
-        )
-
-    return run
-
-
 def _env(data: Path, **extra: str) -> dict[str, str]:
     return clean_env(XDG_DATA_HOME=str(data), XDG_CACHE_HOME=str(data / "cache"), UV_NO_CONFIG="1", **extra)
 
@@ -123,7 +104,7 @@ def data(tmp_path: Path) -> Path:
 @pytest.fixture
 def greeter(data: Path, tmp_path: Path) -> Greeter:
     """``greeter(*args)``: the CLI with this test's data directory."""
-    return _greeter(_env(data), tmp_path)
+    return cli_runner(_env(data), tmp_path, timeout=120)
 
 
 def _installs(wheelhouse: Path) -> list[str]:
@@ -143,7 +124,7 @@ def both(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Iterator
     ``uv pip freeze`` before and after."""
     data = tmp_path_factory.mktemp("data")
     before = _freeze()
-    done = _greeter(_env(data), data)(*_installs(wheelhouse), ONE.dist, TWO.dist)
+    done = cli_runner(_env(data), data, timeout=120)(*_installs(wheelhouse), ONE.dist, TWO.dist)
     assert done.returncode == 0, done.stderr
     yield data, before, _freeze()
 
@@ -173,7 +154,7 @@ def test_each_environment_has_its_own_version_and_no_copy_of_what_is_provided(bo
 def test_list_shows_where_each_plugin_lives(both: tuple[Path, str, str], tmp_path: Path) -> None:
     """`greeter list` has a WHERE column and `--json` a where field: the host, or the environment's directory."""
     data, _, _ = both
-    greeter = _greeter(_env(data), tmp_path)
+    greeter = cli_runner(_env(data), tmp_path, timeout=120)
     records = {record["name"]: record for record in json.loads(greeter("list", "--json").stdout)}
     assert records["envone"]["where"] == str(_build(data, ONE))
     assert records["envtwo"]["environment"] == str(_build(data, TWO))
@@ -198,7 +179,7 @@ def test_each_plugin_sees_its_own_version_swapping_back_and_forth(both: tuple[Pa
 def test_isolation_none_is_refused_in_one_line(both: tuple[Path, str, str], tmp_path: Path) -> None:
     """A plugin in its own environment never runs in greeter's process: one line, exit 2, saying why."""
     data, _, _ = both
-    greeter = _greeter(_env(data), tmp_path)
+    greeter = cli_runner(_env(data), tmp_path, timeout=120)
     for args in (["--driver", "envone"], ["--driver", "envone", "--isolation", "none"]):
         done = greeter(*args)
         assert done.returncode == 2
@@ -383,11 +364,7 @@ def _venv_greeter(venv: Venv, data: Path, cwd: Path) -> Greeter:
 
     env = {**venv.env, "XDG_DATA_HOME": str(data), "GREETER_UV": find_uv_bin()}  # the venv has no uv of its own
 
-    def greeter(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        command = [str(venv.python), "-m", "greeter_core", *args]
-        return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-
-    return greeter
+    return cli_runner(env, cwd, timeout=120, python=venv.python)
 
 
 def test_the_environments_own_dependency_wins_over_the_hosts(
@@ -407,7 +384,8 @@ def test_the_environments_own_dependency_wins_over_the_hosts(
 
 def test_the_operators_commands_run_as_written(wheelhouse: Path, data: Path, tmp_path: Path) -> None:
     """The commands of docs/environments.md, run in bash from a directory holding ./wheelhouse (uv offline)."""
-    from helpers import REPO, blocks
+    from basics import REPO
+    from docblocks import blocks
 
     [block] = [b for b in blocks(REPO / "docs" / "environments.md") if b.lang == "sh"]
     (tmp_path / "wheelhouse").symlink_to(wheelhouse)
@@ -594,6 +572,7 @@ def test_a_data_directory_without_room_for_the_provided_links_still_runs(
     (data / "greeter" / "provided").write_text("not a directory")
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    done = _greeter(_env(data, TMPDIR=str(scratch)), tmp_path)("--driver", "envone", "--isolation", "process")
+    greeter = cli_runner(_env(data, TMPDIR=str(scratch)), tmp_path, timeout=120)
+    done = greeter("--driver", "envone", "--isolation", "process")
     assert (done.returncode, done.stdout) == (0, "one testlib-1.0 Universe\n"), done.stderr
     assert list(scratch.iterdir()) == []

@@ -25,7 +25,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import ALPHA, BETA, WAIT, PluginSpec, RunningGreeter, greet_body, request
+from basics import WAIT
+from plugins import ALPHA, BETA, PluginSpec, greet_body
+from running import RunningGreeter, request
 
 from greeter_core import httpd
 from greeter_core.control import FD_RESERVE, bind

@@ -5,7 +5,7 @@ it raises what ``except Exception`` does not catch, lies about its types,
 hangs where the host waits for it, leaves threads behind, or writes what
 breaks "one greeting per line". What only ``--isolation process`` can
 contain (``os._exit``, a segfault, a hang in C code) is tested in
-``test_isolation.py``.
+``isolation/test_containment.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import sys
 import threading
 
 import pytest
-from helpers import ALPHA, BETA, NOISY, SUMMARY, PluginSpec, RunningGreeter, greet_body, one_line
+from basics import one_line
+from plugins import ALPHA, BETA, NOISY, PluginSpec, greet_body
+from running import SUMMARY, RunningGreeter
 
 from greeter_core import PluginCallError, PluginContractError, PluginInfo, PluginLoadError, load
 from greeter_core.loading import InProcessPlugin

@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import REPO, WheelBuilder, clean_env, copy_checkout, uv, wheel_of_installed
+from basics import REPO, clean_env
+from docblocks import copy_checkout
 from uv import find_uv_bin
+from wheels import WheelBuilder, uv, wheel_of_installed
 
 pytestmark = pytest.mark.packaging
 

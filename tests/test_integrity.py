@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import PluginSpec, greeter_code, one_line
+from basics import one_line
+from plugins import PluginSpec, greeter_code
 
 from greeter_core import IntegrityError, load
 

@@ -7,7 +7,7 @@ import shutil
 import sys
 
 import pytest
-from helpers import PANIC, PluginSpec, greeter_code
+from plugins import PANIC, PluginSpec, greeter_code
 
 import greeter_core
 from greeter_core import (

@@ -14,20 +14,11 @@ from importlib.util import cache_from_source
 from pathlib import Path
 
 import pytest
-from helpers import (
-    ALPHA_V2,
-    GAMMA,
-    REPO,
-    PluginFactory,
-    RunningGreeter,
-    Venv,
-    block_after,
-    imports_of,
-    marking,
-    matches,
-    one_line,
-    sh,
-)
+from basics import REPO, one_line
+from docblocks import block_after, matches, sh
+from plugins import ALPHA_V2, GAMMA, PluginFactory, imports_of, marking
+from running import RunningGreeter
+from wheels import Venv
 
 from greeter_core import LockMismatchError, load
 from greeter_core.discovery import find

@@ -9,7 +9,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from helpers import PluginSpec, clean_env, core_venv
+from basics import clean_env
+from plugins import PluginSpec
+from wheels import core_venv
 
 PLAIN = PluginSpec("lockcore")
 

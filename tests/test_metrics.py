@@ -7,8 +7,10 @@ import subprocess
 from typing import Any
 
 import pytest
-from helpers import ALPHA, BETA, PANIC, PluginSpec, RunningGreeter, Venv, greet_body
+from plugins import ALPHA, BETA, PANIC, PluginSpec, greet_body
 from prometheus_client.parser import text_string_to_metric_families
+from running import RunningGreeter
+from wheels import Venv
 
 from greeter_core.stats import LATENCY_BUCKETS, LatencyHistogram
 

@@ -12,7 +12,8 @@ import subprocess
 import sys
 
 import pytest
-from helpers import PluginSpec, one_line
+from basics import one_line
+from plugins import PluginSpec
 
 from greeter_core import cli
 

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import CORE_SOURCES, REPO, WheelBuilder, block_after
+from basics import REPO
+from docblocks import block_after
+from wheels import CORE_SOURCES, WheelBuilder
 
 from greeter_core.scaffold import scaffold, tox_ini
 

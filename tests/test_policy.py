@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import RunningGreeter, imports_of, marking, one_line, post_json
+from basics import one_line
+from plugins import imports_of, marking
+from running import RunningGreeter, post_json
 
 from greeter_core import PluginDisabledError, discovery, load
 from greeter_core import options as cli_options

@@ -9,20 +9,9 @@ import socket
 from pathlib import Path
 
 import pytest
-from helpers import (
-    ALPHA,
-    BETA,
-    BROKEN_IMPORT,
-    HANG,
-    NOT_A_STRING,
-    PANIC,
-    SUMMARY,
-    SYS_EXIT,
-    PluginSpec,
-    RunningGreeter,
-    greet_body,
-    one_line,
-)
+from basics import one_line
+from plugins import ALPHA, BETA, BROKEN_IMPORT, HANG, NOT_A_STRING, PANIC, SYS_EXIT, PluginSpec, greet_body
+from running import SUMMARY, RunningGreeter
 
 LOGGING = PluginSpec(
     "klingon",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from helpers import GAMMA, PluginFactory, RunningGreeter, Venv, uv
+from plugins import GAMMA, PluginFactory
+from running import RunningGreeter
+from wheels import Venv, uv
 
 
 @pytest.fixture

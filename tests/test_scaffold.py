@@ -10,7 +10,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import WheelBuilder, clean_env, core_venv, one_line, uv
+from basics import clean_env, one_line
+from wheels import WheelBuilder, core_venv, uv
 
 import greeter_core
 from greeter_core.errors import UsageError

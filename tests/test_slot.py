@@ -8,7 +8,8 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
-from helpers import ALPHA, BETA, GAMMA, wait_for
+from basics import wait_for
+from plugins import ALPHA, BETA, GAMMA
 
 from greeter_core import NoSuchDriverError, RuntimeStoppedError
 from greeter_core.loading import InProcessPlugin

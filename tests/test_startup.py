@@ -10,7 +10,7 @@ import json
 import subprocess
 import sys
 
-from helpers import PluginSpec
+from plugins import PluginSpec
 
 DUMP = "import sys, json; print(json.dumps(sorted(sys.modules)))"
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from helpers import PluginFactory, PluginSpec, clean_env, greeter_code
+from basics import clean_env
+from plugins import PluginFactory, PluginSpec, greeter_code
 
 import greeter_core
 

@@ -9,8 +9,9 @@ from importlib.metadata import distribution
 from pathlib import Path
 
 import pytest
-from helpers import REPO, clean_env, core_venv, wheel_of_installed
+from basics import REPO, clean_env
 from packaging.requirements import Requirement
+from wheels import core_venv, wheel_of_installed
 
 #: A small in-process test file that needs nothing but pytest and greeter-core.
 SMALL = "tests/test_contract.py"

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from helpers import REPO
+from basics import REPO
 
 
 @pytest.fixture(scope="module")

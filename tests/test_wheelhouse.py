@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, block_after, clean_env, copy_checkout, sh
+from basics import REPO, clean_env
+from docblocks import block_after, copy_checkout, sh
 
 pytestmark = pytest.mark.packaging
 

@@ -20,7 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import PluginFactory, PluginSpec, clean_env, uv
+from basics import clean_env
+from plugins import PluginFactory, PluginSpec
+from wheels import uv
 
 #: The interpreter the venv is built from: one every user can run.
 SYSTEM_PYTHON = Path("/usr/bin/python3.11")

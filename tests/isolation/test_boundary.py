@@ -17,19 +17,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import (
-    ALPHA,
-    HANG,
-    OS_EXIT,
-    Lines,
-    PluginSpec,
-    alive,
-    greet_body,
-    kill_quietly,
-    one_line,
-    parent,
-    wait_for,
-)
+from basics import one_line, wait_for
+from plugins import ALPHA, HANG, OS_EXIT, PluginSpec, greet_body
+from processes import alive, kill_quietly, parent
+from running import Lines
 
 from greeter_core import (
     CircuitOpenError,
@@ -286,11 +277,8 @@ HOSTILE = [
 ]
 
 
-@pytest.fixture
-def plugins(install, on_path: Path) -> Path:
-    """Every hostile plugin installed and visible to this process (and so to its workers)."""
-    install(*HOSTILE)
-    return on_path
+#: Every hostile plugin installed and visible to this process (and so to its workers): conftest's ``plugins``.
+pytestmark = pytest.mark.plugins(*HOSTILE)
 
 
 # -- 1. the host never builds objects named by bytes a worker sent ------------------------------------

@@ -9,22 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import (
-    ALPHA,
-    ALPHA_V2,
-    BETA,
-    HANG,
-    OS_EXIT,
-    SEGFAULT,
-    PluginSpec,
-    RunningGreeter,
-    alive,
-    descendants,
-    greet_body,
-    kill_quietly,
-    parent,
-    wait_for,
-)
+from basics import wait_for
+from plugins import ALPHA, ALPHA_V2, BETA, HANG, OS_EXIT, SEGFAULT, PluginSpec, greet_body
+from processes import alive, kill_quietly, parent
+from running import RunningGreeter
+
+from greeter_core.worker.tree import descendants
 
 
 def isolated(start: Callable[..., RunningGreeter], driver: str = "alpha") -> RunningGreeter:

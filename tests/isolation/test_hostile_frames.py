@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import ALPHA, PluginSpec, greet_body
+from plugins import ALPHA, PluginSpec, greet_body
 
 #: Plugin code: writes one frame of *kind* whose body is 200,000 `[` on the worker's own channel.
 NESTED = """

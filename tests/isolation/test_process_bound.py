@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import PluginSpec, alive, greet_body, kill_quietly, one_line, wait_for
+from basics import one_line, wait_for
+from plugins import PluginSpec, greet_body
+from processes import alive, kill_quietly
 from unprivileged import Unprivileged, unprivileged  # noqa: F401  (the session fixture)
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="Linux only")

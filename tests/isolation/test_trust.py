@@ -13,7 +13,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import PluginSpec, RunningGreeter, alive, greet_body, greeter_code, kill_quietly, one_line, wait_for
+from basics import one_line, wait_for
+from plugins import PluginSpec, greet_body, greeter_code
+from processes import alive, kill_quietly
+from running import RunningGreeter
 from unprivileged import Unprivileged, unprivileged  # noqa: F401  (the session fixture)
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="Linux only")
@@ -267,12 +270,11 @@ MALLOC = PluginSpec(
 )
 
 
-@pytest.fixture
-def plugins(install, on_path):
-    install(MMAP, BYTEARRAY, MALLOC)
-    return on_path
+#: What the memory tests' workers load (conftest's ``plugins``).
+MEMORY_HOGS = pytest.mark.plugins(MMAP, BYTEARRAY, MALLOC)
 
 
+@MEMORY_HOGS
 @pytest.mark.parametrize("plugin", ["mapper", "bytes", "malloc"])
 def test_worker_memory_bounds_every_way_of_allocating(isolated, plugin: str) -> None:
     """512 MiB under --worker-memory 128, by a shared mapping, a bytearray or C's malloc: the limit, by name."""
@@ -283,6 +285,7 @@ def test_worker_memory_bounds_every_way_of_allocating(isolated, plugin: str) -> 
         greeter.greet("512")
 
 
+@MEMORY_HOGS
 @pytest.mark.parametrize("plugin", ["mapper", "bytes", "malloc"])
 def test_a_worker_under_its_memory_limit_allocates_what_it_was_given(isolated, plugin: str) -> None:
     """The limit is the plugin's to use: 96 MiB under --worker-memory 128 is fine (the interpreter's own

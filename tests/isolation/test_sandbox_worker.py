@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import REPO, PluginSpec, block_after, greet_body, matches
+from basics import REPO
+from docblocks import block_after, matches
+from plugins import PluginSpec, greet_body
 from unprivileged import Unprivileged, unprivileged  # noqa: F401  (the session fixture)
 
 from greeter_core.worker import sandbox as sb

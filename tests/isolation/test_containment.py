@@ -8,26 +8,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
-from helpers import (
-    ALPHA,
-    BROKEN_IMPORT,
-    ECHO_CONFIG,
-    HANG,
-    NOISY,
-    OS_EXIT,
-    PANIC,
-    SEGFAULT,
-    SYS_EXIT,
-    Lines,
-    alive,
-    children,
-    descendants,
-    kill_quietly,
-    wait_for,
-)
+from basics import wait_for
+from plugins import ALPHA, BROKEN_IMPORT, ECHO_CONFIG, HANG, NOISY, OS_EXIT, PANIC, SEGFAULT, SYS_EXIT
+from processes import alive, children, kill_quietly
+from running import Lines
 
 from greeter_core import (
     HandshakeError,
@@ -42,15 +28,13 @@ from greeter_core import (
 from greeter_core.worker import protocol
 from greeter_core.worker.client import WorkerPlugin
 from greeter_core.worker.supervision import Supervision
+from greeter_core.worker.tree import descendants
 
 FAULTS = [OS_EXIT, SEGFAULT, HANG, PANIC, SYS_EXIT, BROKEN_IMPORT, NOISY, ECHO_CONFIG, ALPHA]
 
 
-@pytest.fixture
-def plugins(install, on_path: Path) -> Path:
-    """Every fixture plugin installed and visible to this process (and so to its workers)."""
-    install(*FAULTS)
-    return on_path
+#: Every fixture plugin installed and visible to this process (and so to its workers): conftest's ``plugins``.
+pytestmark = pytest.mark.plugins(*FAULTS)
 
 
 def test_an_isolated_greeter_greets_like_an_in_process_one(isolated) -> None:

@@ -11,24 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import (
-    ALPHA,
-    OS_EXIT,
-    SEGFAULT,
-    PluginSpec,
-    alive,
-    greet_body,
-    kill_quietly,
-    marking,
-    parent,
-    wait_for,
-)
+from basics import wait_for
+from plugins import ALPHA, OS_EXIT, SEGFAULT, PluginSpec, greet_body, marking
+from processes import alive, kill_quietly, parent
 
 from greeter_core import LoadedPlugin, WorkerCrashedError, load
 from greeter_core.worker.client import worker_sys_path
 from greeter_core.worker.forkserver import ForkServer
-
-pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="Linux only")
 
 #: Greets with what its worker was given: an environment variable, a sys.path entry and its process group.
 PROBE = PluginSpec(
@@ -42,10 +31,10 @@ PROBE = PluginSpec(
 MARKED = marking("marked", "Marked")
 
 
-@pytest.fixture
-def plugins(install, on_path: Path) -> Path:
-    install(ALPHA, OS_EXIT, SEGFAULT, PROBE, MARKED)
-    return on_path
+pytestmark = [
+    pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="Linux only"),
+    pytest.mark.plugins(ALPHA, OS_EXIT, SEGFAULT, PROBE, MARKED),
+]
 
 
 @pytest.fixture

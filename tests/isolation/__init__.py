@@ -1,0 +1,1 @@
+"""What process isolation guarantees, one module per guarantee: README.md in this directory lists them."""
