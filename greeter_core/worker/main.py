@@ -198,10 +198,11 @@ def prepare(settings: WorkerSpec) -> sandbox.Status:
     sys.path[:] = settings.sys_path
     importlib.invalidate_caches()  # forked from a fork server: see what was installed since it imported
     tree.become_subreaper()
+    grouped = _bound_by_cgroup(settings.limits.processes)  # before the sandbox, which closes /sys/fs/cgroup
     status = sandbox.confine(settings.sandbox)
     _exit_when_orphaned(os.getppid())
     _apply_limits(settings.limits)
-    bound_processes(settings.limits.processes)
+    bound_processes(settings.limits.processes, grouped)
     _setup_logging(settings.log_level)
     return status
 
@@ -221,10 +222,19 @@ def _apply_limits(limits: Limits) -> None:
         _set_limit(resource.RLIMIT_NOFILE, limits.files)
 
 
-def bound_processes(limit: int) -> str:
+def _bound_by_cgroup(limit: int) -> str | None:
+    """``pids.max`` of the tree's cgroup set to *limit* (the keeper made one: root), and where; None if not."""
+    from .cgroup import TreeGroup
+
+    group = TreeGroup.of_this_process() if limit else None
+    return group.where if group is not None and group.limit(limit) else None
+
+
+def bound_processes(limit: int, grouped: str | None = None) -> str:
     """Bound this worker's tree to *limit* processes and threads (itself included) the best way there is here.
 
-    In order: ``pids.max`` of the tree's cgroup (the keeper made one: root);
+    In order: ``pids.max`` of the tree's cgroup (the keeper made one: root; *grouped* says where, when
+    :func:`prepare` set it before the sandbox closed ``/sys/fs/cgroup``);
     ``RLIMIT_NPROC``, where it counts only this tree (a user namespace of the
     worker's own, not mapped to root, whom the kernel exempts); otherwise the
     keeper counts the tree on each look and ends it past the limit, and an
@@ -232,15 +242,16 @@ def bound_processes(limit: int) -> str:
     *limit*, so a fork bomb stops growing before that look. Returns which, in
     the words of :func:`~greeter_core.worker.cgroup.process_bound`.
     """
-    from .cgroup import TreeGroup, process_bound
+    from .cgroup import process_bound
 
     if not limit:
         tree.watch_processes(0)
         return process_bound(0)
-    group = TreeGroup.of_this_process()
-    if group is not None and group.limit(limit):
+    if grouped is None:
+        grouped = _bound_by_cgroup(limit)
+    if grouped is not None:
         tree.watch_processes(0)
-        return group.where
+        return grouped
     import resource
 
     if _own_user_namespace() and os.geteuid() != 0:

@@ -100,6 +100,7 @@ _SCOPE_ABSTRACT_UNIX, _SCOPE_SIGNAL = 1, 2  # ABI 6
 
 _CLONE_NEWUSER, _CLONE_NEWNET = 0x10000000, 0x40000000
 _PR_SET_NO_NEW_PRIVS, _PR_GET_SECCOMP, _PR_SET_SECCOMP = 38, 21, 22
+_PR_GET_DUMPABLE, _PR_SET_DUMPABLE = 3, 4
 _SECCOMP_MODE_FILTER = 2
 _CAP_V3 = 0x20080522
 
@@ -537,6 +538,12 @@ def _unshare(net: bool) -> str:
             return os.strerror(error.errno or 0)
     elif _libc.unshare(flags) != 0:
         return os.strerror(ctypes.get_errno())
+    # A non-dumpable process (the fork server and keeper make themselves so: greeter_core.guard.undumpable)
+    # has its /proc/self files owned by root: an ordinary user could not write its own maps. Dumpable for
+    # the three writes only, then as it was.
+    undumpable = _libc.prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0) == 0
+    if undumpable:
+        _libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
     try:
         for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
             fd = os.open(f"/proc/self/{name}", os.O_WRONLY)
@@ -546,6 +553,9 @@ def _unshare(net: bool) -> str:
                 os.close(fd)
     except OSError as error:
         return f"writing the id maps: {os.strerror(error.errno or 0)}"
+    finally:
+        if undumpable:
+            _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
     return ""
 
 

@@ -2,7 +2,8 @@
 
 Each attacker is a real plugin distribution. Each writes the pid of every process it starts to the file its
 greeting is asked for (``--name``), and stops forking by itself after a few seconds: a test that fails
-leaves nothing running for long, and every test asserts that none of those processes is left.
+leaves nothing running for long, and every test asserts that none of those processes is left. The
+sandbox stays on: ``--allow-write`` grants the log's directory, and the bound holds with a grant too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,17 @@ from processes import alive, kill_quietly
 from unprivileged import Unprivileged, unprivileged  # noqa: F401  (the session fixture)
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="Linux only")
+
+
+def log_in(directory: Path, name: str = "pids") -> Path:
+    """Where an attacker logs its pids: a directory of its own, owned as *directory* is, that the test grants
+    with ``--allow-write`` (greeter refuses a grant over its own files: the test's site, its cache)."""
+    out = directory / f"{name}.d"
+    out.mkdir(exist_ok=True)
+    owner = directory.stat()
+    os.chown(out, owner.st_uid, owner.st_gid)
+    return out / name
+
 
 #: Seconds an attacker's processes live (or fork) at most, by themselves.
 LIFE = 20
@@ -121,8 +133,19 @@ def test_a_plugin_starting_500_processes_is_stopped_at_the_limit_in_one_line(cli
     """As root, 500 forks in one greeting meet --worker-processes (a cgroup's pids.max): the greeting fails in
     one line naming the limit, and none of what it started is left."""
     install(SPAWN)
-    pids = tmp_path / "pids"
-    done = cli("--driver", "spawn500", "--isolation", "process", "--worker-processes", "64", "--name", str(pids))
+    pids = log_in(tmp_path)
+    done = cli(
+        "--driver",
+        "spawn500",
+        "--isolation",
+        "process",
+        "--allow-write",
+        str(pids.parent),
+        "--worker-processes",
+        "64",
+        "--name",
+        str(pids),
+    )
     assert done.returncode != 0
     assert "--worker-processes 64" in one_line(done.stderr), done.stderr
     assert 0 < len(logged(pids)) < 64
@@ -135,9 +158,18 @@ def test_an_ordinary_users_plugin_starting_500_processes_is_stopped_at_the_limit
     """As an ordinary user (no cgroup; RLIMIT_NPROC and the keeper's count), the same plugin is stopped at
     the limit, in one line naming it, and leaves nothing."""
     unprivileged.install(SPAWN)
-    pids = unprivileged.home / "pids"
+    pids = log_in(unprivileged.home)
     done = unprivileged.run(
-        "--driver", "spawn500", "--isolation", "process", "--worker-processes", "64", "--name", str(pids)
+        "--driver",
+        "spawn500",
+        "--isolation",
+        "process",
+        "--allow-write",
+        str(pids.parent),
+        "--worker-processes",
+        "64",
+        "--name",
+        str(pids),
     )
     assert done.returncode != 0
     assert "--worker-processes 64" in one_line(done.stderr), done.stderr
@@ -156,13 +188,33 @@ def test_with_no_limit_500_processes_are_all_stopped_when_the_host_stops(
     """With --worker-processes 0 the tree is as big as the plugin makes it; the host's stop still ends all of it."""
     if who == "root":
         install(SPAWN)
-        pids = tmp_path / "pids"
-        done = cli("--driver", "spawn500", "--isolation", "process", "--worker-processes", "0", "--name", str(pids))
+        pids = log_in(tmp_path)
+        done = cli(
+            "--driver",
+            "spawn500",
+            "--isolation",
+            "process",
+            "--allow-write",
+            str(pids.parent),
+            "--worker-processes",
+            "0",
+            "--name",
+            str(pids),
+        )
     else:
         unprivileged.install(SPAWN)
-        pids = unprivileged.home / "pids-unlimited"
+        pids = log_in(unprivileged.home, "pids-unlimited")
         done = unprivileged.run(
-            "--driver", "spawn500", "--isolation", "process", "--worker-processes", "0", "--name", str(pids)
+            "--driver",
+            "spawn500",
+            "--isolation",
+            "process",
+            "--allow-write",
+            str(pids.parent),
+            "--worker-processes",
+            "0",
+            "--name",
+            str(pids),
         )
     started = time.monotonic()
     assert done.stdout.strip() == "started 500", done.stderr
@@ -186,8 +238,19 @@ def forker_outlives(pids: Path) -> None:
 def test_2000_threads_are_refused_at_the_limit_in_one_line(cli, install, tmp_path) -> None:
     """At --worker-processes 64 the 2,000 threads are refused: one line naming the limit, the forker ended."""
     install(THREADS_AND_FORKER)
-    pids = tmp_path / "pids"
-    done = cli("--driver", "forker", "--isolation", "process", "--worker-processes", "64", "--name", str(pids))
+    pids = log_in(tmp_path)
+    done = cli(
+        "--driver",
+        "forker",
+        "--isolation",
+        "process",
+        "--allow-write",
+        str(pids.parent),
+        "--worker-processes",
+        "64",
+        "--name",
+        str(pids),
+    )
     assert "--worker-processes 64" in one_line(done.stderr), done.stderr
     forker_outlives(pids)
 
@@ -196,12 +259,14 @@ def test_a_forker_behind_2000_threads_does_not_survive_the_hosts_stop(start, ins
     """With no limit, 2,000 idle threads and a fork-and-exit loop under a running host: SIGTERM to the host
     ends the forker at once."""
     install(THREADS_AND_FORKER)
-    pids = tmp_path / "pids"
+    pids = log_in(tmp_path)
     greeter = start(
         "--driver",
         "forker",
         "--isolation",
         "process",
+        "--allow-write",
+        str(pids.parent),
         "--interval",
         "60",
         "--worker-processes",
@@ -218,12 +283,14 @@ def test_a_forker_behind_2000_threads_does_not_survive_the_hosts_stop(start, ins
 def test_a_forker_behind_2000_threads_does_not_survive_the_swap_back(start, install, tmp_path) -> None:
     """Swapped into a running loop and back, the forker's worker is retired, and the forker with it."""
     install(THREADS_AND_FORKER)
-    pids = tmp_path / "pids"
+    pids = log_in(tmp_path)
     greeter = start(
         "--driver",
         "english",
         "--isolation",
         "process",
+        "--allow-write",
+        str(pids.parent),
         "--interval",
         "0.2",
         "--control",
@@ -247,12 +314,25 @@ def test_a_plugin_that_kills_its_keeper_leaves_no_setsid_process(cli, start, ins
     """As root, a plugin that disarms the worker's tree kill and SIGKILLs its keeper leaves no process behind:
     the tree's cgroup is named after the keeper, and the host ends it."""
     install(KEEPER_KILLER)
-    pids = tmp_path / "pids"
+    pids = log_in(tmp_path)
     if mode == "one-shot":
-        done = cli("--driver", "keeperkill", "--isolation", "process", "--name", str(pids))
+        done = cli(
+            "--driver", "keeperkill", "--isolation", "process", "--allow-write", str(pids.parent), "--name", str(pids)
+        )
         assert done.returncode != 0
     else:
-        greeter = start("--driver", "keeperkill", "--isolation", "process", "--count", "1", "--name", str(pids))
+        greeter = start(
+            "--driver",
+            "keeperkill",
+            "--isolation",
+            "process",
+            "--allow-write",
+            str(pids.parent),
+            "--count",
+            "1",
+            "--name",
+            str(pids),
+        )
         greeter.wait()
     assert len(logged(pids)) == 1
     none_left(pids, seconds=3)
@@ -262,11 +342,22 @@ def test_an_ordinary_users_plugin_that_kills_its_keeper_leaves_no_setsid_process
     unprivileged: Unprivileged,  # noqa: F811
 ) -> None:
     """As an ordinary user (no cgroup) in a long run, the fork server is the orphaned tree's subreaper, and
-    ends what its killed keeper left."""
+    ends what its killed keeper left. ``--sandbox off``: confined, the plugin cannot signal its keeper at all
+    (Landlock's signal scope), so only an unconfined worker shows the sweep beneath."""
     unprivileged.install(KEEPER_KILLER)
-    pids = unprivileged.home / "keeper-pids"
+    pids = log_in(unprivileged.home, "keeper-pids")
     with unprivileged.popen(
-        "run", "--driver", "keeperkill", "--isolation", "process", "--interval", "0.5", "--name", str(pids)
+        "run",
+        "--driver",
+        "keeperkill",
+        "--isolation",
+        "process",
+        "--sandbox",
+        "off",
+        "--interval",
+        "0.5",
+        "--name",
+        str(pids),
     ) as greeter:
         try:
             wait_for(lambda: logged(pids), what="the setsid'd process")
