@@ -237,8 +237,10 @@ def test_ctrl_c_while_starting_is_one_line_and_exit_130(install, greeter_env, tm
         process.kill()
     said = [line for line in err.splitlines() if not line.startswith("import time:")]
     assert "Traceback" not in err, err
-    assert process.returncode in (0, 130), (process.returncode, said)
-    if process.returncode == 130:
+    # 130, or killed by the SIGINT itself once the line is out (CPython exits so after an interrupt it saw
+    # late): a shell reports both as 130.
+    assert process.returncode in (0, 130, -signal.SIGINT), (process.returncode, said)
+    if process.returncode != 0:
         assert said == ["greeter: interrupted"]
 
 
