@@ -241,7 +241,8 @@ class PluginLock:
                     grants[key][name] = grant
         for name, grant in granted.items():
             grants[owners[name]][name] = grants[owners[name]].get(name, LockedGrants()).merged(grant)
-        return PluginLock([d._replace(grants=grants[k]) for k, d in self.distributions.items()], self.path)
+        distributions = [d._replace(grants=grants[k]) for k, d in self.distributions.items()]
+        return PluginLock(distributions, self.path, core=self.core, pth_files=self.pth_files)
 
     def grants(self, plugin: PluginInfo) -> LockedGrants:
         """What the lock grants *plugin* (checked against it by :meth:`check`); nothing if it grants none."""

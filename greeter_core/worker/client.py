@@ -633,12 +633,13 @@ class WorkerPlugin(LoadedPlugin):
         """
         if self.sandbox.mode == "off":
             return self.sandbox
-        with contextlib.suppress(OSError):
-            scratch = make_scratch(f"greeter-{self.driver}-")
-            simulate = os.environ.get(SIMULATE_ENV, "")  # tests only: play an older kernel
+        try:
             read = (*needed_paths(sys_path), *plugin_location(self._plugin.target))  # an editable install's too
-            return self.sandbox._replace(read=read, scratch=scratch, simulate=simulate)
-        raise HostResourceError(self.driver, self._plugin, "start a worker", "no scratch directory could be made")
+            scratch = make_scratch(f"greeter-{self.driver}-")
+        except OSError as error:  # the host's own shortage (descriptors, disk), never the plugin's
+            raise HostResourceError(self.driver, self._plugin, "start a worker", str(error)) from error
+        simulate = os.environ.get(SIMULATE_ENV, "")  # tests only: play an older kernel
+        return self.sandbox._replace(read=read, scratch=scratch, simulate=simulate)
 
     def _crashed(self, worker: Worker, what: str) -> None:
         self.supervisor.crashed(what, time.monotonic() - worker.started_at)

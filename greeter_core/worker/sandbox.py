@@ -45,6 +45,7 @@ import shutil
 import stat
 import struct
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
@@ -352,7 +353,6 @@ def needed_paths(sys_path: Iterable[str]) -> tuple[str, ...]:
     Python opens. Not ``/etc``, ``/home``, ``/tmp``, ``/proc`` (but the
     worker's own entry) or ``/sys``.
     """
-    import sysconfig
 
     # pyvenv.cfg: a plugin that starts this interpreter again (a subprocess) needs it to start
     interpreter = [sys.executable, os.path.realpath(sys.executable), os.path.join(sys.prefix, "pyvenv.cfg")]
@@ -415,8 +415,13 @@ def check_grants(grants: Grants, protected: Iterable[str]) -> None:
 
 
 def make_scratch(prefix: str = "greeter-worker-") -> str:
-    """A fresh private directory (mode 0700) for one worker; the host removes it when the worker ends."""
-    return tempfile.mkdtemp(prefix=prefix)
+    """A fresh private directory (mode 0700) for one worker; the host removes it when the worker ends.
+
+    In ``$TMPDIR`` or ``/tmp``, named directly: ``tempfile``'s own search opens a file to probe each
+    candidate, and a host short of descriptors must still get its directory (and then the one-line
+    error for what it is short of).
+    """
+    return tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("TMPDIR") or "/tmp")
 
 
 def remove_scratch(path: str) -> None:

@@ -89,8 +89,9 @@ def test_off_runs_the_worker_unconfined(install, cli) -> None:
     """--sandbox off: the same plugin's SIGKILL reaches its keeper (the refusal above is the sandbox's doing)."""
     install(KILL)
     result = cli("--driver", "killer", "--isolation", "process", "--sandbox", "off")
-    assert result.returncode == 0, result.stderr  # the greeting came back: os.kill() did not fail
-    assert "refused" not in result.stderr
+    assert "refused" not in result.stderr  # os.kill() did not fail
+    # The keeper is gone: the greeting came back first, or its worker was ended with it (the tree kill).
+    assert result.returncode == 0 or "worker killed by signal SIGKILL" in result.stderr, result.stderr
 
 
 def test_check_json_shows_what_is_in_force_and_the_scratch_is_removed(install, cli) -> None:
