@@ -23,14 +23,14 @@ def test_greeting_without_plugins_says_none_is_installed(cli) -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "no greeter plugins are installed" in result.stderr
-    assert re.search(r"pip install --no-index --find-links \S+ greeter-english ", result.stderr)
+    assert re.search(r"pip install --no-index --find-links \S+ greeter-english\b", result.stderr)
 
 
 def test_list_without_plugins_shows_how_to_install_one(cli) -> None:
     """`greeter list` prints nothing on stdout and the install hint on stderr; exit 0."""
     result = cli("list")
     assert (result.returncode, result.stdout) == (0, "")
-    assert re.search(r"pip install --no-index --find-links \S+ greeter-english ", result.stderr)
+    assert re.search(r"pip install --no-index --find-links \S+ greeter-english\b", result.stderr)
 
 
 def test_list_json_without_plugins_is_an_empty_array(cli) -> None:
@@ -42,7 +42,7 @@ def test_check_without_plugins_fails(cli) -> None:
     """Nothing to check is a failure for `greeter check`: exit 1 and the install hint."""
     result = cli("check")
     assert result.returncode == 1
-    assert re.search(r"pip install --no-index --find-links \S+ greeter-english ", result.stderr)
+    assert re.search(r"pip install --no-index --find-links \S+ greeter-english\b", result.stderr)
 
 
 def test_bare_greeter_without_plugins_says_none_is_installed_and_how_to_get_one(cli) -> None:
@@ -51,4 +51,4 @@ def test_bare_greeter_without_plugins_says_none_is_installed_and_how_to_get_one(
     assert result.returncode == 2
     error = result.stderr.splitlines()[-1]
     assert error.startswith("greeter: error: no greeter plugins are installed; install one, e.g.: ")
-    assert re.search(r"pip install --no-index --find-links \S+ greeter-english ", error) and "not on PyPI" in error
+    assert re.search(r"pip install --no-index --find-links \S+ greeter-english\b", error) and "not on PyPI" in error
