@@ -113,7 +113,7 @@ def test_the_plugins_page_is_what_it_says_it_is(plugins_page: Built) -> None:
         check=True,
     )
     names = sorted(plugin["name"] for plugin in json.loads(listed.stdout))
-    assert names == ["barred", "documented"]
+    assert {"barred", "documented"} <= set(names)  # and the shipped plugins, which the docs env installs
     assert sorted(re.findall(r'<section id="([^"]+)">\n<h2>', plugins_page.page)) == names
     assert "Greets as its docstring says." in plugins_page.page
     assert imports_of(BARRED, plugins_page.site) == [] and len(imports_of(DOCUMENTED, plugins_page.site)) == 1
