@@ -126,6 +126,14 @@ def none_left(path: Path, seconds: float = 10.0) -> None:
             kill_quietly(pid, signal.SIGKILL)
 
 
+def spawning(pids: Path, limit: int) -> tuple[str, ...]:
+    """The command line of a SPAWN greeting under ``--worker-processes`` *limit*, logging to *pids* (granted)."""
+    return (
+        "--driver", "spawn500", "--isolation", "process", "--allow-write", str(pids.parent),
+        "--worker-processes", str(limit), "--name", str(pids),
+    )  # fmt: skip
+
+
 # -- the bound: --worker-processes ------------------------------------------------------------------------------
 
 
@@ -134,18 +142,7 @@ def test_a_plugin_starting_500_processes_is_stopped_at_the_limit_in_one_line(cli
     one line naming the limit, and none of what it started is left."""
     install(SPAWN)
     pids = log_in(tmp_path)
-    done = cli(
-        "--driver",
-        "spawn500",
-        "--isolation",
-        "process",
-        "--allow-write",
-        str(pids.parent),
-        "--worker-processes",
-        "64",
-        "--name",
-        str(pids),
-    )
+    done = cli(*spawning(pids, 64))
     assert done.returncode != 0
     assert "--worker-processes 64" in one_line(done.stderr), done.stderr
     assert 0 < len(logged(pids)) < 64
@@ -159,18 +156,7 @@ def test_an_ordinary_users_plugin_starting_500_processes_is_stopped_at_the_limit
     the limit, in one line naming it, and leaves nothing."""
     unprivileged.install(SPAWN)
     pids = log_in(unprivileged.home)
-    done = unprivileged.run(
-        "--driver",
-        "spawn500",
-        "--isolation",
-        "process",
-        "--allow-write",
-        str(pids.parent),
-        "--worker-processes",
-        "64",
-        "--name",
-        str(pids),
-    )
+    done = unprivileged.run(*spawning(pids, 64))
     assert done.returncode != 0
     assert "--worker-processes 64" in one_line(done.stderr), done.stderr
     assert 0 < len(logged(pids)) <= 64
@@ -189,33 +175,11 @@ def test_with_no_limit_500_processes_are_all_stopped_when_the_host_stops(
     if who == "root":
         install(SPAWN)
         pids = log_in(tmp_path)
-        done = cli(
-            "--driver",
-            "spawn500",
-            "--isolation",
-            "process",
-            "--allow-write",
-            str(pids.parent),
-            "--worker-processes",
-            "0",
-            "--name",
-            str(pids),
-        )
+        done = cli(*spawning(pids, 0))
     else:
         unprivileged.install(SPAWN)
         pids = log_in(unprivileged.home, "pids-unlimited")
-        done = unprivileged.run(
-            "--driver",
-            "spawn500",
-            "--isolation",
-            "process",
-            "--allow-write",
-            str(pids.parent),
-            "--worker-processes",
-            "0",
-            "--name",
-            str(pids),
-        )
+        done = unprivileged.run(*spawning(pids, 0))
     started = time.monotonic()
     assert done.stdout.strip() == "started 500", done.stderr
     assert len(logged(pids)) == 500
