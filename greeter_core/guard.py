@@ -323,20 +323,21 @@ def plugin_output_to_stderr() -> Iterator[IO[str]]:
             yield stdout
         stdout.flush()
         return
+    # *saved* is closed here, never by the stream: Ctrl-C may come while open() is still building
+    # the stream, which then closes what it had, and a second close would hit another file.
     try:
-        out = open(saved, "w", encoding=stdout.encoding, errors=stdout.errors, closefd=True)  # noqa: SIM115
-    except BaseException:
-        os.close(saved)
-        raise
-    try:
-        os.dup2(stderr_fd, fd)
-        with redirect_stdout(sys.stderr):
-            yield out
-        out.flush()
+        out = open(saved, "w", encoding=stdout.encoding, errors=stdout.errors, closefd=False)  # noqa: SIM115
+        try:
+            os.dup2(stderr_fd, fd)
+            with redirect_stdout(sys.stderr):
+                yield out
+            out.flush()
+        finally:
+            os.dup2(saved, fd)
+            with suppress(OSError):  # a reader that went away; the caller saw it on its own write
+                out.close()
     finally:
-        os.dup2(saved, fd)
-        with suppress(OSError):  # a reader that went away; the caller saw it on its own write
-            out.close()
+        os.close(saved)
 
 
 class Command:

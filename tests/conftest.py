@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,12 @@ os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="greeter-tests-cache-")
 # pip's downloads (setuptools for isolated builds, stevedore, pytest), shared by every pip the tests run in
 # this session (pytest-xdist's workers inherit the controller's), where each test otherwise has a cache of its own.
 os.environ["PIP_CACHE_DIR"] = os.environ.get("PIP_CACHE_DIR") or tempfile.mkdtemp(prefix="greeter-tests-pip-")
+
+# The suite sends real Ctrl-C's to the greeter it starts, and greeter, as the shell means it, leaves a
+# SIGINT it inherited ignored alone. A session a script started in the background (`tox &`) inherits
+# SIGINT ignored and would pass that on: its greeters start as from a terminal instead.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from basics import clean_env
 from plugins import ALPHA_V1, BETA, PluginFactory, PluginSpec, forget_plugins

@@ -244,6 +244,32 @@ def test_ctrl_c_while_starting_is_one_line_and_exit_130(install, greeter_env, tm
         assert said == ["greeter: interrupted"]
 
 
+INTERRUPTED_OPEN = """
+import builtins, os, sys
+from greeter_core import guard
+
+def interrupted(*args, **kwargs):
+    stream = builtins.open(*args, **kwargs)
+    stream.close()  # what io.open() does with what it had built when Ctrl-C cuts it short
+    raise KeyboardInterrupt
+
+guard.open = interrupted
+before = len(os.listdir("/proc/self/fd"))
+try:
+    with guard.plugin_output_to_stderr():
+        pass
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+os.write(1, b"stdout intact, %d descriptors leaked" % (len(os.listdir("/proc/self/fd")) - before))
+"""
+
+
+def test_ctrl_c_while_the_greetings_stream_is_opened_is_an_interrupt_not_an_os_error(tmp_path) -> None:
+    """Ctrl-C inside the open() of the stream for greetings ends as the interrupt: no EBADF, stdout kept, no fd left."""
+    result = subprocess.run([sys.executable, "-c", INTERRUPTED_OPEN], capture_output=True, text=True, cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "stdout intact, 0 descriptors leaked", "interrupted\n")
+
+
 @pytest.mark.parametrize(
     "args",
     [
