@@ -267,7 +267,8 @@ os.write(1, b"stdout intact, %d descriptors leaked" % (len(os.listdir("/proc/sel
 def test_ctrl_c_while_the_greetings_stream_is_opened_is_an_interrupt_not_an_os_error(tmp_path) -> None:
     """Ctrl-C inside the open() of the stream for greetings ends as the interrupt: no EBADF, stdout kept, no fd left."""
     result = subprocess.run([sys.executable, "-c", INTERRUPTED_OPEN], capture_output=True, text=True, cwd=tmp_path)
-    assert (result.returncode, result.stdout, result.stderr) == (0, "stdout intact, 0 descriptors leaked", "interrupted\n")
+    said = (result.returncode, result.stdout, result.stderr)
+    assert said == (0, "stdout intact, 0 descriptors leaked", "interrupted\n")
 
 
 @pytest.mark.parametrize(
