@@ -127,7 +127,7 @@ def test_a_stop_signal_ends_the_loop_with_a_summary_and_exit_0(start, install, s
 
 
 def test_a_greeter_run_that_inherited_sigint_ignored_greets_on_through_it(start, install) -> None:
-    """Started as a script's background job (SIGINT ignored), `greeter run` greets on through Ctrl-C; SIGTERM ends it."""
+    """Started as a background job (SIGINT ignored), `greeter run` greets on through Ctrl-C; SIGTERM ends it."""
     install(ALPHA)
     greeter: RunningGreeter = start("--driver", "alpha", "--interval", "0.01", ignoring=(signal.SIGINT,))
     greeter.wait_greetings("Alpha Universe")
