@@ -274,18 +274,12 @@ class RunPlan(NamedTuple):
 
 @contextmanager
 def signals_routed_to(loop: GreetingLoop) -> Iterator[None]:
-    """SIGINT/SIGTERM stop *loop*, SIGHUP asks it to switch; the handlers only set flags.
-
-    A SIGINT the process inherited ignored stays ignored, as the shell means it
-    for a background job (``greeter run ... &`` in a script): the terminal's
-    Ctrl-C is not for it, SIGTERM still is.
-    """
+    """SIGINT/SIGTERM stop *loop*, SIGHUP asks it to switch; the handlers only set flags."""
     handlers: dict[signal.Signals, Any] = {
+        signal.SIGINT: loop.on_stop_signal,
         signal.SIGTERM: loop.on_stop_signal,
         signal.SIGHUP: loop.on_hup_signal,
     }
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        handlers[signal.SIGINT] = loop.on_stop_signal
     with watching():  # ready before any handler may need it
         previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
         previous_fd = signal.set_wakeup_fd(loop.wakeup_fd, warn_on_full_buffer=False)

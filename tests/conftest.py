@@ -21,9 +21,9 @@ os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="greeter-tests-cache-")
 # this session (pytest-xdist's workers inherit the controller's), where each test otherwise has a cache of its own.
 os.environ["PIP_CACHE_DIR"] = os.environ.get("PIP_CACHE_DIR") or tempfile.mkdtemp(prefix="greeter-tests-pip-")
 
-# The suite sends real Ctrl-C's to the greeter it starts, and greeter, as the shell means it, leaves a
-# SIGINT it inherited ignored alone. A session a script started in the background (`tox &`) inherits
-# SIGINT ignored and would pass that on: its greeters start as from a terminal instead.
+# The suite sends real Ctrl-C's to the greeter it starts, and greeter's one-shot commands, as Python
+# itself, leave a SIGINT they inherited ignored alone. A session a script started in the background
+# (`tox &`) inherits SIGINT ignored and would pass that on: its greeters start as from a terminal instead.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 

@@ -114,7 +114,6 @@ class RunningGreeter:
         cwd: Path,
         stdout: IO[str] | None = None,
         python: str = sys.executable,
-        ignoring: tuple[int, ...] = (),
     ) -> None:
         self.process = subprocess.Popen(
             [python, "-m", "greeter_core", "run", *args],
@@ -124,8 +123,6 @@ class RunningGreeter:
             stderr=subprocess.PIPE,
             text=True,
             encoding="utf-8",
-            # Signals it starts with ignored, as a shell starts a script's background job (SIGINT).
-            preexec_fn=(lambda: [signal.signal(signum, signal.SIG_IGN) for signum in ignoring]) if ignoring else None,
         )
         self._stdout = Lines(self.process.stdout) if stdout is None else None  # type: ignore[arg-type]
         self.stderr = Lines(self.process.stderr)  # type: ignore[arg-type]
@@ -200,13 +197,8 @@ def launcher(env: dict[str, str], cwd: Path, python: str = sys.executable) -> It
     """``start(*args)`` runs `greeter run ARGS`; every process still running at the end is killed."""
     started: list[RunningGreeter] = []
 
-    def start(
-        *args: str,
-        stdout: IO[str] | None = None,
-        env_extra: dict[str, str] | None = None,
-        ignoring: tuple[int, ...] = (),
-    ) -> RunningGreeter:
-        process = RunningGreeter(list(args), {**env, **(env_extra or {})}, cwd, stdout, python, ignoring)
+    def start(*args: str, stdout: IO[str] | None = None, env_extra: dict[str, str] | None = None) -> RunningGreeter:
+        process = RunningGreeter(list(args), {**env, **(env_extra or {})}, cwd, stdout, python)
         started.append(process)
         return process
 

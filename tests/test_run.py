@@ -126,17 +126,6 @@ def test_a_stop_signal_ends_the_loop_with_a_summary_and_exit_0(start, install, s
     assert greeter.summary()[0] == len(greeter.stdout.lines)
 
 
-def test_a_greeter_run_that_inherited_sigint_ignored_greets_on_through_it(start, install) -> None:
-    """Started as a background job (SIGINT ignored), `greeter run` greets on through Ctrl-C; SIGTERM ends it."""
-    install(ALPHA)
-    greeter: RunningGreeter = start("--driver", "alpha", "--interval", "0.01", ignoring=(signal.SIGINT,))
-    greeter.wait_greetings("Alpha Universe")
-    greeter.send(signal.SIGINT)
-    greeter.wait_greetings("Alpha Universe", 20)
-    assert greeter.stop(signal.SIGTERM) == 0
-    assert greeter.summary()[0] == len(greeter.stdout.lines)
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_stop_signal_cuts_a_slow_in_process_greeting_short(start, install, signum: int) -> None:
     """A signal during a greet() that would sleep for ten minutes still stops the loop at once, exit 0."""
