@@ -107,8 +107,8 @@ def builder(tmp_path_factory: pytest.TempPathFactory) -> WheelBuilder:
 
 
 @pytest.fixture(scope="session")
-def factory(tmp_path_factory: pytest.TempPathFactory, builder: WheelBuilder) -> PluginFactory:
-    return PluginFactory(tmp_path_factory.mktemp("plugins"), builder)
+def factory(tmp_path_factory: pytest.TempPathFactory) -> PluginFactory:
+    return PluginFactory(tmp_path_factory.mktemp("plugins"))
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """Fixture plugins: :class:`PluginSpec` says what one is (driver, code, metadata); :class:`PluginFactory`
-builds its wheel once per session and unpacks it into a site directory as an installer would, ``RECORD``
+writes its wheel once per session and unpacks it into a site directory as an installer would, ``RECORD``
 included. Below them, the fixture plugins themselves, one per behaviour, each under its own driver name."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from wheels import WheelBuilder, write_project
+from wheels import write_project, write_wheel
 
 
 def forget_plugins() -> None:
@@ -73,35 +74,38 @@ class PluginSpec:
     def target(self) -> str:
         return f"{self.module}:{self.attr}"
 
+    def _layout(self) -> dict[str, Any]:
+        return {
+            "name": self.dist,
+            "version": self.version,
+            "package": self.module,
+            "code": self.code,
+            "description": f"fixture plugin {self.driver}",
+            "docstring": "A greeter plugin built by the tests.",
+            "dependencies": self.dependencies,
+            "entry_points": {"greeter.plugins": {self.driver: self.target}},
+            "extra_files": self.extra_files,
+        }
+
     def write_project(self, root: Path) -> Path:
         """Write a setuptools project for this plugin under *root*; return its pyproject.toml."""
-        return write_project(
-            root,
-            name=self.dist,
-            version=self.version,
-            package=self.module,
-            code=self.code,
-            description=f"fixture plugin {self.driver}",
-            docstring="A greeter plugin built by the tests.",
-            dependencies=self.dependencies,
-            entry_points={"greeter.plugins": {self.driver: self.target}},
-            extra_files=self.extra_files,
-        )
+        return write_project(root, **self._layout())
+
+    def write_wheel(self, out: Path) -> Path:
+        """Write this plugin's wheel into *out* directly (see :func:`wheels.write_wheel`); return it."""
+        return write_wheel(out, **self._layout())
 
 
 class PluginFactory:
-    """Builds each fixture plugin's wheel once (per session, or per tox run) and installs it."""
+    """Writes each fixture plugin's wheel once per session and installs it."""
 
-    def __init__(self, workdir: Path, builder: WheelBuilder) -> None:
+    def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.builder = builder
         self._wheels: dict[PluginSpec, Path] = {}
 
     def wheel(self, spec: PluginSpec) -> Path:
         if spec not in self._wheels:
-            project = Path(tempfile.mkdtemp(prefix=f"{spec.module}-", dir=self.workdir))
-            spec.write_project(project)
-            self._wheels[spec] = self.builder.wheel(project)
+            self._wheels[spec] = spec.write_wheel(Path(tempfile.mkdtemp(prefix=f"{spec.module}-", dir=self.workdir)))
         return self._wheels[spec]
 
     def install(self, spec: PluginSpec, site: Path) -> Path:

@@ -20,6 +20,11 @@ from typing import NamedTuple
 from basics import REPO, clean_env
 
 
+def package_init(docstring: str, code: str) -> str:
+    """A fixture package's ``__init__.py``: its docstring, then its code."""
+    return f'"""{docstring}"""\n' + textwrap.dedent(code)
+
+
 def write_project(
     root: Path,
     *,
@@ -40,7 +45,7 @@ def write_project(
     root.mkdir(parents=True, exist_ok=True)
     directory = root / package
     directory.mkdir(exist_ok=True)
-    (directory / "__init__.py").write_text(f'"""{docstring}"""\n' + textwrap.dedent(code), encoding="utf-8")
+    (directory / "__init__.py").write_text(package_init(docstring, code), encoding="utf-8")
     for file, text in extra_files:
         (directory / file).write_text(text, encoding="utf-8")
     deps = ", ".join(f'"{d}"' for d in dependencies)
@@ -155,18 +160,64 @@ def wheel_of_installed(distribution: str, out: Path) -> Path:
         f for f in dist.files or () if f.parts[0] != ".." and "__pycache__" not in f.parts and f.name not in skipped
     ]
     [dist_info] = {f.parts[0] for f in files if f.parts[0].endswith(".dist-info")}
+    return pack_wheel(out, dist_info, {file.as_posix(): file.read_binary() for file in files})
+
+
+def pack_wheel(out: Path, dist_info: str, files: Mapping[str, bytes]) -> Path:
+    """Zip *files* (dist-info included, RECORD aside) into a pure-Python wheel in *out*, its RECORD written."""
     out.mkdir(parents=True, exist_ok=True)
     wheel = out / f"{dist_info.removesuffix('.dist-info')}-py3-none-any.whl"
     record = []
     with zipfile.ZipFile(wheel, "w") as archive:
-        for file in files:
-            data = file.read_binary()
+        for name, data in files.items():
             digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            archive.writestr(file.as_posix(), data)
-            record.append(f"{file.as_posix()},sha256={digest},{len(data)}")
+            archive.writestr(name, data)
+            record.append(f"{name},sha256={digest},{len(data)}")
         record.append(f"{dist_info}/RECORD,,")
         archive.writestr(f"{dist_info}/RECORD", "\n".join(record) + "\n")
     return wheel
+
+
+def write_wheel(
+    out: Path,
+    *,
+    name: str,
+    version: str,
+    package: str,
+    code: str,
+    description: str,
+    docstring: str,
+    dependencies: Sequence[str] = (),
+    entry_points: Mapping[str, Mapping[str, str]] | None = None,
+    extra_files: Sequence[tuple[str, str]] = (),
+) -> Path:
+    """The wheel :func:`write_project` and setuptools would make of the same arguments, written directly.
+
+    A fixture plugin only has to be a distribution installers and
+    ``importlib.metadata`` accept (as pip's own tests make theirs); a PEP 517
+    build of each of the suite's ~160 fixture plugins cost more CPU than any
+    other step of the py311 env. Building through setuptools is tested where
+    it is the subject: the scaffold, the shipped plugins, greeter-core.
+    """
+    stem = f"{name.replace('-', '_')}-{version}"
+    dist_info = f"{stem}.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: {description}\n" + "".join(
+        f"Requires-Dist: {requirement}\n" for requirement in dependencies
+    )
+    groups = "".join(
+        f"[{group}]\n" + "".join(f"{key} = {value}\n" for key, value in points.items()) + "\n"
+        for group, points in (entry_points or {}).items()
+    )
+    files = {
+        f"{package}/{file}": text.encode()
+        for file, text in [("__init__.py", package_init(docstring, code)), *extra_files]
+    }
+    wheel = "Wheel-Version: 1.0\nGenerator: greeter-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files[f"{dist_info}/METADATA"] = metadata.encode()
+    files[f"{dist_info}/WHEEL"] = wheel.encode()
+    files[f"{dist_info}/entry_points.txt"] = groups.encode()
+    files[f"{dist_info}/top_level.txt"] = f"{package}\n".encode()
+    return pack_wheel(out, dist_info, files)
 
 
 def uv(*args: str | Path, env: dict[str, str]) -> None:
