@@ -69,6 +69,13 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``as_nobody`` the tests that use the ``unprivileged`` venv (tests/unprivileged.py)."""
+    for item in items:
+        if "unprivileged" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.as_nobody)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Leave nothing in the temporary directory: each process removes what it made (each worker, then the controller).
