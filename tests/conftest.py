@@ -35,6 +35,13 @@ from wheels import Venv, WheelBuilder, build_core_wheel, core_venv, wheel_builde
 #: The temporary directories this process made, removed when its session ends: its stevedore cache, and
 #: the pip cache unless it inherited it (a pytest-xdist worker, or a pip cache the user chose).
 MADE = [os.environ["XDG_CACHE_HOME"]]
+# What the session's subprocesses leave in the temp dir (a killed greeter's files, uv's build locks,
+# Chromium's profiles) goes into one directory of the session's, removed with the rest: world-writable
+# and sticky, as /tmp is, for the greeters the tests run as an ordinary user. The xdist workers inherit it.
+if "PYTEST_XDIST_WORKER" not in os.environ:
+    os.environ["TMPDIR"] = tempfile.mkdtemp(prefix="greeter-tests-tmp-")
+    os.chmod(os.environ["TMPDIR"], 0o1777)
+    MADE.append(os.environ["TMPDIR"])
 if "PYTEST_XDIST_WORKER" not in os.environ and os.path.basename(os.environ["PIP_CACHE_DIR"]).startswith(
     "greeter-tests-pip-"
 ):

@@ -70,7 +70,7 @@ def test_python_m_pytest_from_the_checkout_is_refused_in_one_line(core_wheels, t
 
 
 def test_a_session_leaves_nothing_in_the_temp_dir(tmp_path: Path) -> None:
-    """The stevedore and pip caches a session makes (the controller's, and an xdist worker's) are gone after it."""
+    """A session's stevedore and pip caches (the controller's, an xdist worker's) and its subprocesses' temp dir go."""
     env = session_env(tmp_path)
     pytest_script = Path(sys.executable).parent / "pytest"
     args = ["-q", "-p", "no:cacheprovider", "-n", "1", "--basetemp", str(tmp_path / "base"), SMALL]

@@ -219,7 +219,7 @@ class Worker:
         try:
             with self._host_resources(host_end):
                 proc = self._forked(worker_end) or subprocess.Popen(
-                    [*(self.command or worker_command(self.spec.sys_path)), str(worker_end.fileno())],
+                    [*(self.command or worker_command(self.spec.sys_path)), *self._keeper_args(worker_end)],
                     pass_fds=[worker_end.fileno()],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
@@ -404,6 +404,12 @@ class Worker:
         self.ended = error.what
         return error
 
+    def _keeper_args(self, channel: socket.socket) -> list[str]:
+        """What a cold start's first process is told (:func:`greeter_core.worker.keeper.start`): the channel's fd,
+        and the scratch directory, which its keeper removes too once the tree is gone (a killed host cannot)."""
+        scratch = self.spec.sandbox.scratch
+        return [str(channel.fileno()), scratch] if scratch else [str(channel.fileno())]
+
     def _forked(self, channel: socket.socket) -> ForkedProcess | None:
         """The worker's keeper, forked by the fork server; None: start it cold (no fork server, or it failed).
 
@@ -412,7 +418,8 @@ class Worker:
         """
         if self.forkserver is None or self.command is not None:
             return None
-        return self.forkserver.fork(worker_command(worker_sys_path(), FORK_BOOTSTRAP), self.spec.env, channel)
+        command = worker_command(worker_sys_path(), FORK_BOOTSTRAP)
+        return self.forkserver.fork(command, self.spec.env, channel, self.spec.sandbox.scratch)
 
     @contextlib.contextmanager
     def _host_resources(self, *opened: socket.socket) -> Iterator[None]:

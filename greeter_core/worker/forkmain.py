@@ -42,15 +42,19 @@ _keepers: set[int] = set()
 #: Seconds the fork server sleeps between looks at its children (it reaps the keepers that ended).
 REAP_SECONDS = 1.0
 
+#: The longest request the host sends: ``F`` and the worker's scratch directory (a path).
+REQUEST_BYTES = 1 + 4096
+
 
 class _Child(NamedTuple):
-    """What a forked child got: its channel, output pipes and status pipe, and the host's pidfd."""
+    """What a forked child got: its channel, output pipes and status pipe, the host's pidfd, its scratch."""
 
     channel: int
     stdout: int
     stderr: int
     status: int
     host: int
+    scratch: str
 
 
 def serve(argv: Sequence[str]) -> int:
@@ -99,7 +103,7 @@ def _loop(control: socket.socket, host: int) -> _Child | None:
         if not ready:
             continue
         try:
-            received = host_request(control, 16, 8)  # greeter_core.worker.keeper: only the host's requests
+            received = host_request(control, REQUEST_BYTES, 8)  # greeter_core.worker.keeper: only the host's
         except ConnectionResetError:
             return None
         if received is None:
@@ -107,7 +111,7 @@ def _loop(control: socket.socket, host: int) -> _Child | None:
         message, fds = received
         if not message:
             return None  # the host closed its end
-        if message != b"F" or len(fds) != 4:
+        if message[:1] != b"F" or len(fds) != 4:
             for fd in fds:
                 os.close(fd)
             control.send(b"Ea malformed request")
@@ -122,7 +126,7 @@ def _loop(control: socket.socket, host: int) -> _Child | None:
             continue
         if pid == 0:
             channel, stdout, stderr, status = fds
-            return _Child(channel, stdout, stderr, status, host)
+            return _Child(channel, stdout, stderr, status, host, os.fsdecode(message[1:]))
         _keepers.add(pid)
         pidfd = os.pidfd_open(pid)  # not reaped before this: only _reap() reaps, in this thread
         for fd in fds:
@@ -166,7 +170,7 @@ def _become_keeper(child: _Child) -> None:
         start = fd + 1
     from .keeper import split
 
-    split(None, child.channel, host_pidfd=child.host, status=child.status)
+    split(None, child.channel, host_pidfd=child.host, status=child.status, scratch=child.scratch)
 
 
 def _max_fd() -> int:

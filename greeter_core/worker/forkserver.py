@@ -154,12 +154,15 @@ class ForkServer:
         proc = self._proc
         return proc.pid if proc is not None and proc.poll() is None else None
 
-    def fork(self, command: Sequence[str], env: Mapping[str, str], channel: socket.socket) -> ForkedProcess | None:
+    def fork(
+        self, command: Sequence[str], env: Mapping[str, str], channel: socket.socket, scratch: str = ""
+    ) -> ForkedProcess | None:
         """A keeper (and its worker) forked for *channel*, or None: then start the worker cold.
 
         *command* starts the fork server (its interpreter, flags and ``sys.path``:
         see :func:`~greeter_core.worker.client.worker_command`), *env* is a worker's
-        environment. None when the kernel lacks
+        environment, *scratch* the worker's scratch directory, which its keeper
+        removes once the tree is gone (empty: none). None when the kernel lacks
         pidfds, this server was closed, or the fork server failed (said in one
         log line; the next call starts a fresh one).
         """
@@ -187,7 +190,7 @@ class ForkServer:
             assert proc is not None
             waited = self.fork_timeout if self._answered else self.start_timeout
             try:
-                forked = self._request(channel, waited)
+                forked = self._request(channel, waited, scratch)
             except TimeoutError:
                 log.warning(
                     "the fork server (pid %d) did not answer within %g s; starting this worker cold", proc.pid, waited
@@ -242,7 +245,7 @@ class ForkServer:
         _servers.add(self)
         log.debug("started a fork server (pid %d)", proc.pid)
 
-    def _request(self, channel: socket.socket, timeout: float) -> ForkedProcess:
+    def _request(self, channel: socket.socket, timeout: float, scratch: str) -> ForkedProcess:
         sock, proc = self._sock, self._proc
         assert sock is not None and proc is not None
         sock.settimeout(timeout)
@@ -252,7 +255,7 @@ class ForkServer:
             try:
                 status_r, status_w = os.pipe()
                 try:
-                    socket.send_fds(sock, [b"F"], [channel.fileno(), out_w, err_w, status_w])
+                    socket.send_fds(sock, [b"F" + os.fsencode(scratch)], [channel.fileno(), out_w, err_w, status_w])
                 finally:
                     os.close(status_w)
                 os.set_blocking(status_r, False)

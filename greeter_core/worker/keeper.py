@@ -9,7 +9,10 @@ starts stays in its tree even after ``setsid()`` and a double fork. When the
 worker ends, however it ends, the keeper kills what is left of the tree and
 exits *the way the worker did* (same exit code, same signal), so the host
 reports the worker's end as it was. When the host goes away, the keeper kills
-the whole tree. It runs no plugin code and holds no channel.
+the whole tree. Once the tree is gone it removes the worker's scratch
+directory (:mod:`~greeter_core.worker.sandbox`), which the host removes too
+when it stops the worker: a host that was killed cannot. It runs no plugin
+code and holds no channel.
 
 Where a cgroup can be had (:mod:`~greeter_core.worker.cgroup`), the keeper
 makes one for the tree and the worker joins it before it runs plugin code;
@@ -47,22 +50,26 @@ OVER_PROCESSES = 125
 
 
 def start(argv: list[str]) -> int:
-    """A started worker process: split off the keeper first, while the process is still small, then be the
-    worker (:func:`greeter_core.worker.main.main`, which checks that greeter started it)."""
-    if len(argv) == 1 and argv[0].isdigit():
-        split(os.getppid(), int(argv[0]))
+    """A started worker process (``FD [SCRATCH]``): split off the keeper first, while the process is still
+    small, then be the worker (:func:`greeter_core.worker.main.main`, which checks that greeter started it)."""
+    if len(argv) in (1, 2) and argv[0].isdigit():
+        split(os.getppid(), int(argv[0]), scratch=argv[1] if len(argv) == 2 else "")
+        argv = argv[:1]
     from .main import main
 
     return main(argv)
 
 
-def split(host: int | None, channel: int, *, host_pidfd: int | None = None, status: int | None = None) -> None:
+def split(
+    host: int | None, channel: int, *, host_pidfd: int | None = None, status: int | None = None, scratch: str = ""
+) -> None:
     """Fork off the worker, which returns from here; this process stays behind as its keeper for good.
 
     The keeper watches the host: its parent *host*, or, forked by the fork
     server, the host's *host_pidfd*. With *status*, it writes there how the
     worker ended before it exits (its parent is then not the host, who cannot
-    wait for it); the worker keeps neither.
+    wait for it); the worker keeps neither. *scratch*, the worker's scratch
+    directory the host made (empty: none), is removed when the tree is gone.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
     undumpable()  # the worker below inherits it: no other worker of this user reaches into either
@@ -83,16 +90,16 @@ def split(host: int | None, channel: int, *, host_pidfd: int | None = None, stat
     tree.watch_pipe = None
     if host_pidfd is not None:
         pidfd = host_pidfd
-        _keep(worker, lambda: bool(select.select([pidfd], [], [], 0)[0]), status, told)
-    _keep(worker, lambda: os.getppid() != host, status, told)
+        _keep(worker, lambda: bool(select.select([pidfd], [], [], 0)[0]), status, told, scratch)
+    _keep(worker, lambda: os.getppid() != host, status, told, scratch)
 
 
-def _keep(worker: int, host_gone: Callable[[], bool], status: int | None, told: int) -> NoReturn:
+def _keep(worker: int, host_gone: Callable[[], bool], status: int | None, told: int, scratch: str) -> NoReturn:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
     limit: int | None = None  # not told yet
     while True:
         if host_gone():  # whatever ended it
-            _end_tree()
+            _end_tree(scratch)
             os._exit(0)
         signal.sigtimedwait({signal.SIGCHLD}, POLL_SECONDS)
         if limit is None and select.select([told], [], [], 0)[0]:
@@ -103,14 +110,14 @@ def _keep(worker: int, host_gone: Callable[[], bool], status: int | None, told: 
             if status is not None:
                 with contextlib.suppress(OSError):
                     os.write(status, struct.pack("!i", OVER_PROCESSES))
-            _end_tree()
+            _end_tree(scratch)
             os._exit(OVER_PROCESSES)
         for pid, ended in _reaped():
             if pid == worker:
                 if status is not None:
                     with contextlib.suppress(OSError):
                         os.write(status, struct.pack("!i", os.waitstatus_to_exitcode(ended)))
-                _end_tree()
+                _end_tree(scratch)
                 _exit_as(ended)
 
 
@@ -127,8 +134,9 @@ def _reaped() -> list[tuple[int, int]]:
         ended.append((pid, status))
 
 
-def _end_tree() -> None:
-    """Kill everything below the keeper and reap it (bounded: a process we may not kill is left behind)."""
+def _end_tree(scratch: str) -> None:
+    """Kill everything below the keeper and reap it (bounded: a process we may not kill is left behind), then
+    remove the worker's *scratch*: nothing of the tree writes there any more."""
     kill_tree(os.getpid(), include_root=False)
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:
@@ -136,7 +144,11 @@ def _end_tree() -> None:
             if os.waitpid(-1, os.WNOHANG)[0] == 0:
                 time.sleep(0.005)
         except ChildProcessError:
-            return
+            break
+    if scratch:
+        from .sandbox import remove_scratch  # preloaded in a forked keeper; a cold one imports it only here
+
+        remove_scratch(scratch)
 
 
 def _exit_as(status: int) -> NoReturn:

@@ -6,12 +6,14 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from basics import REPO
+from basics import REPO, wait_for
 from docblocks import block_after, matches
 from plugins import PluginSpec, greet_body
 from unprivileged import Unprivileged, unprivileged  # noqa: F401  (the session fixture)
@@ -109,6 +111,45 @@ def test_check_json_shows_what_is_in_force_and_the_scratch_is_removed(install, c
     scratch = record["detail"]
     assert os.path.basename(scratch).startswith("greeter-scribbler-")
     assert not os.path.exists(scratch)
+
+
+#: A host that loads the scribbler in a worker (forked from a fork server, or cold), prints its scratch, waits.
+SCRIBBLING_HOST = """
+import sys
+from greeter_core import load
+from greeter_core.worker.forkserver import ForkServer
+greeter = load("scribbler", isolation="process", forkserver=ForkServer() if sys.argv[1] == "forked" else None)
+print(greeter.greet("x"), flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("how", ["forked", "cold"])
+def test_a_killed_hosts_worker_scratch_is_removed_by_its_keeper(install, greeter_env, tmp_path: Path, how) -> None:
+    """SIGKILL of the host, which then removes nothing: the worker's keeper ends the tree and removes the scratch."""
+    install(SCRATCH)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    host = subprocess.Popen(
+        [sys.executable, "-c", SCRIBBLING_HOST, how],
+        env={**greeter_env, "TMPDIR": str(temp)},
+        cwd=tmp_path,  # not the checkout: python -c imports from its working directory first
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        scratch = Path(host.stdout.readline().strip())  # type: ignore[union-attr]
+        assert scratch.parent == temp and (scratch / "f").read_text() == "x"
+        host.kill()
+        host.wait()
+        wait_for(lambda: not os.listdir(temp), what=f"{scratch} to be removed by the worker's keeper")
+    finally:
+        host.kill()
+        host.wait()
+        for pipe in (host.stdin, host.stdout):
+            pipe.close()  # type: ignore[union-attr]
 
 
 def test_require_refuses_on_a_kernel_that_lacks_a_piece(install, cli, greeter_env) -> None:
